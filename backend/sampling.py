@@ -1,0 +1,160 @@
+"""The decoding loop: batched prompts, KV cache, greedy / temperature / top-k / top-p, duration control.
+
+Layout of one batch: text is left-padded to the longest prompt (P columns), motion tokens follow from column
+P for every row. Each row keeps its own positions (motion starts right after its real text length), pad columns
+are masked out, text attends both ways and motion causally, so every row computes exactly what it computes alone.
+"""
+from dataclasses import dataclass
+
+import torch
+
+
+class Cancelled(Exception):
+    """Decoding was cancelled between two steps."""
+
+
+@dataclass
+class SamplingOptions:
+    temperature: float = 0.0      # 0 = greedy (the reference)
+    top_k: int = 0                # 0 = off
+    top_p: float = 1.0            # 1 = off
+    min_tokens: int = 0           # END is suppressed before this many tokens
+    max_tokens: int = 50          # decoding stops here (the reference's cap is 50)
+
+    def validate(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be ≥ 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top-k must be ≥ 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1 or self.min_tokens < 0 or self.min_tokens > self.max_tokens:
+            raise ValueError(f"token range {self.min_tokens}..{self.max_tokens} is impossible")
+
+    @property
+    def greedy(self):
+        return self.temperature == 0
+
+
+def _mask_value(dtype):
+    return torch.finfo(dtype).min
+
+
+def _filter_logits(logits, opts):
+    """Temperature, then top-k, then nucleus (top-p) filtering; rows are independent."""
+    logits = logits / opts.temperature
+    if opts.top_k:
+        kth = torch.topk(logits, min(opts.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if opts.top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= opts.top_p   # keep the smallest prefix reaching top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def choose_tokens(logits, opts, generators):
+    """One token per row. Greedy takes the arg-max; sampling draws with each row's own generator."""
+    if opts.greedy:
+        return logits.argmax(-1)
+    probs = _filter_logits(logits.float(), opts).softmax(-1)
+    return torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)])
+
+
+def _row_generators(seeds, device):
+    gens = []
+    for s in seeds:
+        g = torch.Generator(device=device)
+        g.manual_seed(int(s) if s is not None else int(torch.seed()))
+        gens.append(g)
+    return gens
+
+
+def _cache(decoder, kind, max_len):
+    from transformers import DynamicCache, StaticCache
+    if kind == "static":
+        return StaticCache(config=decoder.llama.config, max_cache_len=max_len)
+    if kind == "dynamic":
+        return DynamicCache(config=decoder.llama.config)
+    return None
+
+
+@torch.no_grad()
+def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, cache="dynamic",
+                    on_step=None, should_stop=None):
+    """Motion tokens per prompt, END excluded.
+
+    text_features: list of (L_i, clip_dim) tensors. cache: "static", "dynamic", or "none" (recompute the whole
+    sequence at every step, as the reference does; kept for benchmarks and cross-checks).
+    on_step(step, max_tokens) reports progress; should_stop() is polled between steps and raises Cancelled.
+    """
+    opts.validate()
+    B = len(text_features)
+    device = decoder.llama_proj.weight.device
+    dtype = decoder.llama_proj.weight.dtype
+    end = decoder.end_token
+    lengths = torch.tensor([f.shape[0] for f in text_features], device=device)
+    P = int(lengths.max())
+    pad = P - lengths                                                       # left padding per row
+    max_len = P + opts.max_tokens
+
+    text = torch.zeros(B, P, decoder.shape.n_embd, device=device, dtype=dtype)
+    for i, f in enumerate(text_features):
+        text[i, P - f.shape[0]:] = decoder.embed_text(f.to(device))
+    col = torch.arange(max_len, device=device)
+    real = col[None, :] >= pad[:, None]                                     # (B, max_len): not a pad column
+    positions = (col[None, :] - pad[:, None]).clamp(min=0)                  # per-row positions
+    is_text = col < P
+    neg = _mask_value(dtype)
+
+    def mask_for(q_cols, k_len):
+        """Additive mask (B, 1, len(q_cols), k_len) for queries at columns q_cols over keys 0..k_len-1."""
+        k = col[:k_len]
+        q = q_cols[:, None]
+        allowed = (k[None, :] <= q) | (is_text[q] & is_text[k][None, :])    # causal, text both ways
+        allowed = allowed[None] & real[:, None, :k_len]                     # no pad keys
+        allowed = allowed | (~real[:, q_cols])[:, :, None] & (k[None, None, :] == q[None])  # pad query sees itself
+        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, neg)[:, None]
+
+    generators = None if opts.greedy else _row_generators(seeds if seeds is not None else [None] * B, device)
+    kv = _cache(decoder, cache, max_len)
+    tokens = torch.empty(B, 0, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    n_out = torch.full((B,), opts.max_tokens, device=device)
+
+    embeds = text
+    q_cols = col[:P]
+    for step in range(opts.max_tokens):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+        k_len = int(q_cols[-1]) + 1
+        mask_k = max_len if cache == "static" else k_len
+        logits, kv = decoder(embeds, mask_for(q_cols, mask_k), positions[:, q_cols], kv)
+        logits = logits[:, -1]
+        if step < opts.min_tokens:
+            logits[:, end] = float("-inf")
+        nxt = choose_tokens(logits, opts, generators)
+        newly_done = (nxt == end) & ~done
+        n_out = torch.where(newly_done, torch.full_like(n_out, step), n_out)
+        done |= newly_done
+        nxt = torch.where(done, torch.full_like(nxt, end), nxt)
+        tokens = torch.cat([tokens, nxt[:, None]], 1)
+        if on_step is not None:
+            on_step(step + 1, opts.max_tokens)
+        if bool(done.all()) or step + 1 == opts.max_tokens:
+            break
+        if cache == "none":
+            embeds = torch.cat([text, decoder.embed_tokens(tokens)], 1)
+            q_cols = col[: P + tokens.shape[1]]
+            kv = None
+        else:
+            embeds = decoder.embed_tokens(nxt[:, None])
+            q_cols = col[P + step: P + step + 1]
+    out = []
+    for i in range(B):
+        row = tokens[i, : int(n_out[i])].tolist()
+        # The reference returns the single token 1 when END comes first; kept so outputs match it.
+        out.append(row if row else [1])
+    return out

@@ -1,0 +1,118 @@
+"""Load a whole MotionMillion model directory: text encoder, decoder (any precision) and motion tokenizer."""
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError
+from .manifest import ModelConfig, ModelDirError, load_config
+from .motion_tokenizer import MotionTokenizer, load_motion_tokenizer
+from .quantize import DTYPES, QUANT_MODES, materialize
+from .t2m import MotionDecoder, load_t2m_state
+from .text_encoder import TextEncoder
+
+
+@dataclass
+class MotionMillion:
+    config: ModelConfig
+    text_encoder: TextEncoder
+    decoder: MotionDecoder
+    tokenizer: MotionTokenizer
+    mean: np.ndarray
+    std: np.ndarray
+    device: torch.device
+    dtype: torch.dtype
+    quant: str
+    notes: list = field(default_factory=list)   # one-line warnings about fallbacks, shown to the user
+
+    @property
+    def name(self):
+        return os.path.basename(os.path.normpath(self.config.root))
+
+    def denormalize(self, features):
+        return features * self.std + self.mean
+
+    def normalize(self, features):
+        return (features - self.mean) / self.std
+
+
+def resolve_device(device):
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelDirError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")
+    return dev
+
+
+def resolve_precision(device, dtype=None, quant=None):
+    """Defaults: NF4 with bf16 compute on CUDA, plain fp32 on CPU. Returns (dtype, quant, notes)."""
+    notes = []
+    if quant is None:
+        quant = "nf4" if device.type == "cuda" else "none"
+    if quant not in QUANT_MODES:
+        raise ModelDirError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_MODES)}")
+    if dtype is None:
+        dtype = "bfloat16" if (device.type == "cuda" or quant != "none") else "float32"
+    if dtype not in DTYPES:
+        raise ModelDirError(f"unknown dtype {dtype!r}; choose one of float32, bfloat16, float16")
+    if quant != "none" and device.type != "cuda":
+        notes.append(f"no CUDA GPU: --quant {quant} runs on bitsandbytes' CPU kernels, which is slow; "
+                     "--quant none --dtype float32 is the fast CPU choice")
+    return DTYPES[dtype], quant, notes
+
+
+def load_normalization(cfg):
+    out = []
+    for rel in (cfg.mean, cfg.std):
+        p = cfg.path(rel)
+        try:
+            arr = np.load(p, allow_pickle=False).astype(np.float64)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{p}: cannot read normalisation statistics ({err})") from None
+        if arr.shape != (cfg.tokenizer.motion_dim,):
+            raise CheckpointError(f"{p}: shape {arr.shape}, expected ({cfg.tokenizer.motion_dim},)")
+        out.append(arr)
+    return out
+
+
+def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=False, progress=None):
+    """Load everything; `progress(phase)` is called before each part. Raises ModelDirError / CheckpointError."""
+    say = progress or (lambda phase: None)
+    cfg = load_config(model_dir)
+    missing = cfg.missing_files()
+    if missing:
+        role, rel = missing[0]
+        raise ModelDirError(f"{cfg.root}: incomplete model directory, {role} missing ({rel})"
+                            + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    dev = resolve_device(device)
+    torch_dtype, quant, notes = resolve_precision(dev, dtype, quant)
+    mean, std = load_normalization(cfg)
+
+    say("loading text encoder")
+    te_dtype = torch.float32 if dev.type == "cpu" else torch.bfloat16
+    text_encoder = TextEncoder(cfg.path(cfg.text_encoder.dir), dev, te_dtype, cfg.text_encoder.max_tokens)
+
+    say("loading motion decoder")
+    shape, state = load_t2m_state(cfg.path(cfg.t2m.file), cfg.t2m)
+    if shape.clip_dim != text_encoder.width:
+        raise CheckpointError(f"{cfg.path(cfg.t2m.file)}: llama_proj takes {shape.clip_dim}-d text features "
+                              f"but the text encoder gives {text_encoder.width}")
+    with torch.device("meta"):
+        decoder = MotionDecoder(shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        materialize(decoder, state, dev, torch_dtype, quant, double_quant=double_quant)
+    del state
+    # Non-persistent RoPE frequencies were created on the meta device: rebuild them where the model lives.
+    decoder.llama.rotary_emb = type(decoder.llama.rotary_emb)(decoder.llama.config).to(dev)
+    decoder.eval()
+
+    say("loading motion tokenizer")
+    tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer).to(dev)
+    if tokenizer.quantizer.codebook_size != shape.vocab_size - 2:
+        raise CheckpointError(f"{cfg.path(cfg.t2m.file)}: decoder vocabulary {shape.vocab_size} does not fit the "
+                              f"tokenizer's {tokenizer.quantizer.codebook_size} codes + END + PAD")
+    return MotionMillion(cfg, text_encoder, decoder, tokenizer, mean, std, dev, torch_dtype, quant, notes)
