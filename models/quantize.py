@@ -3,6 +3,7 @@
 The model is built on the meta device and each weight is materialised straight into its final form, so a
 7B checkpoint never sits in memory twice.
 """
+import logging
 import warnings
 
 import torch
@@ -14,6 +15,8 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 
 def _bnb():
+    # bitsandbytes' CPU backend logs that it cannot fetch an optional kernel from a hub; we never fetch at run time.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import bitsandbytes

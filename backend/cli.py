@@ -1,0 +1,241 @@
+"""`python -m backend generate | encode | doctor | bench | serve`."""
+import argparse
+import os
+import sys
+import tempfile
+
+ERROR_EXIT = 2
+
+
+class UserError(Exception):
+    """Bad input: printed as one line, no traceback."""
+
+
+def warn(message):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _add_model_args(p, quant=True):
+    p.add_argument("--model-dir", help="model directory (default: the user's configured one)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype (default: bf16 on CUDA, fp32 on CPU)")
+    if quant:
+        p.add_argument("--quant", choices=["nf4", "int8", "none"], help="decoder weights (default: nf4 on CUDA, none on CPU)")
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="python -m backend", description="MotionMill generation backend")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="text -> motion clips")
+    _add_model_args(g)
+    g.add_argument("--prompt", action="append", default=[], help="a motion description (repeatable)")
+    g.add_argument("--prompts", metavar="FILE", help="a text file, one prompt per line")
+    g.add_argument("--out", required=True, help="output folder: 000.npz, 001.npz, ... in prompt order")
+    g.add_argument("--format", choices=["npz", "bvh"], default="npz")
+    g.add_argument("--sampling", choices=["greedy", "sample"], help="greedy (the reference) or sample; "
+                   "default: sample when --temperature/--top-k/--top-p is given, else greedy")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, help="base seed; variation v of a prompt uses seed + v")
+    g.add_argument("--variations", type=int, default=1, help="clips per prompt")
+    g.add_argument("--seconds", type=float, help="clip length in seconds (up to 10): END is suppressed before it")
+    g.add_argument("--min-seconds", type=float, help="shortest clip; the model may stop anywhere between min and max")
+    g.add_argument("--max-tokens", type=int, help="decoding cap in tokens (default 50, the reference's; 2 frames each)")
+    g.add_argument("--min-tokens", type=int, default=0)
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--cache", choices=["static", "dynamic", "none"], help="KV cache kind (default: static on CUDA)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("encode", help="motion -> FSQ codes")
+    e.add_argument("motion", help="(T, 272) denormalised features .npy")
+    e.add_argument("--out", required=True, help="codes .npy")
+    _add_model_args(e, quant=False)
+
+    d = sub.add_parser("doctor", help="device, VRAM, library versions, model directory")
+    d.add_argument("--model-dir")
+    d.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("bench", help="decoder benchmarks; writes docs/benchmarks.md")
+    b.add_argument("--model-dir", help="a real model directory; default: random weights at --size")
+    b.add_argument("--size", default="cpu-mid", help="cpu-mid (8 layers, E 512), 3B, 7B")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--quant", choices=["nf4", "int8", "none"])
+    b.add_argument("--tokens", type=int, default=150)
+    b.add_argument("--batches", default="1,4,16")
+    b.add_argument("--out", default="docs/benchmarks.md")
+
+    s = sub.add_parser("serve", help="JSON-lines service on stdin/stdout")
+    _add_model_args(s)
+    s.add_argument("--listen", help="also accept clients on 127.0.0.1:PORT (needs --token)")
+    s.add_argument("--token", help="shared secret for --listen")
+    s.add_argument("--idle-unload-minutes", type=float, default=0)
+    return ap
+
+
+def _read_prompts(a):
+    prompts = list(a.prompt)
+    if a.prompts:
+        try:
+            with open(a.prompts, encoding="utf-8") as f:
+                prompts += [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        except OSError as err:
+            raise UserError(f"cannot read prompts file {a.prompts}: {err.strerror}") from None
+    return prompts
+
+
+def _check_writable(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to output folder {folder}: {err.strerror or err}") from None
+
+
+def sampling_options(a, model_config):
+    from .generation import seconds_to_tokens
+    from .sampling import SamplingOptions
+    wants_sampling = a.temperature is not None or a.top_k or a.top_p < 1
+    mode = a.sampling or ("sample" if wants_sampling else "greedy")
+    temperature = 0.0 if mode == "greedy" else (a.temperature if a.temperature is not None else 1.0)
+    if mode == "greedy" and wants_sampling:
+        warn("--sampling greedy ignores --temperature/--top-k/--top-p")
+    if mode == "sample" and temperature <= 0:
+        raise UserError("--temperature must be above 0 when sampling (use --sampling greedy for arg-max)")
+    max_tokens, min_tokens = a.max_tokens, a.min_tokens
+    if a.seconds is not None:
+        n = seconds_to_tokens(a.seconds, model_config)
+        max_tokens, min_tokens = n, n
+    if a.min_seconds is not None:
+        min_tokens = seconds_to_tokens(a.min_seconds, model_config)
+    if max_tokens is None:
+        max_tokens = max(50, min_tokens)
+    cap = seconds_to_tokens(10.0, model_config)
+    if max_tokens > cap:
+        raise UserError(f"--max-tokens {max_tokens} is more than one pass makes ({cap} tokens = 10 s)")
+    opts = SamplingOptions(temperature, a.top_k, a.top_p, min_tokens, max_tokens)
+    opts.validate()
+    return opts
+
+
+def _progress_bar(total_clips, quiet):
+    """A tqdm bar on stderr counting clips, with the current token in its postfix; (callback, close)."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = tqdm(total=total_clips, unit="clip", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def on_step(start, size, step, n):
+        bar.n = start
+        bar.set_postfix_str(f"token {step}/{n}", refresh=True)
+
+    def close():
+        bar.n = total_clips
+        bar.close()
+    return on_step, close
+
+
+def cmd_generate(a):
+    from models.loader import load_model
+    from retarget.bvh import write_bvh
+    from retarget.interchange import save_motion
+    from .generation import check_prompts, expand_variations, generate
+    from .user_config import default_model_dir
+
+    prompts = _read_prompts(a)
+    if not prompts:
+        raise UserError("no prompt given: pass --prompt TEXT or --prompts FILE")
+    _check_writable(a.out)
+    model_dir = a.model_dir or default_model_dir()
+    model = load_model(model_dir, a.device, a.dtype, a.quant)
+    for note in model.notes:
+        warn(note)
+    check_prompts(prompts, model.text_encoder, warn)
+    opts = sampling_options(a, model.config)
+    jobs = expand_variations(prompts, a.variations, a.seed)
+    on_step, close = _progress_bar(len(jobs), a.quiet)
+    try:
+        clips = generate(model, jobs, opts, a.batch_size, a.cache, on_step)
+    finally:
+        close()
+    for i, clip in enumerate(clips):
+        path = os.path.join(a.out, f"{i:03d}.{a.format}")
+        if a.format == "npz":
+            save_motion(path, clip.motion, features=clip.features, tokens=clip.tokens, prompt=clip.prompt,
+                        seed=clip.seed, variation=clip.variation, model=model.name)
+        else:
+            write_bvh(path, clip.motion)
+        print(path)
+    return 0
+
+
+def cmd_encode(a):
+    import numpy as np
+    import torch
+    from models.loader import load_normalization, resolve_device
+    from models.manifest import load_config
+    from models.motion_tokenizer import load_motion_tokenizer
+
+    cfg = load_config(a.model_dir or _default_dir())
+    try:
+        features = np.load(a.motion, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read motion {a.motion}: {err}") from None
+    if features.ndim != 2 or features.shape[1] != cfg.tokenizer.motion_dim:
+        raise UserError(f"{a.motion}: shape {features.shape}, expected (frames, {cfg.tokenizer.motion_dim})")
+    if features.shape[0] < cfg.frames_per_token or not np.isfinite(features).all():
+        raise UserError(f"{a.motion}: needs at least {cfg.frames_per_token} finite frames")
+    _check_writable(os.path.dirname(os.path.abspath(a.out)))
+    device = resolve_device(a.device)
+    mean, std = load_normalization(cfg)
+    tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer).to(device)
+    x = torch.from_numpy((features - mean) / std).float().to(device)[None]
+    codes = tokenizer.encode(x)[0].cpu().numpy().astype(np.int64)
+    np.save(a.out, codes)
+    print(a.out)
+    return 0
+
+
+def _default_dir():
+    from .user_config import default_model_dir
+    return default_model_dir()
+
+
+def cmd_doctor(a):
+    from .doctor import run_doctor
+    return run_doctor(a.model_dir or _default_dir(), as_json=a.json)
+
+
+def cmd_bench(a):
+    from .bench import run_bench
+    return run_bench(a)
+
+
+def cmd_serve(a):
+    from .serve import run_server
+    return run_server(a)
+
+
+COMMANDS = {"generate": cmd_generate, "encode": cmd_encode, "doctor": cmd_doctor, "bench": cmd_bench, "serve": cmd_serve}
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    from models.checkpoint import CheckpointError
+    from models.manifest import ModelDirError
+    try:
+        from retarget.motion import MotionError
+    except ImportError:  # pragma: no cover - retarget is part of this repository
+        MotionError = ValueError
+    try:
+        return COMMANDS[a.command](a)
+    except (UserError, ModelDirError, CheckpointError, MotionError, ValueError) as err:
+        if os.environ.get("MOTIONMILL_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return ERROR_EXIT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
