@@ -133,6 +133,8 @@ def _parse_hierarchy(path, lines):
             if key == "JOINT" and not stack:
                 raise MotionError(f"{path}: line {line}: JOINT outside any ROOT")
             (_, name), = take(1, f"{tok} name", line)
+            if name in sk.names:
+                raise MotionError(f"{path}: line {line}: joint name '{name}' is used twice")
             sk.names.append(name)
             sk.parents.append(stack[-1] if stack else -1)
             sk.offsets.append(np.zeros(3))

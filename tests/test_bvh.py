@@ -205,6 +205,7 @@ def test_broken_frames_give_one_line_errors(tmp_path, frames, header, message):
     (HAND_WRITTEN.replace("OFFSET 0 10 0", "OFFSET 0 ten 0"), "line 8: OFFSET needs 3 numbers"),
     (HAND_WRITTEN.replace("Frame Time: 0.1", "Frame Time: fast"), "'Frame Time:' needs a number"),
     (HAND_WRITTEN.replace("  }\n}\nMOTION", "  }\nMOTION"), "1 unclosed"),
+    (HAND_WRITTEN.replace("JOINT Spine", "JOINT Hips"), "line 6: joint name 'Hips' is used twice"),
 ])
 def test_broken_files_give_one_line_errors(tmp_path, text, message):
     (tmp_path / "b.bvh").write_text(text.replace("FRAMES", "0 0 0 0 0 0 0 12 0 0 0\n0 0 0 0 0 0 0 12 0 0 0"))
