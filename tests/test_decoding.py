@@ -1,0 +1,180 @@
+"""The decoder and the sampling loop on the tiny real-format model: reference logits, batching, cache,
+seeds, duration control, precision."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from backend.generation import expand_variations, generate, seconds_to_tokens
+from backend.sampling import Cancelled, SamplingOptions, generate_tokens
+from models.loader import load_model
+from models.t2m import interleaved_to_half_rotation
+from tests.conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def fixture_dir():
+    return shared_path("conformance", "motionmillion-tiny")
+
+
+@pytest.fixture(scope="module")
+def model(fixture_dir):
+    return load_model(fixture_dir / "model", device="cpu", dtype="float32", quant="none")
+
+
+@pytest.fixture(scope="module")
+def references(fixture_dir):
+    index = json.load(open(fixture_dir / "expected" / "index.json"))
+    return [(e["prompt"], np.load(fixture_dir / "expected" / e["file"])) for e in index if e["file"].startswith("gen_")]
+
+
+@torch.no_grad()
+def first_logits(model, prompt):
+    feats = model.text_encoder.encode([prompt])[0]
+    embeds = model.decoder.embed_text(feats)[None]
+    L = embeds.shape[1]
+    mask = torch.zeros(1, 1, L, L)  # text attends both ways
+    logits, _ = model.decoder(embeds, mask, torch.arange(L)[None])
+    return logits[0, -1]
+
+
+def test_rope_permutation_turns_interleaved_pairs_into_rotate_half():
+    H, hd, E = 2, 8, 16
+    w = torch.randn(H * hd, E)
+    x = torch.randn(E)
+    theta = torch.randn(hd // 2)
+    q = (w @ x).view(H, hd // 2, 2)                         # interleaved pairs (x0, x1), (x2, x3), ...
+    c, s = theta.cos(), theta.sin()
+    interleaved = torch.stack([q[..., 0] * c - q[..., 1] * s, q[..., 0] * s + q[..., 1] * c], -1).reshape(H, hd)
+    p = (interleaved_to_half_rotation(w, H) @ x).view(H, hd)  # halves: first half the evens, second the odds
+    first, second = p[:, : hd // 2], p[:, hd // 2:]
+    rotated = torch.cat([first * c - second * s, first * s + second * c], -1)
+    # the same rotated vector, in the permuted order
+    assert torch.allclose(rotated, interleaved.view(H, hd // 2, 2).transpose(1, 2).reshape(H, hd), atol=1e-6)
+
+
+def test_text_features_and_first_logits_match_the_reference(model, references):
+    for prompt, ref in references:
+        feats = model.text_encoder.encode([prompt])[0].numpy()
+        np.testing.assert_allclose(feats, ref["text_features"], atol=1e-5)
+        np.testing.assert_allclose(first_logits(model, prompt).numpy(), ref["first_logits"], atol=1e-4)
+
+
+def test_every_step_matches_the_references_top_logits(model, references):
+    prompt, ref = references[0]
+    feats = model.text_encoder.encode([prompt])
+    seen = []
+    original = model.decoder.lm_head.forward
+
+    def record(h):
+        out = original(h)
+        seen.append(out[:, -1].float().detach().clone())
+        return out
+    model.decoder.lm_head.forward = record
+    try:
+        tokens = generate_tokens(model.decoder, feats, SamplingOptions(max_tokens=50))[0]
+    finally:
+        model.decoder.lm_head.forward = original
+    assert tokens == ref["tokens"].tolist()
+    got = torch.stack(seen)[:, 0]
+    top = torch.gather(got, 1, torch.from_numpy(ref["top_ids"]))
+    np.testing.assert_allclose(top.numpy(), ref["top_logits"], atol=1e-4)
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_cached_decoding_equals_recomputing_and_batching_equals_single(model, references, cache):
+    prompts = [p for p, _ in references]
+    feats = model.text_encoder.encode(prompts)
+    opts = SamplingOptions(max_tokens=20)
+    recomputed = generate_tokens(model.decoder, feats, opts, cache="none")
+    batched = generate_tokens(model.decoder, feats, opts, cache=cache)
+    single = [generate_tokens(model.decoder, [f], opts, cache=cache)[0] for f in feats]
+    assert batched == recomputed == single
+    assert batched == [ref["tokens"][:20].tolist() for _, ref in references]
+
+
+def test_sampling_is_reproducible_per_prompt_batched_or_not(model, references):
+    prompts = [p for p, _ in references[:4]]
+    feats = model.text_encoder.encode(prompts)
+    opts = SamplingOptions(temperature=0.9, top_k=50, top_p=0.95, max_tokens=15)
+    seeds = [11, 12, 13, 14]
+    batched = generate_tokens(model.decoder, feats, opts, seeds)
+    single = [generate_tokens(model.decoder, [f], opts, [s])[0] for f, s in zip(feats, seeds)]
+    assert batched == single
+    again = generate_tokens(model.decoder, feats[:1], opts, [11])
+    other_seed = generate_tokens(model.decoder, feats[:1], opts, [99])
+    assert again[0] == batched[0] and other_seed[0] != batched[0]
+    greedy = generate_tokens(model.decoder, feats[:1], SamplingOptions(max_tokens=15))[0]
+    assert batched[0] != greedy
+
+
+def test_top_k_one_is_greedy(model, references):
+    feats = model.text_encoder.encode([references[1][0]])
+    sampled = generate_tokens(model.decoder, feats, SamplingOptions(temperature=1.5, top_k=1, max_tokens=10), [5])
+    assert sampled[0] == references[1][1]["tokens"][:10].tolist()
+
+
+@pytest.fixture
+def end_loving_model(fixture_dir):
+    """The tiny model with a head bias that makes END win every step: a real way to exercise stopping."""
+    m = load_model(fixture_dir / "model", device="cpu", dtype="float32", quant="none")
+    old = m.decoder.lm_head
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(old.weight)
+        head.bias.zero_()
+        head.bias[m.decoder.end_token] = 1e4
+    m.decoder.lm_head = head
+    return m
+
+
+def test_duration_control_suppresses_end_until_the_minimum(end_loving_model, references):
+    m = end_loving_model
+    feats = m.text_encoder.encode([references[0][0]])
+    assert generate_tokens(m.decoder, feats, SamplingOptions(max_tokens=20))[0] == [1]  # the reference's END-first result
+    tokens = generate_tokens(m.decoder, feats, SamplingOptions(min_tokens=7, max_tokens=20))[0]
+    assert len(tokens) == 7 and m.decoder.end_token not in tokens
+
+
+def test_maximum_stops_decoding_and_seconds_map_to_tokens(model, references):
+    feats = model.text_encoder.encode([references[0][0]])
+    assert len(generate_tokens(model.decoder, feats, SamplingOptions(max_tokens=9))[0]) == 9
+    assert seconds_to_tokens(2.0, model.config) == 30
+    assert seconds_to_tokens(10.0, model.config) == 150
+    for bad in (0, -1, 10.5, float("nan")):
+        with pytest.raises(ValueError):
+            seconds_to_tokens(bad, model.config)
+    with pytest.raises(ValueError, match="impossible"):
+        SamplingOptions(min_tokens=10, max_tokens=5).validate()
+
+
+def test_variations_and_clips(model, references):
+    jobs = expand_variations([references[2][0]], 3, seed=100)
+    assert [(s, v) for _, s, v in jobs] == [(100, 0), (101, 1), (102, 2)]
+    clips = generate(model, jobs, SamplingOptions(temperature=1.0, max_tokens=12))
+    assert len({tuple(c.tokens) for c in clips}) == 3
+    for c in clips:
+        assert c.features.shape == (24, 272)
+        assert c.motion.rotations.shape == (24, 22, 3, 3) and c.motion.fps == 30
+
+
+def test_cancel_between_steps(model, references):
+    feats = model.text_encoder.encode([references[0][0]])
+    steps = []
+    with pytest.raises(Cancelled):
+        generate_tokens(model.decoder, feats, SamplingOptions(max_tokens=50), on_step=lambda s, n: steps.append(s),
+                        should_stop=lambda: len(steps) >= 3)
+    assert steps == [1, 2, 3]
+
+
+@pytest.mark.parametrize("quant", ["nf4", "int8"])
+def test_quantised_decoder_on_cpu_keeps_logits_close_to_fp32(model, fixture_dir, references, quant):
+    q = load_model(fixture_dir / "model", device="cpu", quant=quant)
+    assert any("CPU" in n for n in q.notes)
+    layer = q.decoder.llama.layers[0].self_attn.q_proj
+    assert type(layer).__module__.startswith("bitsandbytes")
+    for prompt, _ in references[:4]:
+        a, b = first_logits(model, prompt), first_logits(q, prompt)
+        cos = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=0)
+        assert cos >= 0.99, f"{quant} cosine {cos:.4f}"
