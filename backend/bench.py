@@ -1,0 +1,112 @@
+"""`python -m backend bench`: the decoder's speed, measured side by side in one run on one model.
+
+- cached decoding against the reference-style loop that recomputes the whole sequence at every step;
+- throughput at several batch sizes;
+- on CUDA: decoder VRAM, batch-1 tokens/s and a whole 150-token clip end to end (text, decoder, FSQ decoder).
+Random weights at a named size stand in for the release (which cannot be downloaded here); speed does not
+depend on the values.
+"""
+import platform
+import time
+
+import torch
+
+from models.loader import resolve_device, resolve_precision
+from models.manifest import PRESETS
+from models.quantize import materialize
+from models.t2m import DecoderShape, MotionDecoder
+from .bench_report import update_section
+from .sampling import SamplingOptions, generate_tokens
+
+SIZES = {
+    "cpu-mid": DecoderShape(n_layer=8, n_head=8, n_embd=512, ffn=1536, vocab_size=64002, clip_dim=2048),
+    "3B": DecoderShape(n_layer=24, n_head=32, n_embd=3200, ffn=8704, vocab_size=64002, clip_dim=2048),
+    "7B": DecoderShape(n_layer=36, n_head=32, n_embd=4096, ffn=11008, vocab_size=64002, clip_dim=2048),
+}
+assert SIZES["7B"].n_layer == PRESETS["7B"]["n_layer"] and SIZES["3B"].n_embd == PRESETS["3B"]["n_embd"]
+TEXT_TOKENS = 20
+
+
+def random_decoder(shape, device, dtype, quant, seed=0):
+    """A MotionDecoder of `shape` with random weights, each drawn on `device` and quantised as it is placed."""
+    with torch.device("meta"):
+        decoder = MotionDecoder(shape)
+    g = torch.Generator(device=device).manual_seed(seed)
+    state = {name: (torch.randn(p.shape, generator=g, device=device, dtype=torch.float32) * 0.02).to(dtype)
+             if not name.endswith("norm.weight") and "layernorm" not in name else torch.ones(p.shape, device=device, dtype=dtype)
+             for name, p in decoder.state_dict().items()}
+    materialize(decoder, state, device, dtype, quant)
+    del state
+    decoder.llama.rotary_emb = type(decoder.llama.rotary_emb)(decoder.llama.config).to(device)
+    return decoder.eval()
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_decode(decoder, batch, tokens, cache, repeats=1):
+    """Seconds for `batch` prompts × `tokens` tokens (END suppressed so every run makes all of them)."""
+    device = decoder.llama_proj.weight.device
+    g = torch.Generator(device="cpu").manual_seed(1)
+    feats = [torch.randn(TEXT_TOKENS - i % 5, decoder.shape.clip_dim, generator=g).to(device) for i in range(batch)]
+    opts = SamplingOptions(min_tokens=tokens, max_tokens=tokens)
+    generate_tokens(decoder, feats, SamplingOptions(max_tokens=2), cache=cache)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = generate_tokens(decoder, feats, opts, cache=cache)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+        assert all(len(o) == tokens for o in out)
+    return best
+
+
+def run_bench(a):
+    device = resolve_device(a.device)
+    dtype, quant, notes = resolve_precision(device, None, a.quant)
+    shape = SIZES[a.size]
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    decoder = random_decoder(shape, device, dtype, quant)
+    build_s = time.perf_counter() - t0
+    cache = "static" if device.type == "cuda" else "dynamic"
+    tokens = a.tokens
+    lines = []
+    where = (torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, "
+             f"{torch.get_num_threads()} threads)")
+    header = (f"Model: random weights, {a.size} ({shape.n_layer} layers, E {shape.n_embd}, FFN {shape.ffn}, vocab "
+              f"{shape.vocab_size}), {quant} weights, {str(dtype).removeprefix('torch.')} compute, on {where}; "
+              f"{tokens} tokens per prompt, {TEXT_TOKENS}-token text. Command: `python -m backend bench --size {a.size}"
+              f"{' --quant ' + a.quant if a.quant else ''} --tokens {tokens}`.")
+    print(header)
+    for note in notes:
+        print("note:", note)
+
+    cached = time_decode(decoder, 1, tokens, cache, repeats=2)
+    recompute = time_decode(decoder, 1, tokens, "none")
+    lines += ["| decoding, batch 1 | seconds | tokens/s |", "|---|---|---|",
+              f"| reference-style (recompute every step) | {recompute:.2f} | {tokens / recompute:.1f} |",
+              f"| KV cache ({cache}) | {cached:.2f} | {tokens / cached:.1f} |",
+              "", f"Cached decoding is **{recompute / cached:.1f}×** faster than recomputing.", ""]
+    print(f"batch 1: recompute {recompute:.2f}s, cached {cached:.2f}s, ratio {recompute / cached:.1f}x")
+
+    batches = [int(b) for b in a.batches.split(",")]
+    lines += ["| batch | seconds | tokens/s | vs batch 1 |", "|---|---|---|---|"]
+    base = None
+    for b in batches:
+        s = time_decode(decoder, b, tokens, cache)
+        rate = b * tokens / s
+        base = base or rate
+        lines.append(f"| {b} | {s:.2f} | {rate:.1f} | {rate / base:.2f}× |")
+        print(f"batch {b}: {s:.2f}s, {rate:.1f} tokens/s")
+    if device.type == "cuda":
+        vram = torch.cuda.max_memory_allocated() / 2 ** 30
+        lines += ["", f"Decoder weights and activations, peak: {vram:.2f} GiB (built in {build_s:.0f} s)."]
+    update_section(a.out, f"Decoder ({a.size}, {device.type})", header + "\n\n" + "\n".join(lines))
+    print(f"wrote {a.out}")
+    return 0
