@@ -1,0 +1,95 @@
+"""The motion interchange .npz (DESIGN.md contract 3) between the backend and the Blender add-on.
+
+Keys: `rotations` (T,22,3,3) float32 local rotations, SMPL order, root with heading; `translation` (T,3)
+pelvis position, y up, metres; `fps`; optional `features` (T,272), `tokens` (N,), `prompt` (str),
+`joints` (T,22,3). Any other key (seed, model, ...) is an extra, kept as written.
+"""
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import smpl
+from .motion import Motion, MotionError
+
+REQUIRED = ("rotations", "translation", "fps")
+OPTIONAL = ("features", "tokens", "prompt", "joints")
+
+
+def save_motion(path, motion, **extras):
+    """Write `motion` (+ optional keys and extras) to `path` atomically: a temp file in the same folder, then os.replace."""
+    if motion.rotations.shape[1] != smpl.NUM_JOINTS:
+        raise MotionError(f"the interchange format holds SMPL-22 motions, this one has {motion.rotations.shape[1]} joints")
+    arrays = {
+        "rotations": motion.rotations.astype(np.float32),
+        "translation": motion.translation.astype(np.float32),
+        "fps": np.float32(motion.fps),
+    }
+    for key, value in extras.items():
+        if key in arrays:
+            raise MotionError(f"extra '{key}' would overwrite the motion's own '{key}'")
+        if value is not None:
+            arrays[key] = np.asarray(value)
+            if arrays[key].dtype == object:
+                raise MotionError(f"extra '{key}' must be a number, a string or an array, got {type(value).__name__}")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)  # readers never see a half-written file
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read_arrays(path):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise MotionError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise MotionError(f"{path}: not a readable .npz file ({e})") from None
+
+
+def _check(path, arrays):
+    missing = [k for k in REQUIRED if k not in arrays]
+    if missing:
+        raise MotionError(f"{path}: missing key(s) {', '.join(missing)}; an interchange .npz needs {', '.join(REQUIRED)}")
+    R, t = arrays["rotations"], arrays["translation"]
+    if R.ndim != 4 or R.shape[1:] != (smpl.NUM_JOINTS, 3, 3):
+        raise MotionError(f"{path}: 'rotations' must have shape (frames, 22, 3, 3), got {R.shape}")
+    if t.shape != (R.shape[0], 3):
+        raise MotionError(f"{path}: 'translation' must have shape ({R.shape[0]}, 3), got {t.shape}")
+    if arrays["fps"].size != 1:
+        raise MotionError(f"{path}: 'fps' must be one number, got shape {arrays['fps'].shape}")
+    for key, tail in (("features", (272,)), ("joints", (smpl.NUM_JOINTS, 3))):
+        if key in arrays and arrays[key].shape != (R.shape[0],) + tail:
+            raise MotionError(f"{path}: '{key}' must have shape {(R.shape[0],) + tail}, got {arrays[key].shape}")
+    for key in ("rotations", "translation", "fps", "features", "joints"):
+        if key in arrays and not np.isfinite(arrays[key]).all():
+            raise MotionError(f"{path}: '{key}' has NaN or infinite values")
+
+
+def _plain(value):
+    return value.item() if value.ndim == 0 else value
+
+
+def load_interchange(path):
+    """(Motion, extras): extras holds every key other than rotations/translation/fps (features, prompt, seed, ...)."""
+    arrays = _read_arrays(path)
+    _check(path, arrays)
+    try:
+        motion = Motion(arrays["rotations"], arrays["translation"], float(arrays["fps"]))
+    except MotionError as e:
+        raise MotionError(f"{path}: {e}") from None
+    extras = {k: _plain(v) for k, v in arrays.items() if k not in REQUIRED}
+    return motion, extras
+
+
+def load_motion(path):
+    """The Motion in an interchange .npz."""
+    return load_interchange(path)[0]
