@@ -373,7 +373,7 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     s_floor = estimate_floor(s_low)
     tpts, t_floor = foot_points(target, tr)
     ps = src_world[:, sr["pelvis"]]
-    d = _mv(C, ps - ps[0])
+    d = k * _mv(C, ps - ps[0])
     d[:, 2] = 0.0
     if root_motion == "in_place":
         d[:] = 0.0
