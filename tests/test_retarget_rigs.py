@@ -342,3 +342,17 @@ def test_cleanup_keeps_bones_rigid_pins_feet_and_stays_above_floor(skeletons):
     inside = c[1:] & c[:-1]
     speed = np.linalg.norm(np.diff(ank[..., :2], axis=0), axis=-1) * m.fps
     assert inside.sum() > 20 and np.median(speed[inside]) < 1e-3
+
+
+def test_daz_bend_bones_hand_their_twist_to_the_twist_bones(amass, skeletons):
+    sk = skeletons["daz_g8"]
+    m = Motion(amass.rotations[:200], amass.translation[:200], amass.fps)
+    drive, leave = retarget(m, sk, twist="drive"), retarget(m, sk, twist="leave")
+    bend, tw, hand = (sk.names.index(n) for n in ("lShldrBend", "lShldrTwist", "lHand"))
+    assert np.abs(drive.quaternions[:, bend, 2]).max() < 1e-6          # the bend bone keeps only swing
+    assert np.abs(drive.quaternions[:, tw, 2]).max() > 0.05             # the twist bone turns about its own axis
+    assert np.abs(drive.quaternions[:, tw, [1, 3]]).max() < 1e-6
+    Rd, Xd = pose_world(drive, sk)
+    Rl, Xl = pose_world(leave, sk)
+    assert np.abs(Rd[:, tw] - Rl[:, tw]).max() < 1e-5 and np.abs(Rd[:, hand] - Rl[:, hand]).max() < 1e-5
+    assert np.abs(Xd - Xl).max() < 1e-5                                 # no joint moves
