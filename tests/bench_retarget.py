@@ -1,6 +1,6 @@
-"""Retarget + foot-cleanup benchmark on real bpy rigs and real motions; writes docs/benchmarks-retarget.md.
+"""Retarget + foot-cleanup benchmark on real bpy rigs and real motions; writes its section of docs/benchmarks.md.
 
-    /tmp/venv/bin/python tests/bench_retarget.py [--out docs/benchmarks-retarget.md]
+    .venv/bin/python tests/bench_retarget.py [--out docs/benchmarks.md]
 
 Not a unit test (no asserts on speed): it measures and reports, including what misses the targets.
 """
@@ -21,6 +21,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import numpy as np  # noqa: E402
 
 import rigs  # noqa: E402
+from backend.bench_report import update_section  # noqa: E402
 from conftest import DATA  # noqa: E402
 from retarget import metrics, smpl  # noqa: E402
 from retarget.bvh import read_bvh  # noqa: E402
@@ -61,7 +62,7 @@ def build(name, bvh_path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks-retarget.md"))
+    ap.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks.md"))
     args = ap.parse_args()
     try:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -73,10 +74,9 @@ def main():
     names = ["mixamo", "ue5", "vrm", "daz_g8", "rigify", "bvh"]
     skels = {n: build(n, predicts[0]) for n in names}
     rigs.clear_scene()
-    lines = ["# Retarget and foot-cleanup benchmark", "",
-             "Produced by `/tmp/venv/bin/python tests/bench_retarget.py` (real bpy 5.0.1 rigs, real motions, one CPU core).", ""]
+    lines = ["Produced by `.venv/bin/python tests/bench_retarget.py` (real bpy 5.0.1 rigs, real motions, one CPU core).", ""]
 
-    lines += ["## Faithful transfer: AMASS clip (1287 frames, 30 fps), twist='drive', root_motion='hips'", "",
+    lines += ["### Faithful transfer: AMASS clip (1287 frames, 30 fps), twist='drive', root_motion='hips'", "",
               "Limb-direction error vs the source (FK on the neutral SMPL skeleton), each body in its own hips-and-neck "
               "frame, over 12 limbs (upper/fore arms, thighs, shins, feet, collars, neck->head). Pelvis: max ground-plane "
               "displacement error vs the source's scaled by the leg ratio, in % of the target's leg length. Feet: deepest "
@@ -109,7 +109,7 @@ def main():
     lines += ["", f"Targets: mean <= 3 deg and p95 <= 10 deg: {'met' if ok['dir'] else 'MISSED'}; pelvis within 10% of leg: "
               f"{'met' if ok['pel'] else 'MISSED'}; feet never more than 1 cm below the floor: {'met' if ok['pen'] else 'MISSED'}.", ""]
 
-    lines += ["## Foot sliding on the MotionMillion generations", "",
+    lines += ["### Foot sliding on the MotionMillion generations", "",
               "Skate = mean ground speed (m/s) of foot points (ankle and ball) while within 5 cm of the floor (each point "
               "minus its rest clearance; floor = mean of the 25th-50th percentile of the lowest points, as the reference "
               "does) at both ends of the frame step. `bvh` is the rig Blender's BVH importer builds from the file, i.e. "
@@ -136,7 +136,7 @@ def main():
     lines += ["", f"Targets: after <= 30% of before on every clip and rig: {'met' if met30 else 'MISSED'}; "
               f"no worse than the reference (same body): {'met' if metref else 'MISSED'}.", ""]
 
-    lines += ["## Throughput (one CPU core, vectorised numpy)", "",
+    lines += ["### Throughput (one CPU core, vectorised numpy)", "",
               "| rig | bones | frames | retarget (frames/s) | cleanup (frames/s) | retarget + cleanup (frames/s) |", "|---|---|---|---|---|---|"]
     for n in ("mixamo", "ue5", "rigify"):
         sk = skels[n]
@@ -154,9 +154,7 @@ def main():
         tr_b, cl_b = min(tr_t), min(cl_t)
         lines.append(f"| {n} | {len(sk)} | {T} | {T / tr_b:,.0f} | {T / cl_b:,.0f} | {T / (tr_b + cl_b):,.0f} |")
     lines += ["", "Target: >= 5,000 frames/s for a 25-bone rig (mixamo row) for retarget + cleanup.", ""]
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    update_section(args.out, "Retargeting and foot cleanup", "\n".join(lines))
     print("\n".join(lines))
 
 
