@@ -10,27 +10,16 @@ root rotation). We use J0 = smpl.REST_OFFSETS[0] (neutral body); the subject's J
 Z up -> y up is a -90 degree turn about X, (x, y, z) -> (x, z, -y), applied to the world: the root
 rotation and the pelvis position are turned by it, the other (local) rotations are unchanged.
 """
-import zipfile
-
 import numpy as np
 
 from . import smpl
+from .interchange import read_npz
 from .motion import Motion, MotionError
 from .rotations import axis_angle_to_matrix
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
 POSE_WIDTHS = {66: "SMPL body", 72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
 FRAMERATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
-
-
-def _read(path):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise MotionError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise MotionError(f"{path}: not a readable .npz file ({e})") from None
 
 
 def amass_to_motion(poses, trans, fps):
@@ -45,7 +34,7 @@ def amass_to_motion(poses, trans, fps):
 
 def load_amass(path):
     """An AMASS-style .npz -> Motion at the capture's frame rate (use Motion.resample for another)."""
-    data = _read(path)
+    data = read_npz(path)
     missing = [k for k in ("poses", "trans") if k not in data]
     rate_key = next((k for k in FRAMERATE_KEYS if k in data), None)
     if rate_key is None:

@@ -45,7 +45,8 @@ def save_motion(path, motion, **extras):
         raise
 
 
-def _read_arrays(path):
+def read_npz(path):
+    """Every array of an .npz file (no pickles), or a one-line MotionError."""
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -80,7 +81,7 @@ def _plain(value):
 
 def load_interchange(path):
     """(Motion, extras): extras holds every key other than rotations/translation/fps (features, prompt, seed, ...)."""
-    arrays = _read_arrays(path)
+    arrays = read_npz(path)
     _check(path, arrays)
     try:
         motion = Motion(arrays["rotations"], arrays["translation"], float(arrays["fps"]))
