@@ -168,13 +168,16 @@ def test_cancel_between_steps(model, references):
     assert steps == [1, 2, 3]
 
 
-@pytest.mark.parametrize("quant", ["nf4", "int8"])
-def test_quantised_decoder_on_cpu_keeps_logits_close_to_fp32(model, fixture_dir, references, quant):
-    q = load_model(fixture_dir / "model", device="cpu", quant=quant)
-    assert any("CPU" in n for n in q.notes)
+@pytest.mark.parametrize("quant,dtype", [("nf4", None), ("int8", None), ("none", "bfloat16"), ("none", "float16")])
+def test_reduced_precision_on_cpu_keeps_logits_close_to_fp32(model, fixture_dir, references, quant, dtype):
+    q = load_model(fixture_dir / "model", device="cpu", quant=quant, dtype=dtype)
     layer = q.decoder.llama.layers[0].self_attn.q_proj
-    assert type(layer).__module__.startswith("bitsandbytes")
+    if quant == "none":
+        assert layer.weight.dtype == getattr(torch, dtype)
+    else:
+        assert any("CPU" in n for n in q.notes)
+        assert type(layer).__module__.startswith("bitsandbytes")
     for prompt, _ in references[:4]:
         a, b = first_logits(model, prompt), first_logits(q, prompt)
         cos = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=0)
-        assert cos >= 0.99, f"{quant} cosine {cos:.4f}"
+        assert cos >= 0.99, f"{quant}/{dtype} cosine {cos:.4f}"
