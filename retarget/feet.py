@@ -4,14 +4,17 @@ Public API
 ----------
 ``FootParams``: thresholds and windows (defaults for a ~0.85 m leg; speeds and heights scale with the
     target's leg length): contact enter/exit height and ground speed (hysteresis), smoothing window,
-    blend length, minimum contact length, pelvis lowering on/off, toe (ball) contacts on/off, floor.
+    blend length, minimum contact length, pelvis lowering on/off, toe (ball) contacts on/off, swing clearance, floor.
 ``cleanup_feet(anim, target, mapping, params=None) -> TargetAnimation``
 ``detect_contacts(points, fps, floor, clearances, params, scale=1.0) -> (T, P) bool``
 
 Method: foot points (ankle = foot-bone head, ball = toe-bone head) get contacts from smoothed ground speed
 and height above the floor with hysteresis (enter below the low thresholds, leave above the high ones),
 short contacts dropped. Each contact run is pinned at the point's mean ground position over the run, on the
-floor, and the pin is blended in and out over `blend` frames with 2u^3 - 3u^2 + 1. The ankle follows its
+floor, and the pin is blended in and out over `blend` frames with 2u^3 - 3u^2 + 1. A foot that travels without a
+contact is swinging, not sliding: it is lifted so its points clear the floor by up to `swing_clearance` (rising
+with ground speed from `speed_on` to `speed_off`; the lift is widened and smoothed over `smooth` frames), so a
+shuffling foot that stays low while it moves steps over the floor instead of dragging on it. The ankle follows its
 pin (or, while only the ball is planted, the ball's correction); the pelvis is lowered where a leg cannot
 reach; a two-bone analytic IK per leg (knee kept in its bend plane: pole = the knee's original offset from
 the hip-ankle line) places thigh and shin; the foot keeps its world orientation except that it turns to
@@ -38,6 +41,7 @@ class FootParams:
     min_contact: int = 3         # frames; shorter contacts are ignored
     lower_pelvis: bool = True
     toe: bool = True             # pin the ball of the foot (toe-bone head) too
+    swing_clearance: float = 0.06  # m; a foot point travelling at speed_off or more clears the floor by this (0: off)
     floor: float = None          # world z of the floor; default the rig's rest floor
 
 
@@ -149,6 +153,33 @@ def _pins(points, contact, floor, clearances, blend):
     return target, weight
 
 
+def _swing_lift(targets, side_of, floor, clearances, fps, params, scale):
+    """(T, S) upward offset per side that gives travelling (unpinned) feet clearance over the floor.
+
+    A foot point that moves along the ground without a contact is swinging: the clearance it needs rises with its
+    smoothed ground speed from 0 at `speed_on` to `swing_clearance` at `speed_off` (2u^3 - 3u^2 + 1 profile); the
+    side's lift is the largest shortfall of its points, widened and smoothed over `smooth` frames. Pinned points do
+    not move, so they need none; the smoothing lets the heel rise a little before take-off and after landing.
+    """
+    T, P = targets.shape[:2]
+    S = int(side_of.max()) + 1
+    if T < 2 or not params.swing_clearance:
+        return np.zeros((T, S))
+    h = targets[..., 2] - floor - np.asarray(clearances)
+    v = np.empty((T, P))
+    v[1:] = np.linalg.norm(np.diff(targets[..., :2], axis=0), axis=-1) * fps
+    v[0] = v[1]
+    v = _moving_average(v, params.smooth)
+    u = (v - params.speed_on * scale) / max((params.speed_off - params.speed_on) * scale, 1e-9)
+    need = np.maximum(params.swing_clearance * scale * (1 - _fall(u)) - h, 0)
+    lift = np.zeros((T, S))
+    for k in range(S):
+        lift[:, k] = need[:, side_of == k].max(1)
+        if lift[:, k].any():
+            lift[:, k] = _moving_average(_moving_max(lift[:, k], params.smooth), params.smooth)
+    return lift
+
+
 def _chain(skel, top, bottom):
     """Bones from top (inclusive) down to bottom (exclusive) along the parent path."""
     path, j = [], skel.parents[bottom]
@@ -190,6 +221,8 @@ def cleanup_feet(anim, target, mapping, params=None):
     clr = np.array(clr)
     contact = detect_contacts(cps, fps, floor, clr, params, scale)
     pinned, w = _pins(cps, contact, floor, clr, params.blend)
+    side_of = np.repeat(np.arange(len(sides)), [2 if has_toe[s] else 1 for s in sides])
+    lift = _swing_lift(pinned, side_of, floor, clr, fps, params, scale)
     k = 0
     ank_t, ball_t, ball_w, ball_o = {}, {}, {}, {}
     for s in sides:
@@ -202,6 +235,7 @@ def cleanup_feet(anim, target, mapping, params=None):
             ball_t[s], ball_w[s], ball_o[s] = b_p, b_w, b_o
         else:
             ank_t[s] = a_p
+        ank_t[s] = ank_t[s] + lift[:, sides.index(s), None] * UP
     # pelvis lowering where a leg cannot reach its ankle target
     pel = tr["pelvis"]
     drop = np.zeros(T)
