@@ -2,7 +2,6 @@
 import importlib.metadata
 import json
 import platform
-import sys
 
 LIBRARIES = ("torch", "transformers", "bitsandbytes", "accelerate", "numpy", "PyWavelets", "smplx", "safetensors")
 

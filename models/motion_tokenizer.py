@@ -109,7 +109,7 @@ def load_motion_tokenizer(path, cfg):
         if in_ch % motion_dim:
             raise CheckpointError(f"{path}: first encoder conv takes {in_ch} channels, not a multiple of {motion_dim}")
         patch_size = in_ch // motion_dim
-        down_t = _count(state, rf"encoder\.model\.(\d+)\.0\.weight")
+        down_t = _count(state, r"encoder\.model\.(\d+)\.0\.weight")
         code_dim = state["quantizer.project_in.weight"].shape[1]
         n_levels = state["quantizer.project_in.weight"].shape[0]
         depth = _count(state, r"encoder\.model\.\d+\.1\.model\.(\d+)\.conv1\.weight") or cfg.depth

@@ -7,7 +7,6 @@ per head (interleaved pairs -> transformers' rotate-half), and keeps the checkpo
 """
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaModel
 

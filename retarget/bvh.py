@@ -113,7 +113,6 @@ def _parse_hierarchy(path, lines):
     if not toks or toks[0][1].upper() != "HIERARCHY":
         raise MotionError(f"{path}: not a BVH file: it must start with HIERARCHY")
     i, stack, pending = 1, [], None  # pending: 'joint' or 'end' awaiting '{'
-    end_offset_for = None
 
     def take(n, what, line):
         nonlocal i

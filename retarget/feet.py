@@ -127,7 +127,6 @@ def _pins(points, contact, floor, clearances, blend):
         pin[:, 2] = floor + clearances[p]
         off_start = pin - points[s, p]
         off_end = pin - points[e - 1, p]
-        pts = points[:, p]
         for i in range(len(s)):
             target[s[i]:e[i], p] = pin[i]
             weight[s[i]:e[i], p] = 1.0
@@ -199,8 +198,6 @@ def cleanup_feet(anim, target, mapping, params=None):
     G = target.world_rest_rotations
     E = _mul(R, np.swapaxes(G, -1, -2))
     T, B = X.shape[:2]
-    seglen = target.lengths * target.object_scale
-    tails = X + R[..., :, 1] * seglen[:, None]
     pts, rest_floor = foot_points(target, tr)
     floor = rest_floor if params.floor is None else params.floor
     Ht = target.world_heads
@@ -226,7 +223,7 @@ def cleanup_feet(anim, target, mapping, params=None):
     k = 0
     ank_t, ball_t, ball_w, ball_o = {}, {}, {}, {}
     for s in sides:
-        a_o, a_p, a_w = cps[:, k], pinned[:, k], w[:, k]
+        a_p, a_w = pinned[:, k], w[:, k]
         k += 1
         if has_toe[s]:
             b_o, b_p, b_w = cps[:, k], pinned[:, k], w[:, k]

@@ -11,8 +11,18 @@ Public API (positions are (T, J, 3) world metres with z up unless `up` says othe
 ``jitter(positions, fps) -> m/s^2`` mean acceleration magnitude.
 ``bone_length_error(positions, pairs) -> relative`` largest |length / first-frame length - 1|.
 ``planar_displacement(positions, index) -> (T, 2)`` ground-plane displacement of one joint from frame 0.
+``role_indices(skeleton, mapping) -> {role: bone index}``
+``source_world(motion) -> (skeleton, mapping, heads)`` a source motion's joints by forward kinematics on its
+    own skeleton, in Blender's z-up world, with the mapping of that skeleton.
+``rig_foot_skate(skeleton, mapping, heads, fps) -> m/s`` foot_skate of a rig's ankle and toe heads, floor
+    estimated as the reference does.
 """
 import numpy as np
+
+from . import smpl
+from .mapping import auto_map
+from .skeleton import Skeleton
+from .transfer import estimate_floor, foot_points, point_positions
 
 LIMBS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in
               (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"))) + \
@@ -81,3 +91,22 @@ def planar_displacement(positions, index, up=2):
     ground = [k for k in range(3) if k != up]
     p = positions[:, index][:, ground]
     return p - p[0]
+
+
+def role_indices(skeleton, mapping):
+    return {role: skeleton.names.index(bone) for role, bone in mapping.roles.items()}
+
+
+def source_world(motion):
+    skeleton = Skeleton.from_motion(motion)
+    _, heads = smpl.forward_kinematics(motion.rotations, motion.translation, motion.offsets, motion.parents)
+    return skeleton, auto_map(skeleton), heads @ skeleton.object_rotation.T
+
+
+def rig_foot_skate(skeleton, mapping, heads, fps):
+    points, _ = foot_points(skeleton, role_indices(skeleton, mapping), use_tails=False)
+    flat = [p for side in points.values() for p in side]
+    positions = point_positions(heads, None, flat)
+    clearances = np.array([p[2] for p in flat])
+    floor = estimate_floor((positions[..., 2] - clearances).min(1))
+    return foot_skate(positions, fps, floor, clearances)

@@ -29,12 +29,12 @@ of their neighbours' deltas (rotation spread along the chain); other unmapped bo
 Root translation is scaled by the leg-length ratio, heights are kept relative to each body's rest height,
 and feet are lifted where they would go below the floor.
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import smpl
-from .mapping import Mapping, auto_map
+from .mapping import auto_map
 from .motion import Motion, MotionError
 from .rotations import matrix_to_quaternion, normalize, quaternion_slerp, quaternion_to_matrix, rotation_between
 from .skeleton import Skeleton, SkeletonError

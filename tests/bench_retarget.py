@@ -23,31 +23,12 @@ import numpy as np  # noqa: E402
 import rigs  # noqa: E402
 from backend.bench_report import update_section  # noqa: E402
 from conftest import DATA  # noqa: E402
-from retarget import metrics, smpl  # noqa: E402
+from retarget import metrics  # noqa: E402
 from retarget.bvh import read_bvh  # noqa: E402
 from retarget.feet import cleanup_feet  # noqa: E402
 from retarget.mapping import auto_map  # noqa: E402
 from retarget.motion import Motion  # noqa: E402
-from retarget.skeleton import Skeleton  # noqa: E402
-from retarget.transfer import estimate_floor, foot_points, point_positions, pose_world, retarget  # noqa: E402
-
-
-def roles(sk, mp):
-    return {r: sk.names.index(b) for r, b in mp.roles.items()}
-
-
-def source_world(m):
-    ss = Skeleton.from_motion(m)
-    _, p = smpl.forward_kinematics(m.rotations, m.translation, m.offsets, m.parents)
-    return ss, auto_map(ss), p @ ss.object_rotation.T
-
-
-def skate(sk, mp, X, fps):
-    pts, _ = foot_points(sk, roles(sk, mp), use_tails=False)
-    P = [p for side in pts.values() for p in side]
-    pos = point_positions(X, None, P)
-    c = np.array([p[2] for p in P])
-    return metrics.foot_skate(pos, fps, estimate_floor((pos[..., 2] - c).min(1)), c)
+from retarget.transfer import foot_points, point_positions, pose_world, retarget  # noqa: E402
 
 
 def leg(H, r):
@@ -83,13 +64,13 @@ def main():
               "foot point below the rig's floor.", "",
               "| rig | bones | mean error (deg) | p95 (deg) | max (deg) | pelvis error (% leg) | deepest below floor (cm) |",
               "|---|---|---|---|---|---|---|"]
-    ss, sm, ps = source_world(amass)
-    sr = roles(ss, sm)
+    ss, sm, ps = metrics.source_world(amass)
+    sr = metrics.role_indices(ss, sm)
     ok = {"dir": True, "pel": True, "pen": True}
     for n in names:
         sk = skels[n]
         mp = auto_map(sk)
-        tr = roles(sk, mp)
+        tr = metrics.role_indices(sk, mp)
         anim = retarget(amass, sk, mp, twist="drive")
         R, X = pose_world(anim, sk)
         e = metrics.limb_direction_error(ps, sr, X, tr)
@@ -120,15 +101,15 @@ def main():
     for path in predicts:
         m = read_bvh(path)
         ref = read_bvh(path.replace("_predict", "_remove_sliding"))
-        rs, rm, rp = source_world(ref)
-        ref_skate = skate(rs, rm, rp, ref.fps)
+        rs, rm, rp = metrics.source_world(ref)
+        ref_skate = metrics.rig_foot_skate(rs, rm, rp, ref.fps)
         for n in ("bvh", "mixamo", "ue5", "vrm", "daz_g8"):
             sk = skels[n]
             mp = auto_map(sk)
             a = retarget(m, sk, mp)
             b = cleanup_feet(a, sk, mp)
-            s0 = skate(sk, mp, pose_world(a, sk)[1], m.fps)
-            s1 = skate(sk, mp, pose_world(b, sk)[1], m.fps)
+            s0 = metrics.rig_foot_skate(sk, mp, pose_world(a, sk)[1], m.fps)
+            s1 = metrics.rig_foot_skate(sk, mp, pose_world(b, sk)[1], m.fps)
             met30 &= s1 <= 0.3 * s0
             if n == "bvh":
                 metref &= s1 <= ref_skate

@@ -9,12 +9,12 @@ bpy = pytest.importorskip("bpy")
 
 import rigs  # noqa: E402  (tests/rigs.py)
 from conftest import DATA, shared_path  # noqa: E402
-from retarget import metrics, smpl  # noqa: E402
+from retarget import metrics  # noqa: E402
 from retarget.feet import FootParams, cleanup_feet  # noqa: E402
 from retarget.mapping import Mapping, auto_map, format_report  # noqa: E402
 from retarget.motion import Motion, MotionError  # noqa: E402
 from retarget.skeleton import Skeleton, SkeletonError  # noqa: E402
-from retarget.transfer import estimate_floor, foot_points, point_positions, pose_world, retarget  # noqa: E402
+from retarget.transfer import foot_points, point_positions, pose_world, retarget  # noqa: E402
 
 BVH_PREDICT = sorted(glob.glob(str(DATA / "bvh" / "*_predict.bvh")))
 EXPECTED = {  # rig -> (preset, a few roles)
@@ -46,16 +46,6 @@ def skeletons():
         out[name] = sk
     rigs.clear_scene()
     return out
-
-
-def _roles(skel, mapping):
-    return {r: skel.names.index(b) for r, b in mapping.roles.items()}
-
-
-def _source_world(motion):
-    ss = Skeleton.from_motion(motion)
-    _, p = smpl.forward_kinematics(motion.rotations, motion.translation, motion.offsets, motion.parents)
-    return ss, auto_map(ss), p @ ss.object_rotation.T
 
 
 # ------------------------------------------------------------------------------------------ mapping
@@ -167,11 +157,11 @@ def test_pose_channels_evaluate_in_blender_as_computed(amass, name, root_motion,
         Wr = W[:, :3, :3] / np.linalg.norm(W[:, :3, :3], axis=-2, keepdims=True)
         assert np.abs(Wr - R[f]).max() < 1e-4
     # what the source says, the rig shows: limb directions agree in Blender's own evaluation
-    _, sm, ps = _source_world(motion)
-    tr = _roles(sk, auto_map(sk))
+    _, sm, ps = metrics.source_world(motion)
+    tr = metrics.role_indices(sk, auto_map(sk))
     rigs.apply_frame(obj, anim, 7)
     Xb = rigs.read_world_pose(obj, sk.names)[:, :3, 3]
-    err = metrics.limb_direction_error(ps[7:8], _roles(Skeleton.from_motion(motion), sm), Xb[None], tr)
+    err = metrics.limb_direction_error(ps[7:8], metrics.role_indices(Skeleton.from_motion(motion), sm), Xb[None], tr)
     assert err.max() < 5.0
     rigs.clear_scene()
 
@@ -182,8 +172,8 @@ def test_faithful_transfer_on_real_amass_clip(amass, skeletons, name):
     mp = auto_map(sk)
     anim = retarget(amass, sk, mp, twist="drive")
     _, X = pose_world(anim, sk)
-    ss, sm, ps = _source_world(amass)
-    sr, tr = _roles(ss, sm), _roles(sk, mp)
+    ss, sm, ps = metrics.source_world(amass)
+    sr, tr = metrics.role_indices(ss, sm), metrics.role_indices(sk, mp)
     err = metrics.limb_direction_error(ps, sr, X, tr)
     assert err.mean() <= 3.0 and np.percentile(err, 95) <= 10.0
     # pelvis ground displacement = source's scaled by the leg ratio, within 10% of leg length
@@ -254,7 +244,7 @@ def test_a_pose_and_t_pose_rigs_get_the_same_limb_directions(amass, skeletons):
     for name in ("vrm", "ue5"):  # T-pose vs A-pose
         sk = skeletons[name]
         mp = auto_map(sk)
-        tr = _roles(sk, mp)
+        tr = metrics.role_indices(sk, mp)
         _, X = pose_world(retarget(m, sk, mp), sk)
         d = X[:, tr["left_wrist"]] - X[:, tr["left_elbow"]]
         dirs.append(d / np.linalg.norm(d, axis=-1, keepdims=True))
@@ -286,19 +276,9 @@ def test_broken_bvh_channels_are_a_clear_error(tmp_path):
 
 # ------------------------------------------------------------------------------------- foot cleanup
 
-def _skate(sk, mp, X, fps):
-    tr = _roles(sk, mp)
-    pts, _ = foot_points(sk, tr, use_tails=False)
-    P = [p for side in pts.values() for p in side]
-    pos = point_positions(X, None, P)
-    c = np.array([p[2] for p in P])
-    floor = estimate_floor((pos[..., 2] - c).min(1))
-    return metrics.foot_skate(pos, fps, floor, c)
-
-
 def motion_skate(motion):
-    ss, sm, ps = _source_world(motion)
-    return _skate(ss, sm, ps, motion.fps)
+    ss, sm, ps = metrics.source_world(motion)
+    return metrics.rig_foot_skate(ss, sm, ps, motion.fps)
 
 
 CASES = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="shuffling clip: with swing clearance bvh/mixamo/ue5/daz pass, vrm stays at 0.41 of before; see docs/benchmarks.md"))
@@ -315,8 +295,8 @@ def test_cleanup_cuts_skate_on_motionmillion_generations(skeletons, path):
         mp = auto_map(sk)
         before = retarget(m, sk, mp)
         after = cleanup_feet(before, sk, mp)
-        s0 = _skate(sk, mp, pose_world(before, sk)[1], m.fps)
-        s1 = _skate(sk, mp, pose_world(after, sk)[1], m.fps)
+        s0 = metrics.rig_foot_skate(sk, mp, pose_world(before, sk)[1], m.fps)
+        s1 = metrics.rig_foot_skate(sk, mp, pose_world(after, sk)[1], m.fps)
         assert s1 <= 0.3 * s0, (name, s0, s1)
         if name == "bvh":  # the same body as the reference's output
             assert s1 <= reference, (s1, reference)
@@ -332,7 +312,7 @@ def test_cleanup_keeps_bones_rigid_pins_feet_and_stays_above_floor(skeletons):
     R, X = pose_world(after, sk)
     rigid = [(p, b) for b, p in enumerate(sk.parents) if p >= 0 and sk.names[b] not in after.translated]
     assert metrics.bone_length_error(X, rigid) < 1e-5  # float32 bone matrices from bpy
-    tr = _roles(sk, mp)
+    tr = metrics.role_indices(sk, mp)
     pts, floor = foot_points(sk, tr)
     P = [p for side in pts.values() for p in side]
     tails = X + R[..., :, 1] * (sk.lengths * sk.object_scale)[:, None]
