@@ -129,9 +129,10 @@ def torch_build(gpu, os_name):
                        "(nvidia.com/drivers), or re-run with --cpu")
 
 
-def check_python():
-    if sys.version_info[:2] != (3, 11):
-        raise InstallError(f"Python {platform.python_version()} found; MotionMill needs Python 3.11 "
+def check_python(version=None):
+    version = tuple(version or sys.version_info[:3])
+    if version[:2] != (3, 11):
+        raise InstallError(f"Python {'.'.join(map(str, version))} found; MotionMill needs Python 3.11 "
                            "(Blender's own version): install Python 3.11 and run `python3.11 install.py`")
 
 
@@ -217,10 +218,10 @@ def setup_env(a, gpu, os_name, record):
 class Progress:
     """One line per download: percentage, bytes and speed; redrawn in place on a terminal, every 10% otherwise."""
 
-    def __init__(self, label, total, done=0, stream=sys.stderr):
-        self.label, self.total, self.start_done, self.stream = label, total, done, stream
+    def __init__(self, label, total, done=0, stream=None):
+        self.label, self.total, self.start_done, self.stream = label, total, done, stream or sys.stderr
         self.t0 = self.last = time.monotonic()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.last_decile = -1
         self.update(done)
 
@@ -236,7 +237,7 @@ class Progress:
                               f"{_size(speed)}/s   {end}")
         else:
             decile = int(pct // 10)
-            if decile == self.last_decile and not final:
+            if decile == self.last_decile:
                 return
             self.last_decile = decile
             self.stream.write(f"[install] {self.label}: {pct:.0f}% of {_size(self.total)}\n")
@@ -789,7 +790,8 @@ def uninstall(yes, ask=input):
             os.remove(cpath)
         say(f"removed settings {', '.join(sorted(ours))} from {cpath}")
     if keep_weights:
-        rec.data = {"venv": [], "addon": [], "dirs": d["dirs"], "settings": {},
+        kept = {k: v for k, v in d["settings"].items() if k == "model_dir"}
+        rec.data = {"venv": [], "addon": [], "dirs": d["dirs"], "settings": kept,
                     "files": [e for e in d["files"] if e["downloaded"]]}
         rec.save()
         say(f"kept the downloaded weights; {path} still lists them")
