@@ -119,7 +119,9 @@ def torch_build(gpu, os_name):
     if os_name == "macos":
         return "", None  # PyPI's macOS wheel (CPU/MPS)
     if gpu is None:
-        return "cpu", TORCH_INDEX.format("cpu") if os_name == "linux" else None  # Linux: skip PyPI's CUDA wheel
+        if os_name == "linux":
+            return "cpu", TORCH_INDEX.format("cpu")  # not PyPI's Linux wheel, which carries CUDA
+        return "", None  # PyPI's Windows wheel is the CPU build (no local tag)
     cuda = gpu[1] or MIN_DRIVER_CUDA
     for level, tag in TORCH_CUDA_BUILDS:
         if cuda >= level:
@@ -189,13 +191,15 @@ def pip_install(py, packages, extra_args=()):
 def setup_env(a, gpu, os_name, record):
     tag, index = torch_build(gpu, os_name)
     packages = RUNTIME + (DEV if a.dev else [])
-    torch_spec = f"torch=={TORCH_VERSION}"
+    # The local tag pins the build; PyTorch's index is an extra one, so PyPI (and any local mirror) still serve
+    # everything else.
+    torch_spec = f"torch=={TORCH_VERSION}" + (f"+{tag}" if tag else "")
     if a.dry_run:
         if os.path.exists(venv_python(a.venv)):
             missing = venv_missing(venv_python(a.venv), packages, tag)
             say(f"{a.venv} already has every pinned package: pip would be skipped" if missing == [] else
                 f"{a.venv} lacks: " + ", ".join(missing or ["(could not ask its Python)"]))
-        say(f"would install {torch_spec}" + (f"+{tag}" if tag else "") + (f" from {index}" if index else " from PyPI"))
+        say(f"would install {torch_spec}" + (f" from {index}" if index else " from PyPI"))
         say("would install " + " ".join(packages))
         return venv_python(a.venv)
     py, created = make_venv(a.venv)
@@ -208,7 +212,7 @@ def setup_env(a, gpu, os_name, record):
         return py
     if missing:
         say("to install or update: " + ", ".join(missing))
-    pip_install(py, [torch_spec], ["--index-url", index] if index else [])
+    pip_install(py, [torch_spec], ["--extra-index-url", index] if index else [])
     pip_install(py, packages)
     return py
 

@@ -121,7 +121,7 @@ def test_no_gpu_warns_and_continues_on_cpu(env, smi):
 def test_torch_build_per_platform():
     gpu = ("RTX", (12, 8))
     assert install.torch_build(gpu, "windows") == ("cu128", "https://download.pytorch.org/whl/cu128")
-    assert install.torch_build(None, "windows") == ("cpu", None)  # PyPI's Windows wheel is the CPU one
+    assert install.torch_build(None, "windows") == ("", None)  # PyPI's Windows wheel is the CPU one
     assert install.torch_build(gpu, "macos") == ("", None)
     with pytest.raises(install.InstallError, match="update the NVIDIA driver"):
         install.torch_build(("RTX", (12, 4)), "windows")
