@@ -1,31 +1,76 @@
 #!/usr/bin/env python3
 """MotionMill's one set-up command.
 
-    python install.py            # .venv with the backend's libraries (CUDA torch where an NVIDIA GPU is found)
-    python install.py --dev      # plus pytest, hypothesis and bpy, for the test suite
+    python3.11 install.py                 # .venv (CUDA torch where an NVIDIA GPU is found), add-on into Blender
+    python3.11 install.py --weights 7b    # ... and download the 7B release (about 27 GB) into your data folder
+    python3.11 install.py --from DIR      # ... adopt a release you already downloaded (reference layout or flat)
+    python3.11 install.py --dev           # plus pytest, hypothesis and bpy, for the test suite
+    python3.11 install.py --check         # one table: Python, torch/CUDA, VRAM, Blender, add-on, model directory
+    python3.11 install.py --uninstall     # remove what this installer created, and nothing else
 
-Standard library only: it runs before anything is installed. Re-running is safe and fast: pip skips what is
-already there at the pinned versions.
+Standard library only: it runs before anything is installed. Re-running is safe and fast: pip is skipped
+when .venv already has the pinned versions, finished downloads are kept and cut ones resume.
 """
 import argparse
+import http.client
+import json
 import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import venv
+import zipfile
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(ROOT, ".venv")
+if ROOT not in sys.path:  # backend.user_config and models.manifest are standard-library only
+    sys.path.insert(0, ROOT)
 
 # Versions tested together (see README, "The libraries it stands on").
-TORCH = "torch==2.13.0"
+TORCH_VERSION = "2.13.0"
 RUNTIME = ["transformers==5.23.0", "accelerate==1.15.0", "bitsandbytes==0.50.2", "safetensors==0.8.0",
            "numpy==1.26.4", "PyWavelets==1.9.0", "smplx==0.1.28", "tqdm>=4.66"]
 DEV = ["pytest==9.2.0", "hypothesis==6.170.15", "bpy==5.0.1"]
 # Oldest driver CUDA version the pinned torch's CUDA wheels run on.
 MIN_DRIVER_CUDA = (12, 6)
+# PyTorch's CUDA wheel indexes, newest first: the installer takes the newest the driver supports.
+TORCH_CUDA_BUILDS = [((13, 0), "cu130"), ((12, 8), "cu128"), ((12, 6), "cu126")]
+TORCH_INDEX = "https://download.pytorch.org/whl/{}"
+
+ADDON_MODULE = "motionmill"  # the add-on's folder name inside Blender's scripts/addons or extensions
+ADDON_ZIP = "motionmill-addon.zip"
+
+# ---- the release files -------------------------------------------------------------------------------
+# Google Drive file ids from MotionMillion-Codes, prepare/download_pretrained_models.sh (models trained on
+# all.txt; "7B-all" is the authors' best model).
+GDRIVE_IDS = {
+    "t2m-7B": "1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ",
+    "t2m-3B": "1wP_A4-fa213WqdkDPkaK34sKlJx1hBdP",
+    # NOT FOUND: the FSQ tokenizer's (fsq_net_6000000.pth) Drive id is not in the sources this installer was
+    # written from. Fill it in here, or pass --url tokenizer=URL (or MOTIONMILL_URL_TOKENIZER=URL), or adopt a
+    # downloaded copy with --from DIR. If a t2m download is an archive that holds the tokenizer, it is used.
+    "tokenizer": None,
+}
+GDRIVE_URL = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
+MEAN_STD_URL = ("https://raw.githubusercontent.com/VankouF/MotionMillion-Codes/main/"
+                "dataset/MotionMillion/mean_std/vector_272/{}")
+HF_ENDPOINT = "https://huggingface.co"
+TEXT_ENCODER_REPO = "google/flan-t5-xl"
+# Only what T5EncoderModel and its tokenizer read (not the PyTorch/TF/Flax duplicates of the weights).
+TEXT_ENCODER_FILES = re.compile(r"^(config\.json|.*\.safetensors|.*\.safetensors\.index\.json|tokenizer.*|"
+                                r"spiece\.model|special_tokens_map\.json|generation_config\.json)$")
+# What each size needs: disk for the release files, VRAM with NF4 decoder weights (see README).
+NEEDS = {
+    "7B": dict(disk_gb=16 + 11, vram_decoder_gb=5, vram_total_gb=7.5),
+    "3B": dict(disk_gb=7 + 11, vram_decoder_gb=2.5, vram_total_gb=5),
+}
 
 
 class InstallError(Exception):
@@ -36,12 +81,22 @@ def say(message):
     print(f"[install] {message}", flush=True)
 
 
+def warn(message):
+    print(f"[install] warning: {message}", file=sys.stderr, flush=True)
+
+
+# ---- environment ---------------------------------------------------------------------------------------
+
 def venv_python(venv_dir=VENV):
     return os.path.join(venv_dir, "Scripts" if os.name == "nt" else "bin", "python.exe" if os.name == "nt" else "python")
 
 
+def detect_os():
+    return {"win32": "windows", "darwin": "macos"}.get(sys.platform, "linux")
+
+
 def detect_gpu(run=subprocess.run):
-    """(gpu name, driver CUDA version tuple) from nvidia-smi, or None where there is no NVIDIA GPU."""
+    """(gpu name, driver CUDA version tuple or None) from nvidia-smi, or None where there is no NVIDIA GPU."""
     if shutil.which("nvidia-smi") is None and run is subprocess.run:
         return None
     try:
@@ -59,56 +114,831 @@ def detect_gpu(run=subprocess.run):
     return name, (int(cuda.group(1)), int(cuda.group(2))) if cuda else None
 
 
-def check_python():
-    if sys.version_info[:2] != (3, 11):
-        raise InstallError(f"Python {platform.python_version()} found; MotionMill needs Python 3.11 "
-                           "(Blender's own version): run this with python3.11")
+def torch_build(gpu, os_name):
+    """(local version tag, pip index URL or None) of the torch wheel to install."""
+    if os_name == "macos":
+        return "", None  # PyPI's macOS wheel (CPU/MPS)
+    if gpu is None:
+        if os_name == "linux":
+            return "cpu", TORCH_INDEX.format("cpu")  # not PyPI's Linux wheel, which carries CUDA
+        return "", None  # PyPI's Windows wheel is the CPU build (no local tag)
+    cuda = gpu[1] or MIN_DRIVER_CUDA
+    for level, tag in TORCH_CUDA_BUILDS:
+        if cuda >= level:
+            return tag, TORCH_INDEX.format(tag)
+    raise InstallError(f"the NVIDIA driver supports CUDA {cuda[0]}.{cuda[1]}, torch {TORCH_VERSION} needs "
+                       f"{MIN_DRIVER_CUDA[0]}.{MIN_DRIVER_CUDA[1]} or newer: update the NVIDIA driver "
+                       "(nvidia.com/drivers), or re-run with --cpu")
 
 
-def make_venv():
-    py = venv_python()
+def check_python(version=None):
+    version = tuple(version or sys.version_info[:3])
+    if version[:2] != (3, 11):
+        raise InstallError(f"Python {'.'.join(map(str, version))} found; MotionMill needs Python 3.11 "
+                           "(Blender's own version): install Python 3.11 and run `python3.11 install.py`")
+
+
+_SATISFIES = r"""
+import importlib.metadata as m, json, re, sys
+def key(v):
+    return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0])[:4])
+bad = []
+for name, op, want, tag in json.loads(sys.argv[1]):
+    try:
+        have = m.version(name)
+    except m.PackageNotFoundError:
+        bad.append(name + " missing"); continue
+    ok = key(have) == key(want) if op == "==" else key(have) >= key(want)
+    if tag is not None and have.partition("+")[2] not in tag:
+        ok, want = False, want + "+" + tag[0]
+    if not ok:
+        bad.append(f"{name} {have} (want {op}{want})")
+print(json.dumps(bad))
+"""
+
+
+def venv_missing(py, packages, torch_tag):
+    """What the venv at `py` lacks of `packages` (+ torch built for `torch_tag`); None if it cannot be asked."""
+    reqs = [["torch", "==", TORCH_VERSION, [torch_tag] + ([""] if torch_tag in ("", "cpu") else [])]]
+    for spec in packages:
+        name, op, ver = re.match(r"^([A-Za-z0-9_.\-]+)(==|>=)(.+)$", spec).groups()
+        reqs.append([name, op, ver, None])
+    try:
+        out = subprocess.run([py, "-c", _SATISFIES, json.dumps(reqs)], capture_output=True, text=True, timeout=120)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        return None
+
+
+def make_venv(venv_dir):
+    py = venv_python(venv_dir)
     if os.path.exists(py):
-        say(f"using existing {os.path.relpath(VENV, ROOT)}")
-        return py
-    say(f"creating {os.path.relpath(VENV, ROOT)}")
-    venv.EnvBuilder(with_pip=True).create(VENV)
-    return py
+        say(f"using existing {venv_dir}")
+        return py, False
+    say(f"creating {venv_dir}")
+    venv.EnvBuilder(with_pip=True).create(venv_dir)
+    return py, True
 
 
 def pip_install(py, packages, extra_args=()):
     cmd = [py, "-m", "pip", "install", "--disable-pip-version-check", *extra_args, *packages]
-    say("pip install " + " ".join(packages))
+    say("pip install " + " ".join(packages) + (" " + " ".join(extra_args) if extra_args else ""))
     if subprocess.run(cmd).returncode != 0:
         raise InstallError(f"pip could not install {' '.join(packages)}; check your network connection and re-run "
-                           "`python install.py` (finished packages are kept)")
+                           "`python3.11 install.py` (finished packages are kept)")
 
+
+def setup_env(a, gpu, os_name, record):
+    tag, index = torch_build(gpu, os_name)
+    packages = RUNTIME + (DEV if a.dev else [])
+    # The local tag pins the build; PyTorch's index is an extra one, so PyPI (and any local mirror) still serve
+    # everything else.
+    torch_spec = f"torch=={TORCH_VERSION}" + (f"+{tag}" if tag else "")
+    if a.dry_run:
+        if os.path.exists(venv_python(a.venv)):
+            missing = venv_missing(venv_python(a.venv), packages, tag)
+            say(f"{a.venv} already has every pinned package: pip would be skipped" if missing == [] else
+                f"{a.venv} lacks: " + ", ".join(missing or ["(could not ask its Python)"]))
+        say(f"would install {torch_spec}" + (f" from {index}" if index else " from PyPI"))
+        say("would install " + " ".join(packages))
+        return venv_python(a.venv)
+    py, created = make_venv(a.venv)
+    if created:
+        record.add("venv", a.venv)
+    missing = venv_missing(py, packages, tag)
+    if missing == []:
+        say(f"{a.venv} already has torch {TORCH_VERSION}{'+' + tag if tag else ''} and every pinned package: "
+            "skipping pip")
+        return py
+    if missing:
+        say("to install or update: " + ", ".join(missing))
+    pip_install(py, [torch_spec], ["--extra-index-url", index] if index else [])
+    pip_install(py, packages)
+    return py
+
+
+# ---- downloads -----------------------------------------------------------------------------------------
+
+class Progress:
+    """One line per download: percentage, bytes and speed; redrawn in place on a terminal, every 10% otherwise."""
+
+    def __init__(self, label, total, done=0, stream=None):
+        self.label, self.total, self.start_done, self.stream = label, total, done, stream or sys.stderr
+        self.t0 = self.last = time.monotonic()
+        self.tty = self.stream.isatty()
+        self.last_decile = -1
+        self.update(done)
+
+    def update(self, done, final=False):
+        now = time.monotonic()
+        pct = 100 * done / self.total if self.total else 0
+        if self.tty:
+            if not final and now - self.last < 0.25:
+                return
+            end = "\n" if final else ""
+            speed = (done - self.start_done) / max(now - self.t0, 1e-6)
+            self.stream.write(f"\r[install] {self.label}: {pct:5.1f}% {_size(done)} of {_size(self.total)} "
+                              f"{_size(speed)}/s   {end}")
+        else:
+            decile = int(pct // 10)
+            if decile == self.last_decile:
+                return
+            self.last_decile = decile
+            self.stream.write(f"[install] {self.label}: {pct:.0f}% of {_size(self.total)}\n")
+        self.stream.flush()
+        self.last = now
+
+
+def _size(n):
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+
+
+def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, chunk=1 << 20, backoff=1.0):
+    """Fetch `url` into `dest` through `dest.part`: resumes a .part with a Range request, retries cut
+    connections, verifies the size (the server's total, and `expected_size` where known). A finished `dest`
+    of the right size is kept. On a size mismatch the .part stays for the next run to resume."""
+    label = label or os.path.basename(dest)
+    if os.path.isfile(dest) and (expected_size is None or os.path.getsize(dest) == expected_size):
+        say(f"{label}: already downloaded")
+        return dest
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    part = dest + ".part"
+    attempt = 0
+    while True:
+        have = os.path.getsize(part) if os.path.exists(part) else 0
+        if expected_size is not None and have > expected_size:
+            raise InstallError(f"{label}: {part} is {have} bytes, larger than the expected {expected_size}: "
+                               "delete it and re-run")
+        req = urllib.request.Request(url, headers={"User-Agent": "motionmill-installer"})
+        if have:
+            req.add_header("Range", f"bytes={have}-")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                total = _response_total(resp, have)
+                if resp.status == 200 and have:
+                    have = 0  # the server ignored the Range header: start again
+                if "text/html" in (resp.headers.get("Content-Type") or "") and not url.endswith((".html", ".htm")):
+                    raise InstallError(f"{label}: the server sent a web page instead of the file (Google Drive's "
+                                       f"download quota or a changed link?): open {url} in a browser, download it, "
+                                       "and re-run with --from FOLDER")
+                if expected_size is not None and total is not None and total != expected_size:
+                    raise InstallError(f"{label}: the server offers {total} bytes but {expected_size} were expected: "
+                                       f"the file changed upstream or the link is wrong; {part} is kept, re-run to "
+                                       "resume, or delete it to start over")
+                progress = Progress(label, total, have)
+                with open(part, "ab" if have else "wb") as f:
+                    while True:
+                        block = resp.read(chunk)
+                        if not block:
+                            break
+                        f.write(block)
+                        have += len(block)
+                        progress.update(have)
+                if total is not None and have < total:
+                    raise http.client.IncompleteRead(b"", total - have)
+                progress.update(have, final=True)
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and have and expected_size == have:
+                break  # the .part already holds the whole file
+            if err.code in (429, 500, 502, 503, 504) and attempt < retries:
+                attempt += 1
+                time.sleep(backoff * attempt)
+                continue
+            raise InstallError(f"{label}: download failed with HTTP {err.code} from {url}; check the link and your "
+                               "connection, then re-run (the partial file is kept)") from None
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as err:
+            attempt += 1
+            if attempt > retries:
+                raise InstallError(f"{label}: the connection kept dropping ({err}); re-run to resume from "
+                                   f"{_size(os.path.getsize(part) if os.path.exists(part) else 0)}") from None
+            warn(f"{label}: connection cut at {_size(have)} ({err.__class__.__name__}); resuming "
+                 f"(attempt {attempt} of {retries})")
+            time.sleep(backoff * attempt)
+            continue
+        break
+    size = os.path.getsize(part)
+    if expected_size is not None and size != expected_size:
+        raise InstallError(f"{label}: downloaded {size} bytes, expected {expected_size}: {part} is kept; re-run to "
+                           "resume or delete it to start over")
+    os.replace(part, dest)
+    return dest
+
+
+def _response_total(resp, have):
+    """The full file size the server reports, or None."""
+    if resp.status == 206:
+        m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
+        if not m or int(m.group(1)) != have:
+            raise InstallError(f"the server answered a resume request with the wrong range "
+                               f"({resp.headers.get('Content-Range')}); delete the .part file and re-run")
+        return int(m.group(2)) if m.group(2) != "*" else None
+    length = resp.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
+
+
+def hf_file_list(repo, endpoint, revision="main"):
+    """[(file name, size or None)] of a Hugging Face model repository's files (its public JSON API)."""
+    url = f"{endpoint.rstrip('/')}/api/models/{repo}/revision/{revision}?blobs=true"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "motionmill-installer"}),
+                                    timeout=60) as resp:
+            info = json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise InstallError(f"could not list {repo} on {endpoint} ({err}); check your connection and re-run") from None
+    return [(s["rfilename"], s.get("lfs", {}).get("size", s.get("size"))) for s in info.get("siblings", [])]
+
+
+def release_sources(size, overrides, hf_endpoint):
+    """[(key, relative path in the model dir, url or None, expected size or None)] for one model size."""
+    from models.manifest import RELEASE_FILES
+    items = []
+    for key, rel in (("tokenizer", RELEASE_FILES["tokenizer"]), (f"t2m-{size}", RELEASE_FILES["t2m"][size])):
+        gid = GDRIVE_IDS[key]
+        items.append((key, rel, overrides.get(key) or (GDRIVE_URL.format(gid) if gid else None), None))
+    for key in ("mean", "std"):
+        items.append((key, RELEASE_FILES[key], overrides.get(key) or MEAN_STD_URL.format(RELEASE_FILES[key]), None))
+    te = RELEASE_FILES["text_encoder"]
+    for name, fsize in hf_file_list(TEXT_ENCODER_REPO, hf_endpoint):
+        if TEXT_ENCODER_FILES.match(name):
+            url = f"{hf_endpoint.rstrip('/')}/{TEXT_ENCODER_REPO}/resolve/main/{urllib.parse.quote(name)}"
+            items.append(("text_encoder", os.path.join(te, name), url, fsize))
+    return items
+
+
+def url_overrides(pairs):
+    out = {k[len("MOTIONMILL_URL_"):].lower().replace("_", "-"): v for k, v in os.environ.items()
+           if k.startswith("MOTIONMILL_URL_") and v}
+    for pair in pairs or ():
+        key, sep, url = pair.partition("=")
+        if not sep:
+            raise InstallError(f"--url takes NAME=URL (tokenizer, t2m-7B, t2m-3B, mean, std), got {pair!r}")
+        out[key] = url
+    return out
+
+
+def check_disk(path, need_bytes):
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe) or "."
+    free = shutil.disk_usage(probe).free
+    if free < need_bytes:
+        raise InstallError(f"not enough disk space at {probe}: {_size(free)} free, the download needs about "
+                           f"{_size(need_bytes)}; free some space or pass --model-dir on a larger disk")
+    return free
+
+
+def download_weights(size, model_dir, overrides, hf_endpoint, record):
+    needs = NEEDS[size]
+    say(f"{size} release: about {needs['disk_gb']} GB of disk; VRAM about {needs['vram_decoder_gb']} GB for the "
+        f"decoder (NF4), {needs['vram_total_gb']} GB with the T5-XL text encoder")
+    check_disk(model_dir, needs["disk_gb"] * 10 ** 9)
+    items = release_sources(size, overrides, hf_endpoint)
+    unknown = [rel for key, rel, url, _ in items if url is None and not os.path.isfile(os.path.join(model_dir, rel))]
+    os.makedirs(model_dir, exist_ok=True)
+    record.add_dir(model_dir, downloaded=True)
+    for key, rel, url, fsize in sorted(items, key=lambda i: i[0] != f"t2m-{size}"):  # the archive may hold others
+        dest = os.path.join(model_dir, rel)
+        if url is None:
+            continue
+        if os.path.isfile(dest) and (fsize is None or os.path.getsize(dest) == fsize):
+            say(f"{rel}: already in place")
+            continue
+        record.add_dir(os.path.dirname(dest), downloaded=True)
+        download(url, dest, expected_size=fsize, label=rel)
+        record.add_file(dest, downloaded=True)
+        if key.startswith("t2m") or key == "tokenizer":
+            _unpack_if_archive(dest, model_dir, record)
+    unknown = [rel for rel in unknown if not os.path.isfile(os.path.join(model_dir, rel))]
+    if unknown:
+        raise InstallError(f"no download link is known for {', '.join(unknown)}: download it from the MotionMillion "
+                           f"README's Google Drive links into {model_dir} (or pass --url tokenizer=URL) and re-run")
+
+
+def _unpack_if_archive(path, model_dir, record):
+    """A Drive download that is a zip of release files (not a torch checkpoint) is unpacked by file name."""
+    from models.manifest import RELEASE_FILES
+    wanted = {RELEASE_FILES["tokenizer"], *RELEASE_FILES["t2m"].values()}
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as z:
+        members = [m for m in z.namelist() if os.path.basename(m) in wanted]
+        if not members:
+            return  # a torch checkpoint (torch.save writes zip files too)
+        say(f"unpacking {', '.join(os.path.basename(m) for m in members)} from {os.path.basename(path)}")
+        tmp = path + ".archive"
+        os.replace(path, tmp)
+        for m in members:
+            dest = os.path.join(model_dir, os.path.basename(m))
+            with z.open(m) as src, open(dest + ".part", "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(dest + ".part", dest)
+            record.add_file(dest, downloaded=True)
+    os.remove(tmp)
+
+
+# ---- adopting a downloaded release -----------------------------------------------------------------------
+
+def find_release(src):
+    """{role: path} of the release files under `src`, in the reference's layout or flat."""
+    from models.manifest import RELEASE_FILES
+    found, candidates = {}, {"mean": [], "std": []}
+    t2m_names = {name: size for size, name in RELEASE_FILES["t2m"].items()}
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            if name == RELEASE_FILES["tokenizer"]:
+                found.setdefault("tokenizer", p)
+            elif name in t2m_names:
+                found.setdefault(f"t2m-{t2m_names[name]}", p)
+            elif name in (RELEASE_FILES["mean"], RELEASE_FILES["std"]):
+                candidates[name[:-4]].append(p)
+            elif name == "config.json" and "flan-t5-xl" in dirpath.replace("\\", "/").lower() and any(
+                    f.endswith(".safetensors") for f in filenames):
+                found.setdefault("text_encoder", dirpath)
+    for role, paths in candidates.items():
+        if paths:  # the reference keeps the 272-dim statistics under mean_std/vector_272
+            paths.sort(key=lambda p: ("vector_272" not in p.replace("\\", "/"), len(p)))
+            found[role] = paths[0]
+    return found
+
+
+def adopt(src, model_dir, size, copy, record):
+    from models.manifest import RELEASE_FILES
+    if not os.path.isdir(src):
+        raise InstallError(f"--from {src}: no such folder")
+    found = find_release(src)
+    if size is None:
+        size = "7B" if "t2m-7B" in found else "3B" if "t2m-3B" in found else None
+    need = {"tokenizer": RELEASE_FILES["tokenizer"], f"t2m-{size or '7B'}": RELEASE_FILES["t2m"][size or "7B"],
+            "text_encoder": RELEASE_FILES["text_encoder"] + "/ (config.json + *.safetensors)",
+            "mean": RELEASE_FILES["mean"], "std": RELEASE_FILES["std"]}
+    missing = [name for role, name in need.items() if role not in found]
+    if missing:
+        raise InstallError(f"--from {src}: could not find {', '.join(missing)} (in the reference's layout or flat); "
+                           "download the missing files, or use --weights 7b|3b")
+    os.makedirs(model_dir, exist_ok=True)
+    record.add_dir(model_dir, downloaded=False)
+    targets = {"tokenizer": RELEASE_FILES["tokenizer"], f"t2m-{size}": RELEASE_FILES["t2m"][size],
+               "text_encoder": RELEASE_FILES["text_encoder"], "mean": RELEASE_FILES["mean"], "std": RELEASE_FILES["std"]}
+    for role, rel in targets.items():
+        srcp, dest = os.path.abspath(found[role]), os.path.join(model_dir, rel)
+        if os.path.lexists(dest):
+            if os.path.realpath(dest) == os.path.realpath(srcp):
+                continue
+            raise InstallError(f"{dest} already exists and is not {srcp}: move it away or pick another --model-dir")
+        how = _place(srcp, dest, copy)
+        record.add_file(dest, downloaded=how == "copied")
+        say(f"{rel}: {how} from {srcp}")
+    return size
+
+
+def _place(src, dest, copy):
+    if not copy:
+        try:
+            os.symlink(src, dest, target_is_directory=os.path.isdir(src))
+            return "linked"
+        except OSError:  # Windows without developer mode: copy instead
+            pass
+    if os.path.isdir(src):
+        shutil.copytree(src, dest)
+    else:
+        shutil.copy2(src, dest)
+    return "copied"
+
+
+def write_manifest(model_dir, size):
+    from models.manifest import release_config, write_config
+    cfg = release_config(model_dir, size)
+    path = write_config(cfg)
+    missing = cfg.missing_files()
+    if missing:
+        raise InstallError(f"{model_dir} is still missing {', '.join(rel for _, rel in missing)}: re-run to resume "
+                           "the download")
+    return path
+
+
+# ---- Blender ---------------------------------------------------------------------------------------------
+
+def blender_candidates(os_name):
+    home = os.path.expanduser("~")
+    if os_name == "windows":
+        pf = [os.environ.get("ProgramFiles", r"C:\Program Files"), os.environ.get("ProgramFiles(x86)", "")]
+        out = []
+        for base in filter(None, pf):
+            out += sorted(_glob(os.path.join(base, "Blender Foundation", "Blender*", "blender.exe")))
+        return out
+    if os_name == "macos":
+        return sorted(_glob("/Applications/Blender*.app/Contents/MacOS/Blender") +
+                      _glob(os.path.join(home, "Applications", "Blender*.app", "Contents", "MacOS", "Blender")))
+    out = [shutil.which("blender") or "", "/usr/bin/blender", "/usr/local/bin/blender", "/snap/bin/blender",
+           "/var/lib/flatpak/exports/bin/org.blender.Blender",
+           os.path.join(home, ".local/share/flatpak/exports/bin/org.blender.Blender")]
+    out += sorted(_glob("/opt/blender*/blender") + _glob(os.path.join(home, "blender*", "blender")) +
+                  _glob(os.path.join(home, "Applications", "blender*", "blender")))
+    return out
+
+
+def _glob(pattern):
+    import glob
+    return glob.glob(pattern)
+
+
+def blender_version(exe):
+    """(major, minor) from `blender --version`, else from the folder name, else None."""
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+        m = re.search(r"Blender (\d+)\.(\d+)", out.stdout)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    m = re.search(r"[Bb]lender[-_ ]?(\d+)\.(\d+)", exe)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def find_blenders(explicit, os_name):
+    """[(executable, (major, minor) or None)], each installation once."""
+    paths = explicit or blender_candidates(os_name)
+    out, seen = [], set()
+    for p in paths:
+        if not p or not os.path.isfile(p) or not os.access(p, os.X_OK):
+            if explicit:
+                raise InstallError(f"--blender {p}: not an executable file; pass the path of the blender program")
+            continue
+        real = os.path.realpath(p)
+        if real in seen:
+            continue
+        seen.add(real)
+        out.append((p, blender_version(p)))
+    return out
+
+
+def blender_user_dir(version, kind, os_name):
+    """Blender's per-user folder for add-ons ('scripts') or extensions ('extensions') of one version."""
+    env = {"scripts": "BLENDER_USER_SCRIPTS", "extensions": "BLENDER_USER_EXTENSIONS"}[kind]
+    if os.environ.get(env):
+        return os.environ[env]
+    home = os.path.expanduser("~")
+    base = {"windows": os.path.join(os.environ.get("APPDATA", os.path.join(home, "AppData", "Roaming")),
+                                    "Blender Foundation", "Blender"),
+            "macos": os.path.join(home, "Library", "Application Support", "Blender")}.get(
+        os_name, os.path.join(os.environ.get("XDG_CONFIG_HOME", os.path.join(home, ".config")), "blender"))
+    return os.path.join(base, f"{version[0]}.{version[1]}", kind)
+
+
+def build_addon_zip(out_dir):
+    """The installable add-on zip: blender_addon/ as `motionmill/`, with retarget/ bundled inside (unless the
+    add-on already carries its own). Uses `python -m blender_addon.package --out DIR` once that exists."""
+    os.makedirs(out_dir, exist_ok=True)
+    src = os.path.join(ROOT, "blender_addon")
+    if os.path.isfile(os.path.join(src, "package.py")):
+        out = subprocess.run([sys.executable, "-m", "blender_addon.package", "--out", out_dir], cwd=ROOT,
+                             capture_output=True, text=True)
+        zips = sorted(f for f in os.listdir(out_dir) if f.endswith(".zip"))
+        if out.returncode != 0 or not zips:
+            raise InstallError(f"blender_addon.package failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+        return os.path.join(out_dir, zips[-1])
+    if not os.path.isfile(os.path.join(src, "__init__.py")):
+        raise InstallError("blender_addon/__init__.py is missing: this checkout is incomplete, re-clone it")
+    path = os.path.join(out_dir, ADDON_ZIP)
+    tmp = path + ".tmp"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        trees = [(src, ADDON_MODULE)]
+        if not os.path.isdir(os.path.join(src, "retarget")):
+            trees.append((os.path.join(ROOT, "retarget"), f"{ADDON_MODULE}/retarget"))
+        for tree, prefix in trees:
+            for dirpath, dirnames, filenames in os.walk(tree):
+                dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.endswith((".pyc", ".pyo")):
+                        continue
+                    full = os.path.join(dirpath, name)
+                    z.write(full, f"{prefix}/{os.path.relpath(full, tree)}".replace(os.sep, "/"))
+    os.replace(tmp, path)
+    return path
+
+
+def _enable_expr(module):
+    return ("import addon_utils, bpy, sys\n"
+            f"mod = addon_utils.enable({module!r}, default_set=True, persistent=True)\n"
+            "bpy.ops.wm.save_userpref()\n"
+            "sys.exit(0 if mod else 3)\n")
+
+
+def install_addon(exe, version, zip_path, os_name, record):
+    """Install (and enable) the add-on into one Blender; returns the installed folder."""
+    with zipfile.ZipFile(zip_path) as z:
+        names = z.namelist()
+        is_extension = any(n.endswith("blender_manifest.toml") for n in names)
+        top = names[0].split("/")[0]
+    if version is None:
+        raise InstallError(f"could not read {exe}'s version: install the add-on by hand, Edit > Preferences > "
+                           f"Add-ons > Install from Disk… > {zip_path}")
+    if is_extension and version >= (4, 2):
+        cmd = [exe, "--command", "extension", "install-file", "-r", "user_default", "--enable", zip_path]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        target = os.path.join(blender_user_dir(version, "extensions", os_name), "user_default", top)
+        if out.returncode != 0:
+            raise InstallError(f"Blender {version[0]}.{version[1]} could not install the extension: "
+                               f"{(out.stderr or out.stdout).strip().splitlines()[-1:]}; install {zip_path} by hand")
+        record.add("addon", target)
+        return target
+    addons = os.path.join(blender_user_dir(version, "scripts", os_name), "addons")
+    target = os.path.join(addons, top)
+    os.makedirs(addons, exist_ok=True)
+    if os.path.isdir(target):
+        shutil.rmtree(target)  # an older copy of our own add-on
+    with zipfile.ZipFile(zip_path) as z:
+        z.extractall(addons)
+    record.add("addon", target)
+    out = subprocess.run([exe, "--background", "--factory-startup", "--python-expr", _enable_expr(top)],
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        warn(f"copied the add-on into {addons} but Blender could not enable it; enable \"MotionMill\" in "
+             "Edit > Preferences > Add-ons")
+    return target
+
+
+def setup_blender(a, os_name, py, record):
+    blenders = find_blenders(a.blender, os_name)
+    if not blenders:
+        path = build_addon_zip(os.path.join(ROOT, "dist"))
+        warn(f"no Blender found: built {path}; install Blender 4.2 or newer (blender.org), then in Blender use "
+             "Edit > Preferences > Add-ons > Install from Disk… and pick that file (or re-run with --blender PATH)")
+        return []
+    path = build_addon_zip(os.path.join(ROOT, "dist"))
+    done = []
+    for exe, version in blenders:
+        vs = f"{version[0]}.{version[1]}" if version else "?"
+        if version and version < (4, 2):
+            warn(f"Blender {vs} at {exe} is older than 4.2, which MotionMill needs: skipped")
+            continue
+        say(f"Blender {vs} at {exe}: installing the add-on")
+        target = install_addon(exe, version, path, os_name, record)
+        say(f"add-on installed in {target}")
+        done.append((exe, vs, target))
+    return done
+
+
+# ---- settings, record, uninstall ----------------------------------------------------------------------------
+
+class Record:
+    """<data dir>/install-record.json: what this installer created, so --uninstall removes exactly that."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            with open(path) as f:
+                self.data = json.load(f)
+        except (OSError, ValueError):
+            self.data = {}
+        for key in ("venv", "addon", "files", "dirs"):
+            self.data.setdefault(key, [])
+        self.data.setdefault("settings", {})
+
+    def add(self, kind, path):
+        entry = os.path.abspath(path)
+        if entry not in self.data[kind]:
+            self.data[kind].append(entry)
+        self.save()
+
+    def add_file(self, path, downloaded):
+        self._add_entry("files", path, downloaded)
+
+    def add_dir(self, path, downloaded):
+        self._add_entry("dirs", path, downloaded)
+
+    def _add_entry(self, kind, path, downloaded):
+        path = os.path.abspath(path)
+        for e in self.data[kind]:
+            if e["path"] == path:
+                e["downloaded"] = e["downloaded"] or downloaded
+                break
+        else:
+            self.data[kind].append({"path": path, "downloaded": downloaded})
+        self.save()
+
+    def settings(self, **values):
+        from backend.user_config import save_settings
+        save_settings(**values)
+        self.data["settings"].update(values)
+        self.save()
+
+    def save(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.data, f, indent=1)
+        os.replace(tmp, self.path)
+
+
+def record_path():
+    from backend.user_config import data_dir
+    return os.path.join(data_dir(), "install-record.json")
+
+
+def uninstall(yes, ask=input):
+    from backend.user_config import config_path, load_settings
+    path = record_path()
+    if not os.path.isfile(path):
+        say(f"nothing to remove: no install record at {path}")
+        return 0
+    rec = Record(path)
+    d = rec.data
+    downloaded = [e["path"] for e in d["files"] if e["downloaded"] and os.path.lexists(e["path"])]
+    keep_weights = False
+    if downloaded and not yes:
+        total = sum(_tree_size(p) for p in downloaded)
+        answer = ask(f"[install] delete {len(downloaded)} downloaded model files ({_size(total)})? [y/N] ")
+        keep_weights = answer.strip().lower() not in ("y", "yes")
+    for p in d["addon"] + d["venv"]:
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+            say(f"removed {p}")
+    for e in d["files"]:
+        p = e["path"]
+        if keep_weights and e["downloaded"]:
+            continue
+        if os.path.islink(p) or os.path.isfile(p):
+            os.remove(p)
+        elif os.path.isdir(p):
+            shutil.rmtree(p)
+        else:
+            continue
+        say(f"removed {p}")
+    manifest_dirs = sorted((e["path"] for e in d["dirs"]), key=len, reverse=True)
+    for p in manifest_dirs:
+        try:
+            os.rmdir(p)  # only when empty: a folder that still holds the user's own files stays
+            say(f"removed {p}")
+        except OSError:
+            pass
+    settings = load_settings()
+    ours = {k: v for k, v in d["settings"].items() if settings.get(k) == v}  # unless the user changed them
+    if keep_weights:
+        ours.pop("model_dir", None)
+    if ours:
+        rest = {k: v for k, v in settings.items() if k not in ours}
+        cpath = config_path()
+        if rest:
+            with open(cpath + ".tmp", "w") as f:
+                json.dump(rest, f, indent=1)
+            os.replace(cpath + ".tmp", cpath)
+        else:
+            os.remove(cpath)
+        say(f"removed settings {', '.join(sorted(ours))} from {cpath}")
+    if keep_weights:
+        kept = {k: v for k, v in d["settings"].items() if k == "model_dir"}
+        rec.data = {"venv": [], "addon": [], "dirs": d["dirs"], "settings": kept,
+                    "files": [e for e in d["files"] if e["downloaded"]]}
+        rec.save()
+        say(f"kept the downloaded weights; {path} still lists them")
+    else:
+        os.remove(path)
+    return 0
+
+
+def _tree_size(p):
+    if os.path.islink(p) or os.path.isfile(p):
+        return os.path.getsize(p) if not os.path.islink(p) else 0
+    return sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(p) for f in fs)
+
+
+# ---- --check ------------------------------------------------------------------------------------------------
+
+def addon_installed(version, os_name):
+    if version is None:
+        return None
+    for kind, sub in (("scripts", "addons"), ("extensions", "user_default")):
+        folder = os.path.join(blender_user_dir(version, kind, os_name), sub, ADDON_MODULE)
+        if os.path.isfile(os.path.join(folder, "__init__.py")):
+            return folder
+    return None
+
+
+def check(a, os_name):
+    py = venv_python(a.venv)
+    rows = [("Installer Python", f"{platform.python_version()}" + ("" if sys.version_info[:2] == (3, 11)
+                                                                   else "  (MotionMill needs 3.11)"))]
+    report = None
+    if not os.path.exists(py):
+        rows.append(("Environment", f"NOT INSTALLED: {a.venv} is missing; run python3.11 install.py"))
+    else:
+        cmd = [py, "-m", "backend", "doctor", "--json"] + (["--model-dir", a.model_dir] if a.model_dir else [])
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        try:
+            report = json.loads(out.stdout)
+        except ValueError:
+            tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+            rows.append(("Environment", f"BROKEN: backend doctor failed ({tail[0]}); re-run python3.11 install.py"))
+    if report:
+        libs = report["libraries"]
+        dev = report["device"]
+        rows.append(("Backend Python", f"{report['python']} in {a.venv}"))
+        rows.append(("torch", (libs.get("torch") or "NOT INSTALLED") +
+                     (f", CUDA {dev['cuda']}" if dev["kind"] == "cuda" else ", no CUDA (CPU only)")))
+        rows.append(("bitsandbytes", libs.get("bitsandbytes") or "NOT INSTALLED (needed for NF4/int8 on the GPU)"))
+        rows.append(("GPU / VRAM", f"{dev['name']}: {dev['vram_free_gb']} GB free of {dev['vram_total_gb']} GB"
+                     if dev["kind"] == "cuda" else "no CUDA GPU: generation runs on the CPU (slow for 3B/7B)"))
+        m = report["model"]
+        rows.append(("Model directory", f"{m['dir']}: " + ("complete" if m["complete"] else
+                                                           "INCOMPLETE: " + "; ".join(m["missing"]))))
+    blenders = find_blenders(a.blender, os_name)
+    if not blenders:
+        rows.append(("Blender", "none found (install Blender 4.2+, or pass --blender PATH)"))
+    for exe, version in blenders:
+        vs = f"{version[0]}.{version[1]}" if version else "version unknown"
+        where = addon_installed(version, os_name)
+        rows.append((f"Blender {vs}", f"{exe}; add-on " + (f"installed in {where}" if where else "NOT installed")))
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+    ok = bool(report) and report["model"]["complete"] and any(addon_installed(v, os_name) for _, v in blenders)
+    return 0 if ok else 1
+
+
+# ---- main ---------------------------------------------------------------------------------------------------
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dev", action="store_true", help="also install pytest, hypothesis and bpy for the tests")
     ap.add_argument("--cpu", action="store_true", help="install CPU torch even where a GPU is found")
+    ap.add_argument("--weights", choices=["7b", "3b", "none"], default="none",
+                    help="download this release into your data folder (7b: ~27 GB, 3b: ~18 GB)")
+    ap.add_argument("--from", dest="from_dir", metavar="DIR", help="adopt release files you already downloaded")
+    ap.add_argument("--copy", action="store_true", help="with --from: copy the files instead of linking them")
+    ap.add_argument("--model-dir", help="where the model goes (default: <data dir>/models/motionmillion-7b)")
+    ap.add_argument("--blender", action="append", metavar="PATH", help="a Blender executable (repeatable); "
+                    "default: the usual install locations")
+    ap.add_argument("--no-blender", action="store_true", help="skip the Blender add-on step")
+    ap.add_argument("--no-env", action="store_true", help="skip the Python environment step (.venv and pip)")
+    ap.add_argument("--venv", default=VENV, help=argparse.SUPPRESS)
+    ap.add_argument("--url", action="append", metavar="NAME=URL", help="download NAME (tokenizer, t2m-7B, "
+                    "t2m-3B, mean, std) from URL instead")
+    ap.add_argument("--hf-endpoint", default=os.environ.get("HF_ENDPOINT", HF_ENDPOINT), help=argparse.SUPPRESS)
+    ap.add_argument("--dry-run", action="store_true", help="detect and say what would be installed; change nothing")
+    ap.add_argument("--check", action="store_true", help="check the set-up and print one table")
+    ap.add_argument("--uninstall", action="store_true", help="remove what this installer created")
+    ap.add_argument("--yes", action="store_true", help="with --uninstall: delete downloaded weights without asking")
     a = ap.parse_args(argv)
+    a.venv = os.path.abspath(a.venv)
+    os_name = detect_os()
     try:
+        if a.check:
+            return check(a, os_name)
+        if a.uninstall:
+            return uninstall(a.yes)
         check_python()
-        gpu = None if a.cpu else detect_gpu()
-        if gpu:
-            name, cuda = gpu
-            say(f"NVIDIA GPU: {name}, driver CUDA {'.'.join(map(str, cuda)) if cuda else 'unknown'}")
-            if cuda and cuda < MIN_DRIVER_CUDA:
-                raise InstallError(f"the NVIDIA driver supports CUDA {cuda[0]}.{cuda[1]}, torch needs "
-                                   f"{MIN_DRIVER_CUDA[0]}.{MIN_DRIVER_CUDA[1]} or newer: update the driver, or re-run with --cpu")
+        say(f"{platform.system()} {platform.machine()}, Python {platform.python_version()}")
+        record = Record(record_path()) if not a.dry_run else Record(os.devnull + ".unused")
+        if a.dry_run:
+            record.save = lambda: None
+        py = venv_python(a.venv)
+        if not a.no_env:
+            gpu = None if a.cpu else detect_gpu()
+            if gpu:
+                name, cuda = gpu
+                say(f"NVIDIA GPU: {name}, driver CUDA {'.'.join(map(str, cuda)) if cuda else 'unknown'}")
+            elif not a.cpu:
+                warn("no NVIDIA GPU found (nvidia-smi): installing CPU torch; generation with the 3B/7B models "
+                     "will be slow")
+            py = setup_env(a, gpu, os_name, record)
+        if a.dry_run:
+            return 0
+        record.settings(backend_python=py, backend_root=ROOT)
+        if not a.no_blender:
+            setup_blender(a, os_name, py, record)
+        size = {"7b": "7B", "3b": "3B"}.get(a.weights)
+        if a.from_dir or size:
+            from backend.user_config import data_dir
+            model_dir = os.path.abspath(a.model_dir or os.path.join(
+                data_dir(), "models", f"motionmillion-{(size or '7B').lower()}"))
+            if a.from_dir:
+                size = adopt(a.from_dir, model_dir, size, a.copy, record)
+            else:
+                download_weights(size, model_dir, url_overrides(a.url), a.hf_endpoint, record)
+            cfg = write_manifest(model_dir, size)
+            record.add_file(cfg, downloaded=False)
+            record.settings(model_dir=model_dir)
+            needs = NEEDS[size]
+            say(f"model directory ready: {model_dir} ({size}; needs about {needs['vram_total_gb']} GB of VRAM "
+                "with the text encoder)")
         else:
-            say("no NVIDIA GPU found: installing CPU torch (generation with 3B/7B models will be slow)")
-        py = make_venv()
-        pip_install(py, [TORCH])
-        pip_install(py, RUNTIME)
-        if a.dev:
-            pip_install(py, DEV)
-        say("done. Check the set-up with: " + os.path.relpath(py, ROOT) + " -m backend doctor")
+            say("no model yet: add one with `python3.11 install.py --weights 7b` (about 27 GB) or --weights 3b "
+                "(about 18 GB), or --from DIR")
+        say(f"done. Check the set-up with: python3.11 install.py --check")
         return 0
     except InstallError as err:
         print(f"[install] error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("[install] interrupted: re-run the same command to continue (downloads resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
