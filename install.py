@@ -188,8 +188,22 @@ def pip_install(py, packages, extra_args=()):
                            "`python3.11 install.py` (finished packages are kept)")
 
 
+def index_reachable(url, timeout=5):
+    """Whether the host of a package index answers at all (pip would otherwise retry it for minutes)."""
+    host = urllib.parse.urlsplit(url).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def setup_env(a, gpu, os_name, record):
     tag, index = torch_build(gpu, os_name)
+    if index and tag == "cpu" and not a.dry_run and not index_reachable(index):
+        # PyPI (or a local mirror) still has torch; on Linux its wheel may carry CUDA libraries, but it runs on the CPU.
+        say(f"PyTorch's CPU index ({index}) cannot be reached: taking torch {TORCH_VERSION} from the default index")
+        tag, index = "", None
     packages = RUNTIME + (DEV if a.dev else [])
     # The local tag pins the build; PyTorch's index is an extra one, so PyPI (and any local mirror) still serve
     # everything else.
