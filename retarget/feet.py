@@ -1,0 +1,279 @@
+"""Foot-sliding cleanup on the TARGET body, after retargeting.
+
+Public API
+----------
+``FootParams``: thresholds and windows (defaults for a ~0.85 m leg; speeds and heights scale with the
+    target's leg length): contact enter/exit height and ground speed (hysteresis), smoothing window,
+    blend length, minimum contact length, pelvis lowering on/off, toe (ball) contacts on/off, floor.
+``cleanup_feet(anim, target, mapping, params=None) -> TargetAnimation``
+``detect_contacts(points, fps, floor, clearances, params, scale=1.0) -> (T, P) bool``
+
+Method: foot points (ankle = foot-bone head, ball = toe-bone head) get contacts from smoothed ground speed
+and height above the floor with hysteresis (enter below the low thresholds, leave above the high ones),
+short contacts dropped. Each contact run is pinned at the point's mean ground position over the run, on the
+floor, and the pin is blended in and out over `blend` frames with 2u^3 - 3u^2 + 1. The ankle follows its
+pin (or, while only the ball is planted, the ball's correction); the pelvis is lowered where a leg cannot
+reach; a two-bone analytic IK per leg (knee kept in its bend plane: pole = the knee's original offset from
+the hip-ankle line) places thigh and shin; the foot keeps its world orientation except that it turns to
+keep a planted ball on its pin. Everything is vectorised over frames.
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .rotations import normalize, rotation_between
+from .transfer import UP, _mul, _mv, _role_index, fk_positions, foot_points, local_from_world, pose_world
+
+REFERENCE_LEG = 0.85  # metres; thresholds below are for a leg this long
+
+
+@dataclass
+class FootParams:
+    height_on: float = 0.05      # m above the floor (minus rest clearance) to start a contact
+    height_off: float = 0.08     # m to end it
+    speed_on: float = 1.0        # m/s ground speed (smoothed) to start a contact
+    speed_off: float = 2.0       # m/s to end it
+    smooth: int = 5              # frames, moving-average window for speeds and for the pelvis drop
+    blend: int = 6               # frames to blend a pin in and out
+    min_contact: int = 3         # frames; shorter contacts are ignored
+    lower_pelvis: bool = True
+    toe: bool = True             # pin the ball of the foot (toe-bone head) too
+    floor: float = None          # world z of the floor; default the rig's rest floor
+
+
+def _moving_average(x, w):
+    if w <= 1 or len(x) < 2:
+        return x
+    k = np.ones(w) / w
+    pad = w // 2
+    xp = np.concatenate([np.repeat(x[:1], pad, 0), x, np.repeat(x[-1:], w - 1 - pad, 0)], 0)
+    out = np.empty_like(x)
+    flat = xp.reshape(len(xp), -1)
+    for c in range(flat.shape[1]):
+        out.reshape(len(x), -1)[:, c] = np.convolve(flat[:, c], k, mode="valid")
+    return out
+
+
+def _moving_max(x, w):
+    if w <= 1:
+        return x
+    pad = w // 2
+    xp = np.concatenate([np.repeat(x[:1], pad), x, np.repeat(x[-1:], w - 1 - pad)])
+    return np.lib.stride_tricks.sliding_window_view(xp, w).max(-1)
+
+
+def _hysteresis(on, stay):
+    """state[t] = on[t] or (state[t-1] and stay[t]); vectorised along axis 0."""
+    T = on.shape[0]
+    event = np.where(on, 1, np.where(stay, 0, -1))
+    idx = np.where(event != 0, np.arange(T)[:, None], -1)
+    last = np.maximum.accumulate(idx, axis=0)
+    state = np.take_along_axis(event, np.maximum(last, 0), 0) == 1
+    return state & (last >= 0)
+
+
+def _runs(mask):
+    """Start and end (exclusive) of True runs in a 1-D bool array."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def detect_contacts(points, fps, floor, clearances, params, scale=1.0):
+    h = points[..., 2] - floor - np.asarray(clearances)
+    v = np.zeros(points.shape[:2])
+    if len(points) > 1:
+        step = np.linalg.norm(np.diff(points[..., :2], axis=0), axis=-1) * fps
+        v[1:] = step
+        v[0] = step[0]
+    v = _moving_average(v, params.smooth)
+    on = (h < params.height_on * scale) & (v < params.speed_on * scale)
+    stay = (h < params.height_off * scale) & (v < params.speed_off * scale)
+    c = _hysteresis(on, stay)
+    for p in range(c.shape[1]):
+        s, e = _runs(c[:, p])
+        for a, b in zip(s, e):
+            if b - a < params.min_contact:
+                c[a:b, p] = False
+    return c
+
+
+def _fall(u):
+    u = np.clip(u, 0.0, 1.0)
+    return 2 * u ** 3 - 3 * u ** 2 + 1
+
+
+def _pins(points, contact, floor, clearances, blend):
+    """Pinned targets and pin weights (T,P,3), (T,P).
+
+    Inside a contact run the point sits at the run's mean ground position, on the floor. Outside, the
+    point keeps its own motion plus the offset it had at the neighbouring run's edge, fading out over
+    `blend` frames (2u^3-3u^2+1); a gap shorter than two blends hands the offset of one run over to the
+    next's across the whole gap, so a foot never snaps between close pins.
+    """
+    T, P = contact.shape
+    target = points.copy()
+    weight = np.zeros((T, P))
+    csum = np.concatenate([np.zeros((1, P, 3)), np.cumsum(points, 0)])
+    blend = max(int(blend), 1)
+    for p in range(P):
+        s, e = _runs(contact[:, p])
+        if not len(s):
+            continue
+        pin = (csum[e, p] - csum[s, p]) / (e - s)[:, None]
+        pin[:, 2] = floor + clearances[p]
+        off_start = pin - points[s, p]
+        off_end = pin - points[e - 1, p]
+        pts = points[:, p]
+        for i in range(len(s)):
+            target[s[i]:e[i], p] = pin[i]
+            weight[s[i]:e[i], p] = 1.0
+            # gap after run i (to the next run, or to the end of the clip)
+            g_end = s[i + 1] if i + 1 < len(s) else T
+            t = np.arange(e[i], g_end)
+            if len(t):
+                bridged = i + 1 < len(s) and (g_end - e[i]) + 1 <= 2 * blend
+                L = (g_end - e[i]) + 1 if bridged else blend
+                w = _fall((t - (e[i] - 1)) / L)
+                target[t, p] += w[:, None] * off_end[i]
+                weight[t, p] += w
+            # gap before run i (from the previous run, or from the start of the clip)
+            g_start = e[i - 1] if i > 0 else 0
+            t = np.arange(g_start, s[i])
+            if len(t):
+                bridged = i > 0 and (s[i] - g_start) + 1 <= 2 * blend
+                L = (s[i] - g_start) + 1 if bridged else blend
+                w = _fall((s[i] - t) / L)
+                target[t, p] += w[:, None] * off_start[i]
+                weight[t, p] += w
+        np.minimum(weight[:, p], 1.0, out=weight[:, p])
+    return target, weight
+
+
+def _chain(skel, top, bottom):
+    """Bones from top (inclusive) down to bottom (exclusive) along the parent path."""
+    path, j = [], skel.parents[bottom]
+    while j >= 0 and j != top:
+        path.append(j)
+        j = skel.parents[j]
+    if j != top:
+        raise ValueError(f"{skel.names[bottom]!r} is not below {skel.names[top]!r}")
+    return [top] + path[::-1]
+
+
+def cleanup_feet(anim, target, mapping, params=None):
+    """Remove foot sliding from a TargetAnimation on `target`; returns a new TargetAnimation."""
+    params = params or FootParams()
+    tr = _role_index(target, mapping)
+    R, X = pose_world(anim, target)
+    G = target.world_rest_rotations
+    E = _mul(R, np.swapaxes(G, -1, -2))
+    T, B = X.shape[:2]
+    seglen = target.lengths * target.object_scale
+    tails = X + R[..., :, 1] * seglen[:, None]
+    pts, rest_floor = foot_points(target, tr)
+    floor = rest_floor if params.floor is None else params.floor
+    Ht = target.world_heads
+    leg = np.mean([np.linalg.norm(Ht[tr[f"{s}_knee"]] - Ht[tr[f"{s}_hip"]]) + np.linalg.norm(Ht[tr[f"{s}_ankle"]] - Ht[tr[f"{s}_knee"]]) for s in ("left", "right")])
+    scale = leg / REFERENCE_LEG
+    fps = anim.fps
+    sides = ("left", "right")
+    has_toe = {s: f"{s}_foot" in tr and params.toe for s in sides}
+    # contact points per side: ankle (foot head), ball (toe head)
+    cps, clr = [], []
+    for s in sides:
+        cps.append(X[:, tr[f"{s}_ankle"]])
+        clr.append(pts[s][0][2])
+        if has_toe[s]:
+            cps.append(X[:, tr[f"{s}_foot"]])
+            clr.append(pts[s][1][2])
+    cps = np.stack(cps, 1)
+    clr = np.array(clr)
+    contact = detect_contacts(cps, fps, floor, clr, params, scale)
+    pinned, w = _pins(cps, contact, floor, clr, params.blend)
+    k = 0
+    ank_t, ball_t, ball_w, ball_o = {}, {}, {}, {}
+    for s in sides:
+        a_o, a_p, a_w = cps[:, k], pinned[:, k], w[:, k]
+        k += 1
+        if has_toe[s]:
+            b_o, b_p, b_w = cps[:, k], pinned[:, k], w[:, k]
+            k += 1
+            ank_t[s] = a_p + (1 - a_w)[:, None] * (b_p - b_o)
+            ball_t[s], ball_w[s], ball_o[s] = b_p, b_w, b_o
+        else:
+            ank_t[s] = a_p
+    # pelvis lowering where a leg cannot reach its ankle target
+    pel = tr["pelvis"]
+    drop = np.zeros(T)
+    lens = {}
+    for s in sides:
+        hip, knee, ank = tr[f"{s}_hip"], tr[f"{s}_knee"], tr[f"{s}_ankle"]
+        l1 = np.linalg.norm(Ht[knee] - Ht[hip])
+        l2 = np.linalg.norm(Ht[ank] - Ht[knee])
+        lens[s] = (l1, l2)
+        if params.lower_pelvis:
+            reach = (l1 + l2) * 0.995
+            dv = ank_t[s] - X[:, hip]
+            rh2 = np.sum(dv[:, :2] ** 2, -1)
+            need = -np.sqrt(np.maximum(reach ** 2 - rh2, 0)) - dv[:, 2]
+            drop = np.maximum(drop, need)
+    drop = np.maximum(drop, 0)
+    if params.lower_pelvis and drop.any():
+        drop = _moving_average(_moving_max(drop, params.smooth), params.smooth)
+    shift = -drop[:, None] * UP
+    # leg IK: world corrections Qc per bone
+    Qc = np.broadcast_to(np.eye(3), (T, B, 3, 3)).copy()
+    special = {}
+    for s in sides:
+        hip, knee, ank = tr[f"{s}_hip"], tr[f"{s}_knee"], tr[f"{s}_ankle"]
+        l1, l2 = lens[s]
+        H = X[:, hip] + shift
+        K = X[:, knee] + shift
+        A = X[:, ank] + shift
+        At = ank_t[s]
+        dvec = At - H
+        dist = np.linalg.norm(dvec, axis=-1)
+        u = dvec / np.maximum(dist, 1e-9)[:, None]
+        d = np.clip(dist, abs(l1 - l2) + 1e-6, l1 + l2 - 1e-6)
+        u_old = normalize(A - H)
+        n = (K - H) - np.sum((K - H) * u_old, -1, keepdims=True) * u_old
+        fb = _mv(E[:, hip], normalize((Ht[knee] - Ht[hip]) - ((Ht[knee] - Ht[hip]) @ normalize(Ht[ank] - Ht[hip])) * normalize(Ht[ank] - Ht[hip]) + 1e-6 * np.cross(UP, normalize(Ht[ank] - Ht[hip]))))
+        small = np.linalg.norm(n, axis=-1) < 1e-4 * l1
+        n = np.where(small[:, None], fb, n)
+        n = normalize(n - np.sum(n * u, -1, keepdims=True) * u)
+        a = (l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d)
+        hgt = np.sqrt(np.maximum(l1 ** 2 - a ** 2, 0))
+        Kn = H + a[:, None] * u + hgt[:, None] * n
+        An = H + d[:, None] * u
+        Q1 = rotation_between(K - H, Kn - H)
+        Q2 = _mul(rotation_between(_mv(Q1, A - K), An - Kn), Q1)
+        for b in _chain(target, hip, knee):
+            special[b] = Q1
+        for b in _chain(target, knee, ank):
+            special[b] = Q2
+        Qf = np.broadcast_to(np.eye(3), (T, 3, 3))
+        if has_toe[s]:
+            ball_now = An + _mv(E[:, ank], Ht[tr[f"{s}_foot"]] - Ht[ank])
+            want = ball_now + ball_w[s][:, None] * (ball_t[s] - ball_now)
+            Qf = rotation_between(ball_now - An, want - An)
+        special[ank] = Qf
+    for b, p in enumerate(target.parents):
+        if b in special:
+            Qc[:, b] = special[b]
+        elif p >= 0:
+            Qc[:, b] = Qc[:, p]
+    E2 = _mul(Qc, E)
+    translated = {target.names.index(n) for n in anim.translated}
+    fixed = {b: X[:, b] + (shift if _is_below(target, b, pel) else 0.0) for b in translated}
+    X2 = fk_positions(target, E2, fixed)
+    q, loc = local_from_world(target, E2, X2, translated)
+    return replace(anim, quaternions=q, locations=loc)
+
+
+def _is_below(skel, b, top):
+    j = b
+    while j >= 0:
+        if j == top:
+            return True
+        j = skel.parents[j]
+    return False

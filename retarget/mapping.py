@@ -1,0 +1,358 @@
+"""Bone mapping: which target bone plays which SMPL-22 role, from JSON presets or from the rig's shape.
+
+Public API
+----------
+``ROLES``, ``REQUIRED_ROLES``
+    The roles (SMPL-22 joint names, plus an optional ``root`` bone under the hips). A role names the bone
+    whose HEAD sits at that joint and which rotates about it: ``left_hip`` = thigh, ``left_knee`` = shin,
+    ``left_ankle`` = foot, ``left_foot`` = toe, ``left_shoulder`` = upper arm, ``left_elbow`` = forearm,
+    ``left_wrist`` = hand, ``left_collar`` = clavicle.
+``auto_map(skeleton, presets=None) -> Mapping``
+    Picks the preset (``retarget/presets/*.json``) whose aliases match most roles, fills spine/neck roles
+    by spreading the preset's chain over the bones present, classes twist and IK bones, and finds what is
+    still missing from the rig's topology and rest geometry. ``mapping.report`` says what came from where
+    and, for each required role not found, the candidate bones.
+``Mapping(roles, twist=(), classes=None, ...)``: ``roles`` is a plain dict role -> bone name.
+    ``save(path)`` / ``Mapping.load(path)`` (JSON; a file holding just {role: bone} loads too),
+    ``validate(skeleton)`` raises ``SkeletonError`` with one line for unknown bones, a bone claimed by two
+    roles, or missing required roles (listing candidates).
+
+Side convention for the structural fallback: the character's up is world +Z; its forward is the mean
+ankle->toe direction (or, without toes, the side the knees bend towards, else Blender's -Y); the
+character's LEFT is up x forward, so a Blender character facing -Y has its left at +X.
+
+Preset format (see presets/*.json): ``roles`` role -> aliases (case-insensitive, after stripping
+``prefixes`` regexes), ``chains`` {"spine": [...], "neck": [...]} in root-to-tip order, ``twist``
+[{pattern, limb, source: child|self, share}], ``ik`` [regex] bones classed as IK/helper and left alone,
+``priority`` to break ties.
+"""
+import json
+import pathlib
+import re
+
+import numpy as np
+
+from .skeleton import SkeletonError
+
+SIDED = ("collar", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "foot")
+ROLES = ("root", "pelvis", "spine1", "spine2", "spine3", "neck", "head") + tuple(
+    f"{s}_{l}" for s in ("left", "right") for l in SIDED)
+REQUIRED_ROLES = ("pelvis", "head") + tuple(
+    f"{s}_{l}" for s in ("left", "right") for l in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle"))
+PRESET_DIR = pathlib.Path(__file__).resolve().parent / "presets"
+
+
+def load_presets(directory=None):
+    """All presets as dicts, from retarget/presets (or `directory`)."""
+    d = pathlib.Path(directory) if directory else PRESET_DIR
+    presets = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    if not presets:
+        raise SkeletonError(f"no bone-mapping presets found in {d}")
+    return presets
+
+
+class Mapping:
+    def __init__(self, roles, twist=(), classes=None, preset=None, report=None):
+        self.roles = {str(k): str(v) for k, v in dict(roles).items() if v}
+        self.twist = [dict(t) for t in twist]
+        self.classes = dict(classes or {})
+        self.preset = preset
+        self.report = report
+
+    def __repr__(self):
+        return f"Mapping(preset={self.preset!r}, roles={self.roles!r})"
+
+    def to_dict(self):
+        return {"preset": self.preset, "roles": dict(self.roles), "twist": self.twist, "classes": self.classes}
+
+    def save(self, path):
+        pathlib.Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def from_dict(cls, d):
+        if "roles" not in d:  # a plain {role: bone} dict
+            return cls(d)
+        return cls(d["roles"], d.get("twist", ()), d.get("classes"), d.get("preset"))
+
+    @classmethod
+    def load(cls, path):
+        try:
+            d = json.loads(pathlib.Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise SkeletonError(f"cannot read bone mapping {path}: {e}") from None
+        if not isinstance(d, dict):
+            raise SkeletonError(f"bone mapping {path} must be a JSON object role -> bone name")
+        return cls.from_dict(d)
+
+    def validate(self, skeleton, required=REQUIRED_ROLES):
+        """Raise SkeletonError (one line) unless every role names a distinct existing bone and required roles are present."""
+        unknown_roles = sorted(set(self.roles) - set(ROLES))
+        if unknown_roles:
+            raise SkeletonError(f"unknown role(s) {unknown_roles} in the bone mapping; roles are {list(ROLES)}")
+        missing_bones = {r: b for r, b in self.roles.items() if b not in skeleton.names}
+        if missing_bones:
+            raise SkeletonError(f"the bone mapping names bones the armature does not have: {missing_bones}")
+        seen = {}
+        for r, b in self.roles.items():
+            if b in seen:
+                raise SkeletonError(f"bone {b!r} is mapped to two roles, {seen[b]!r} and {r!r}; each bone may play one role")
+            seen[b] = r
+        missing = [r for r in required if r not in self.roles]
+        if missing:
+            cands = (self.report or {}).get("candidates", {})
+            detail = "; ".join(f"{r}: candidates {cands.get(r, [])}" for r in missing)
+            raise SkeletonError(f"cannot retarget: required role(s) not mapped ({detail})")
+        return self
+
+
+# --------------------------------------------------------------------------------------------- presets
+
+def _strip(name, prefixes):
+    for p in prefixes:
+        name = re.sub(p, "", name)
+    return name.lower()
+
+
+def _apply_preset(skeleton, preset):
+    prefixes = preset.get("prefixes", [])
+    lookup = {}
+    for i, n in enumerate(skeleton.names):
+        lookup.setdefault(n.lower(), i)
+        lookup.setdefault(_strip(n, prefixes), i)
+    roles = {}
+    used = set()
+    for role, aliases in preset.get("roles", {}).items():
+        for a in aliases:
+            i = lookup.get(a.lower())
+            if i is not None and i not in used:
+                roles[role] = skeleton.names[i]
+                used.add(i)
+                break
+    for chain_name, chain_roles in (("spine", ("spine1", "spine2", "spine3")), ("neck", ("neck",))):
+        present = []
+        for a in preset.get("chains", {}).get(chain_name, []):
+            i = lookup.get(a.lower())
+            if i is not None and i not in used and i not in present:
+                present.append(i)
+        if chain_name == "neck":
+            if present and "neck" not in roles:
+                roles["neck"] = skeleton.names[present[0]]
+                used.add(present[0])
+            continue
+        if len(present) == 1:
+            picks = {"spine3": present[0]}
+        elif len(present) == 2:
+            picks = {"spine1": present[0], "spine3": present[1]}
+        elif present:
+            picks = {"spine1": present[0], "spine2": present[len(present) // 2], "spine3": present[-1]}
+        else:
+            picks = {}
+        for r, i in picks.items():
+            if r not in roles:
+                roles[r] = skeleton.names[i]
+                used.add(i)
+    classes, twist = {}, []
+    for i, n in enumerate(skeleton.names):
+        if i in used:
+            continue
+        for t in preset.get("twist", []):
+            if re.search(t["pattern"], n) and t["limb"] in roles:
+                twist.append({"bone": n, "limb": t["limb"], "source": t["source"], "share": float(t["share"])})
+                classes[n] = "twist"
+                break
+        else:
+            if any(re.search(p, n) for p in preset.get("ik", [])):
+                classes[n] = "ik"
+    return roles, twist, classes
+
+
+# ----------------------------------------------------------------------------------- structural fallback
+
+def _subtree(skeleton, i):
+    out, stack = [], [i]
+    while stack:
+        j = stack.pop()
+        out.append(j)
+        stack.extend(skeleton.children[j])
+    return out
+
+
+def _longest_path(skeleton, i, score):
+    """Chain from i following, at each bone, the child whose subtree reaches furthest by `score`."""
+    chain = [i]
+    while skeleton.children[chain[-1]]:
+        kids = skeleton.children[chain[-1]]
+        chain.append(max(kids, key=lambda c: max(score(j) for j in _subtree(skeleton, c))))
+    return chain
+
+
+def _structural(skeleton, roles):
+    """Fill missing roles from topology and rest geometry (world z up). Returns {role: bone index}."""
+    heads, tails = skeleton.world_heads, skeleton.world_tails
+    pts = np.concatenate([heads, tails])
+    z = heads[:, 2]
+    height = pts[:, 2].max() - pts[:, 2].min()
+    if height <= 0:
+        return {}, {}
+    found, notes = {}, {}
+    # hips: the first bone (parents first) with two child subtrees reaching far down and one reaching up
+    hips = None
+    for i in range(len(skeleton)):
+        down, up = [], []
+        for c in skeleton.children[i]:
+            sub = _subtree(skeleton, c)
+            if heads[sub, 2].min() < z[i] - 0.3 * height:
+                down.append(c)
+            elif pts[np.r_[sub, np.array(sub) + len(skeleton)], 2].max() > z[i] + 0.2 * height:
+                up.append(c)
+        if len(down) >= 2 and up:
+            hips, legs, spine_root = i, down, max(up, key=lambda c: heads[_subtree(skeleton, c), 2].max())
+            break
+    if hips is None:
+        notes["pelvis"] = "no bone branches into two downward chains (legs) and one upward chain (spine)"
+        return found, notes
+    found["pelvis"] = hips
+    up_axis = np.array([0.0, 0.0, 1.0])
+    # legs
+    leg_chains = []
+    for c in sorted(legs, key=lambda c: heads[_subtree(skeleton, c), 2].min())[:2]:
+        chain = _longest_path(skeleton, c, lambda j: -heads[j, 2])
+        leg_len = z[c] - heads[chain, 2].min()
+        thigh = next((j for j in chain if skeleton.world_axes()[j, 2] < -0.6), chain[0])
+        knee = next((j for j in chain if z[j] < z[thigh] - 0.3 * leg_len), None)
+        ankle = next((j for j in chain if knee is not None and z[j] < z[knee] - 0.3 * leg_len), None)
+        toe = None
+        if ankle is not None:
+            k = chain.index(ankle)
+            toe = chain[k + 1] if k + 1 < len(chain) else None
+        leg_chains.append((thigh, knee, ankle, toe))
+    # forward: mean ankle->toe, else the knees' bend side
+    fwd = np.zeros(3)
+    for thigh, knee, ankle, toe in leg_chains:
+        if ankle is not None and toe is not None:
+            fwd += heads[toe] - heads[ankle]
+    fwd[2] = 0
+    if np.linalg.norm(fwd) < 1e-6:
+        fwd = np.array([0.0, -1.0, 0.0])
+    fwd /= np.linalg.norm(fwd)
+    left = np.cross(up_axis, fwd)
+
+    def side(i):
+        return "left" if (heads[i] - heads[hips]) @ left > 0 else "right"
+    for thigh, knee, ankle, toe in leg_chains:
+        s = side(thigh)
+        for limb, j in (("hip", thigh), ("knee", knee), ("ankle", ankle), ("foot", toe)):
+            if j is not None:
+                found[f"{s}_{limb}"] = j
+    # spine: highest-reaching chain; arms branch laterally off it
+    spine = _longest_path(skeleton, spine_root, lambda j: max(z[j], tails[j, 2]))
+    arm_branch, arms = None, []
+    for k, j in enumerate(spine):
+        lateral = [c for c in skeleton.children[j] if c not in spine and
+                   np.abs((pts[np.r_[_subtree(skeleton, c), np.array(_subtree(skeleton, c)) + len(skeleton)]] - heads[j]) @ left).max() > 0.15 * height]
+        if len(lateral) >= 2:
+            arm_branch, arms = k, lateral
+            break
+    if arm_branch is not None:
+        below = spine[:arm_branch + 1]
+        picks = {"spine3": below[-1]}
+        if len(below) >= 2:
+            picks["spine1"] = below[0]
+        if len(below) >= 3:
+            picks["spine2"] = below[len(below) // 2]
+        found.update(picks)
+        above = spine[arm_branch + 1:]
+        if len(above) > 1:
+            found["neck"] = above[0]
+            # head: the longest bone above the neck (neck segments and head-end leaves are short)
+            found["head"] = max(above[1:], key=lambda j: skeleton.lengths[j])
+        elif above:
+            found["head"] = above[0]
+        for a in arms:
+            chain = _longest_path(skeleton, a, lambda j: abs((heads[j] - heads[hips]) @ left))
+            reach = np.abs((heads[chain] - heads[chain[0]]) @ left).max()
+            s = "left" if (heads[chain[-1]] - heads[hips]) @ left > 0 else "right"
+            # collar: a first bone covering less than a quarter of the arm's span
+            k = 0
+            if len(chain) >= 4 and abs((heads[chain[1]] - heads[chain[0]]) @ left) < 0.25 * reach:
+                found[f"{s}_collar"] = chain[0]
+                k = 1
+            for limb, j in zip(("shoulder", "elbow", "wrist"), chain[k:k + 3]):
+                found[f"{s}_{limb}"] = j
+    else:
+        notes["left_shoulder"] = notes["right_shoulder"] = "no spine bone has two lateral chains (arms)"
+    return {r: j for r, j in found.items() if r not in roles}, notes
+
+
+def _candidates(skeleton, role, taken):
+    """Unmapped bones whose names mention the role's side and limb, for the report."""
+    words = {"pelvis": ["hip", "pelvis", "root"], "head": ["head"], "neck": ["neck"],
+             "collar": ["clav", "collar", "shoulder"], "shoulder": ["arm", "shoulder", "shldr"],
+             "elbow": ["fore", "lowerarm", "elbow"], "wrist": ["hand", "wrist"], "hip": ["thigh", "upleg", "upperleg", "hip"],
+             "knee": ["shin", "calf", "knee", "leg"], "ankle": ["foot", "ankle"], "foot": ["toe", "ball"],
+             "spine1": ["spine", "abdomen", "waist"], "spine2": ["spine", "chest"], "spine3": ["spine", "chest"], "root": ["root"]}
+    side, _, limb = role.partition("_") if role.startswith(("left_", "right_")) else ("", "", role)
+    out = []
+    for n in skeleton.names:
+        if n in taken:
+            continue
+        low = n.lower()
+        if any(w in low for w in words.get(limb, [limb])):
+            if side:
+                s = side[0]
+                if not re.search(rf"(^|[^a-z]){s}([^a-z]|$)|{side}|^{s}[A-Z]|[._]{s}$", n, re.IGNORECASE) and not n.startswith(s):
+                    continue
+            out.append(n)
+    return out[:6]
+
+
+def auto_map(skeleton, presets=None):
+    """Map roles to bones: best-matching preset, then structure. Returns a Mapping with `.report`."""
+    presets = load_presets() if presets is None else presets
+    best = None
+    for p in presets:
+        roles, twist, classes = _apply_preset(skeleton, p)
+        key = (sum(r in roles for r in REQUIRED_ROLES), len(roles), p.get("priority", 0))
+        if best is None or key > best[0]:
+            best = (key, p["name"], roles, twist, classes)
+    _, name, roles, twist, classes = best
+    if best[0][0] == 0:
+        name, roles, twist, classes = None, {}, [], {}
+    source = {r: "preset" for r in roles}
+    structural, notes = _structural(skeleton, roles)
+    taken = set(roles.values())
+    for r, j in structural.items():
+        n = skeleton.names[j]
+        if n not in taken and n not in classes:
+            roles[r] = n
+            taken.add(n)
+            source[r] = "structure"
+    roles = {r: roles[r] for r in ROLES if r in roles}
+    missing = [r for r in ROLES if r not in roles and r != "root"]
+    report = {
+        "preset": name,
+        "source": source,
+        "missing_required": [r for r in REQUIRED_ROLES if r not in roles],
+        "missing_optional": [r for r in missing if r not in REQUIRED_ROLES],
+        "candidates": {r: _candidates(skeleton, r, taken) for r in missing},
+        "notes": notes,
+        "classes": classes,
+    }
+    return Mapping(roles, twist, classes, name, report)
+
+
+def format_report(mapping):
+    """A few human-readable lines about an auto_map result."""
+    rep = mapping.report or {}
+    lines = [f"preset: {rep.get('preset') or 'none (structure only)'}; {len(mapping.roles)} roles mapped"]
+    for r in ROLES:
+        if r in mapping.roles:
+            lines.append(f"  {r:15s} -> {mapping.roles[r]}  ({rep.get('source', {}).get(r, 'given')})")
+    for r in rep.get("missing_required", []):
+        lines.append(f"  MISSING required {r}: candidates {rep['candidates'].get(r, [])}"
+                     + (f"; {rep['notes'][r]}" if r in rep.get("notes", {}) else ""))
+    for r in rep.get("missing_optional", []):
+        lines.append(f"  missing optional {r}: candidates {rep['candidates'].get(r, [])}")
+    for n, c in sorted(rep.get("classes", {}).items()):
+        lines.append(f"  {c:6s} bone {n}")
+    return "\n".join(lines)

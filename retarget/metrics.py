@@ -1,0 +1,83 @@
+"""Motion-quality metrics on joint positions (numpy only), for tests and benchmarks.
+
+Public API (positions are (T, J, 3) world metres with z up unless `up` says otherwise)
+----------
+``limb_direction_error(src_pos, src_roles, tgt_pos, tgt_roles, limbs=LIMBS) -> (T, L) degrees``
+    angle between corresponding limb directions, each expressed in its own body's hips-and-neck frame.
+``foot_skate(points, fps, floor, clearances, height=0.05) -> m/s``
+    mean ground-plane speed of foot points while planted (height above the floor, minus the point's rest
+    clearance, below `height` at both ends of the frame step).
+``ground_penetration(points, floor, clearances) -> metres`` deepest point below the floor (0 when none).
+``jitter(positions, fps) -> m/s^2`` mean acceleration magnitude.
+``bone_length_error(positions, pairs) -> relative`` largest |length / first-frame length - 1|.
+``planar_displacement(positions, index) -> (T, 2)`` ground-plane displacement of one joint from frame 0.
+"""
+import numpy as np
+
+LIMBS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in
+              (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"))) + \
+    (("neck", "head"), ("left_collar", "left_shoulder"), ("right_collar", "right_shoulder"))
+
+
+def body_frames(positions, roles, up=2):
+    """(T,3,3) rotation whose columns are left, up, forward of the hips-and-neck frame."""
+    p = positions
+    upv = p[:, roles["neck"]] - p[:, roles["pelvis"]]
+    upv /= np.linalg.norm(upv, axis=-1, keepdims=True)
+    left = p[:, roles["left_hip"]] - p[:, roles["right_hip"]]
+    left = left - np.sum(left * upv, -1, keepdims=True) * upv
+    left /= np.linalg.norm(left, axis=-1, keepdims=True)
+    return np.stack([left, upv, np.cross(left, upv)], -1)
+
+
+def limb_direction_error(src_pos, src_roles, tgt_pos, tgt_roles, limbs=LIMBS):
+    out = []
+    Fs, Ft = body_frames(src_pos, src_roles), body_frames(tgt_pos, tgt_roles)
+    for a, b in limbs:
+        if not all(r in src_roles and r in tgt_roles for r in (a, b)):
+            continue
+        ds = src_pos[:, src_roles[b]] - src_pos[:, src_roles[a]]
+        dt = tgt_pos[:, tgt_roles[b]] - tgt_pos[:, tgt_roles[a]]
+        ls = np.einsum("tji,tj->ti", Fs, ds)
+        lt = np.einsum("tji,tj->ti", Ft, dt)
+        c = np.sum(ls * lt, -1) / (np.linalg.norm(ls, axis=-1) * np.linalg.norm(lt, axis=-1))
+        out.append(np.degrees(np.arccos(np.clip(c, -1, 1))))
+    return np.stack(out, 1)
+
+
+def heights_above_floor(points, floor, clearances, up=2):
+    return points[..., up] - floor - np.asarray(clearances)
+
+
+def foot_skate(points, fps, floor, clearances, height=0.05, up=2):
+    """Mean ground speed (m/s) of planted foot points (T,P,3); 0.0 when nothing is planted."""
+    h = heights_above_floor(points, floor, clearances, up)
+    planted = (h[1:] < height) & (h[:-1] < height)
+    ground = [k for k in range(3) if k != up]
+    v = np.linalg.norm(np.diff(points[..., ground], axis=0), axis=-1) * fps
+    return float(v[planted].mean()) if planted.any() else 0.0
+
+
+def ground_penetration(points, floor, clearances, up=2):
+    h = heights_above_floor(points, floor, clearances, up)
+    return float(max(0.0, -h.min()))
+
+
+def jitter(positions, fps):
+    acc = np.diff(positions, 2, axis=0) * fps * fps
+    return float(np.linalg.norm(acc, axis=-1).mean()) if len(acc) else 0.0
+
+
+def bone_length_error(positions, pairs):
+    err = 0.0
+    for a, b in pairs:
+        L = np.linalg.norm(positions[:, b] - positions[:, a], axis=-1)
+        if L[0] > 1e-9:
+            err = max(err, float(np.abs(L / L[0] - 1).max()))
+    return err
+
+
+def planar_displacement(positions, index, up=2):
+    ground = [k for k in range(3) if k != up]
+    p = positions[:, index][:, ground]
+    return p - p[0]

@@ -1,0 +1,434 @@
+"""Retargeting: put a source Motion onto a target Skeleton as Blender pose-bone channels.
+
+Public API
+----------
+``retarget(source, target, mapping=None, root_motion='hips', twist='leave', source_mapping=None) -> TargetAnimation``
+    source: a ``Motion`` (SMPL-22 or any skeleton whose names a preset knows, e.g. a BVH).
+    target: a ``Skeleton``; mapping: a ``Mapping`` (default ``auto_map(target)``).
+    root_motion: 'hips'     the hips bone carries all translation;
+                 'root'     a root bone above the hips (role ``root``, else the hips' top ancestor) gets the
+                            ground-plane translation and heading yaw, the hips keep the rest;
+                 'in_place' no ground-plane travel (vertical motion kept).
+    twist: 'drive' twist bones take their preset share of the limb's twist; 'leave' keeps them at rest.
+``TargetAnimation``: bone_names, quaternions (T,B,4) = pose_bone.rotation_quaternion (w,x,y,z, sign-continuous
+    over frames), locations (T,B,3) = pose_bone.location (non-zero only for ``translated`` bones), translated
+    (names of bones whose location is keyed), fps.
+``pose_world(anim, skeleton) -> (rotations (T,B,3,3), heads (T,B,3))``: world-space pose (metres, z up),
+    what Blender shows as ``obj.matrix_world @ pose_bone.matrix`` (rotation part normalised).
+``foot_points(skeleton, mapping)``: the bone heads/tails used as foot contact points, with rest clearances.
+
+The maths. G_b is bone b's rest orientation in the world, E_b its pose "world delta" (world pose
+orientation = E_b @ G_b). Blender's pose bone: matrix = P_parent @ M_parent^-1 @ M_b @ L_b, so the
+pose quaternion is L_b = G_b^T E_parent^T E_b G_b and the location is G_b^T E_parent^T (x_b - x0_b) / scale,
+x0_b being where the head sits with zero location. For a mapped bone, E_b = C E_src C^T A_b, where E_src is
+the source joint's world delta from its rest, C turns the source body's facing into the target's and A_b
+aligns the target bone's rest direction (head -> next mapped joint) with the source's (frames built from
+the direction and the body's forward, or up for bones pointing forward) -- this is the rest-pose alignment
+that makes T-pose, A-pose or any rest agree. Unmapped spine/neck bones between mapped ones get a slerp
+of their neighbours' deltas (rotation spread along the chain); other unmapped bones follow their parent.
+Root translation is scaled by the leg-length ratio, heights are kept relative to each body's rest height,
+and feet are lifted where they would go below the floor.
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import smpl
+from .mapping import Mapping, auto_map
+from .motion import Motion, MotionError
+from .rotations import matrix_to_quaternion, normalize, quaternion_slerp, quaternion_to_matrix, rotation_between
+from .skeleton import Skeleton, SkeletonError
+
+UP = np.array([0.0, 0.0, 1.0])
+SPINE_CHAIN = ("pelvis", "spine1", "spine2", "spine3", "neck", "head")
+CHILD_ROLE = {"spine1": ("spine2", "spine3", "neck", "head"), "spine2": ("spine3", "neck", "head"),
+              "spine3": ("neck", "head"), "neck": ("head",)}
+for _s in ("left", "right"):
+    CHILD_ROLE.update({f"{_s}_collar": (f"{_s}_shoulder",), f"{_s}_shoulder": (f"{_s}_elbow",),
+                       f"{_s}_elbow": (f"{_s}_wrist",), f"{_s}_hip": (f"{_s}_knee",),
+                       f"{_s}_knee": (f"{_s}_ankle",), f"{_s}_ankle": (f"{_s}_foot",)})
+PARENT_ROLE = {"head": ("neck", "spine3"), "neck": ("spine3",)}
+for _s in ("left", "right"):
+    PARENT_ROLE.update({f"{_s}_wrist": (f"{_s}_elbow",), f"{_s}_foot": (f"{_s}_ankle",), f"{_s}_ankle": (f"{_s}_knee",)})
+
+
+@dataclass
+class TargetAnimation:
+    bone_names: tuple
+    quaternions: np.ndarray   # (T, B, 4) wxyz, pose_bone.rotation_quaternion
+    locations: np.ndarray     # (T, B, 3) pose_bone.location
+    translated: tuple         # names of bones whose location is animated
+    fps: float
+
+    @property
+    def num_frames(self):
+        return self.quaternions.shape[0]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def _mul(a, b):
+    return np.einsum("...ij,...jk->...ik", a, b)
+
+
+def _mv(a, v):
+    return np.einsum("...ij,...j->...i", a, v)
+
+
+def _T(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def _rot_about(axis, angle):
+    """(…,3,3) rotation by `angle` (…) about a fixed unit axis (3,)."""
+    x, y, z = axis
+    K = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    a = np.asarray(angle)[..., None, None]
+    return np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * (K @ K)
+
+
+def _frame(d, ref):
+    """Columns x, y=d, z: an orthonormal frame with y along d and x towards ref (both (...,3))."""
+    y = normalize(d)
+    x = normalize(ref - np.sum(ref * y, -1, keepdims=True) * y)
+    return np.stack([x, y, np.cross(x, y)], -1)
+
+
+def continuous_quaternions(q):
+    """Flip signs along axis 0 so consecutive quaternions lie in the same hemisphere (smooth F-curves)."""
+    if len(q) < 2:
+        return q
+    dots = np.sum(q[1:] * q[:-1], -1)
+    flips = np.concatenate([np.ones((1,) + dots.shape[1:]), np.cumprod(np.where(dots < 0, -1.0, 1.0), 0)], 0)
+    return q * flips[..., None]
+
+
+def estimate_floor(heights):
+    """Floor from per-frame lowest foot heights (T,): mean of the 25th-50th percentile (as the reference)."""
+    lo, hi = np.percentile(heights, [25, 50])
+    sel = heights[(heights >= lo) & (heights <= hi)]
+    return float(sel.mean()) if len(sel) else float(np.median(heights))
+
+
+def _twist_angle(rel, axis=1):
+    """Twist angle of rotation matrices (...,3,3) about their local axis (0,1,2)."""
+    q = matrix_to_quaternion(rel)
+    return 2 * np.arctan2(q[..., 1 + axis], q[..., 0])
+
+
+def _role_index(skeleton, mapping):
+    return {r: skeleton.names.index(b) for r, b in mapping.roles.items()}
+
+
+def foot_points(skeleton, roles, use_tails=True):
+    """Foot contact points per side: list of (bone index, 'head'|'tail', rest clearance above the floor) and floor z.
+
+    Points: the foot (ankle role) head, the toe head and the toe tail (or the foot tail without a toe bone).
+    Clearance is each point's rest height above the lowest of them (the rest pose stands flat on the floor).
+    """
+    heads, tails = skeleton.world_heads, skeleton.world_tails
+    pts = {}
+    for s in ("left", "right"):
+        lst = [(roles[f"{s}_ankle"], "head")]
+        if f"{s}_foot" in roles:
+            lst += [(roles[f"{s}_foot"], "head")] + ([(roles[f"{s}_foot"], "tail")] if use_tails else [])
+        elif use_tails:
+            lst += [(roles[f"{s}_ankle"], "tail")]
+        pts[s] = lst
+    z = {k: [(heads if w == "head" else tails)[i, 2] for i, w in v] for k, v in pts.items()}
+    floor = min(min(v) for v in z.values())
+    return {k: [(i, w, zz - floor) for (i, w), zz in zip(v, z[k])] for k, v in pts.items()}, floor
+
+
+def point_positions(heads, tails, points):
+    """(T,P,3) positions of points [(bone, 'head'|'tail', clearance), ...] from posed heads/tails (T,B,3)."""
+    return np.stack([(heads if w == "head" else tails)[:, i] for i, w, _ in points], 1)
+
+
+def _source_skeleton(source):
+    return Skeleton.from_motion(source)
+
+
+# ---------------------------------------------------------------------------------------- pose maths
+
+def pose_world(anim, skeleton):
+    """World rotations (T,B,3,3) and heads (T,B,3) of a TargetAnimation on its skeleton; tails via pose_tails."""
+    q = quaternion_to_matrix(anim.quaternions)
+    loc = anim.locations
+    Rm, hm = skeleton.rest[:, :3, :3], skeleton.rest[:, :3, 3]
+    T, B = q.shape[:2]
+    R = np.empty((T, B, 3, 3))
+    t = np.empty((T, B, 3))
+    for b, p in enumerate(skeleton.parents):
+        if p < 0:
+            R[:, b] = Rm[b] @ q[:, b]
+            t[:, b] = hm[b] + _mv(Rm[b], loc[:, b])
+        else:
+            rel = Rm[p].T @ Rm[b]
+            R[:, b] = _mul(R[:, p], rel @ q[:, b])
+            t[:, b] = t[:, p] + _mv(R[:, p], Rm[p].T @ (hm[b] - hm[p]) + _mv(rel, loc[:, b]))
+    O, s, o = skeleton.object_rotation, skeleton.object_scale, skeleton.object_matrix[:3, 3]
+    return _mul(O, R), s * _mv(O, t) + o
+
+
+def pose_tails(skeleton, rotations, heads):
+    return heads + rotations[..., :, 1] * (skeleton.lengths * skeleton.object_scale)[:, None]
+
+
+def local_from_world(skeleton, E, X, translated):
+    """Blender pose channels from world deltas E (T,B,3,3) and world heads X (T,B,3)."""
+    G = skeleton.world_rest_rotations
+    H = skeleton.world_heads
+    T, B = E.shape[:2]
+    L = np.empty_like(E)
+    loc = np.zeros((T, B, 3))
+    for b, p in enumerate(skeleton.parents):
+        Ep = E[:, p] if p >= 0 else np.eye(3)
+        L[:, b] = G[b].T @ _mul(_T(Ep), E[:, b]) @ G[b]
+        if b in translated:
+            x0 = X[:, p] + _mv(Ep, H[b] - H[p]) if p >= 0 else H[b]
+            loc[:, b] = _mv(G[b].T @ _T(Ep), X[:, b] - x0) / skeleton.object_scale
+    q = continuous_quaternions(matrix_to_quaternion(L))
+    return q, loc
+
+
+def fk_positions(skeleton, E, X_fixed):
+    """World heads (T,B,3) from world deltas; bones in X_fixed {index: (T,3)} are placed there."""
+    H = skeleton.world_heads
+    T = E.shape[0]
+    X = np.empty((T, len(skeleton), 3))
+    for b, p in enumerate(skeleton.parents):
+        if b in X_fixed:
+            X[:, b] = X_fixed[b]
+        elif p < 0:
+            X[:, b] = H[b]
+        else:
+            X[:, b] = X[:, p] + _mv(E[:, p], H[b] - H[p])
+    return X
+
+
+# ----------------------------------------------------------------------------------------- retarget
+
+def _check_motion(source):
+    if not isinstance(source, Motion):
+        raise MotionError(f"source must be a Motion, got {type(source).__name__}")
+    source.validate()
+
+
+def _body_frame(heads, roles):
+    """Columns left, up, forward (world; up = +Z): left from hips and shoulders, projected to the ground."""
+    left = heads[roles["left_hip"]] - heads[roles["right_hip"]]
+    left = left + heads[roles["left_shoulder"]] - heads[roles["right_shoulder"]]
+    left = left - (left @ UP) * UP
+    if np.linalg.norm(left) < 1e-9:
+        raise SkeletonError("cannot tell left from right: the left and right hips/shoulders coincide in the ground plane")
+    left = normalize(left)
+    return np.stack([left, UP, np.cross(left, UP)], -1)
+
+
+def _leg_length(heads, roles, side):
+    return (np.linalg.norm(heads[roles[f"{side}_knee"]] - heads[roles[f"{side}_hip"]])
+            + np.linalg.norm(heads[roles[f"{side}_ankle"]] - heads[roles[f"{side}_knee"]]))
+
+
+def retarget(source, target, mapping=None, root_motion="hips", twist="leave", source_mapping=None):
+    """Retarget a Motion onto a Skeleton; see the module docstring. Raises MotionError/SkeletonError (one line)."""
+    _check_motion(source)
+    if root_motion not in ("hips", "root", "in_place"):
+        raise ValueError(f"root_motion must be 'hips', 'root' or 'in_place', got {root_motion!r}")
+    if twist not in ("drive", "leave"):
+        raise ValueError(f"twist must be 'drive' or 'leave', got {twist!r}")
+    mapping = auto_map(target) if mapping is None else mapping
+    mapping.validate(target)
+    src_skel = _source_skeleton(source)
+    source_mapping = auto_map(src_skel) if source_mapping is None else source_mapping
+    try:
+        source_mapping.validate(src_skel)
+    except SkeletonError as e:
+        raise MotionError(f"the source motion's skeleton: {e}") from None
+    sr, tr = _role_index(src_skel, source_mapping), _role_index(target, mapping)
+
+    # ---- source world deltas and positions
+    Os = src_skel.object_rotation
+    g_rot, g_pos = smpl.forward_kinematics(source.rotations, source.translation, source.offsets, source.parents)
+    T = g_rot.shape[0]
+    Hs, Ht = src_skel.world_heads, target.world_heads
+    Fs, Ft = _body_frame(Hs, sr), _body_frame(Ht, tr)
+    C = Ft @ Fs.T
+    fwd = Ft[:, 2]
+
+    # ---- per-role alignment A_r (target world frame)
+    A = {}
+    order = [r for r in mapping.roles if r in sr and r != "root"]
+    for r in order:
+        child = next((c for c in CHILD_ROLE.get(r, ()) if c in tr and c in sr), None)
+        if r == "pelvis":
+            # the torso as a whole (pelvis -> neck, or the highest spine joint), with left/right from the hips
+            top = next((c for c in ("neck", "head", "spine3") if c in tr and c in sr), None)
+            ds, dt = C @ (Hs[sr[top]] - Hs[sr[r]]), Ht[tr[top]] - Ht[tr[r]]
+            ls = C @ (Hs[sr["left_hip"]] - Hs[sr["right_hip"]])
+            lt = Ht[tr["left_hip"]] - Ht[tr["right_hip"]]
+            A[r] = _frame(ds, ls) @ _frame(dt, lt).T
+        elif child is not None:
+            ds = C @ (Hs[sr[child]] - Hs[sr[r]])
+            dt = Ht[tr[child]] - Ht[tr[r]]
+            ref = UP if abs(normalize(ds) @ fwd) > 0.7 else fwd
+            A[r] = _frame(ds, ref) @ _frame(dt, ref).T
+    for r in order:  # end bones keep their rest relation to the parent role
+        if r not in A:
+            par = next((p for p in PARENT_ROLE.get(r, ()) if p in A), "pelvis")
+            A[r] = A[par]
+
+    B = len(target)
+    E = np.empty((T, B, 3, 3))
+    mapped = {tr[r]: r for r in order}
+    Es = {r: C @ Os @ g_rot[:, sr[r]] @ Os.T @ C.T @ A[r] for r in order}  # rest of the source is identity
+    # spine/neck intermediates: slerp between the mapped neighbours along the chain
+    between = {}
+    chain_bones = [tr[r] for r in SPINE_CHAIN if r in tr and r in sr]
+    for a, d in zip(chain_bones[:-1], chain_bones[1:]):
+        path, j = [], target.parents[d]
+        while j >= 0 and j != a:
+            path.append(j)
+            j = target.parents[j]
+        if j != a or not path:
+            continue
+        pts = [Ht[a]] + [Ht[k] for k in reversed(path)] + [Ht[d]]
+        seg = np.cumsum([0.0] + [np.linalg.norm(pts[i + 1] - pts[i]) for i in range(len(pts) - 1)])
+        for k, w in zip(reversed(path), seg[1:-1] / max(seg[-1], 1e-9)):
+            between[k] = (mapped[a], mapped[d], w)
+    qcache = {}
+
+    def quat(r):
+        if r not in qcache:
+            qcache[r] = matrix_to_quaternion(Es[r])
+        return qcache[r]
+
+    G = target.world_rest_rotations
+    twists = {t["bone"]: t for t in mapping.twist} if twist == "drive" else {}
+    twists = {target.names.index(n): t for n, t in twists.items() if n in target.names and t["limb"] in tr}
+    in_chain_limb = {}
+    for k, t in twists.items():
+        X = tr[t["limb"]]
+        child = next((c for c in CHILD_ROLE.get(t["limb"], ()) if c in tr), None)
+        j = target.parents[tr[child]] if child else -1
+        while j >= 0 and j != X:
+            if j == k:
+                in_chain_limb[X] = k
+            j = target.parents[j]
+    root_bone, Ey = None, None
+    if root_motion == "root":
+        root_bone = tr.get("root")
+        if root_bone is None:
+            j = tr["pelvis"]
+            while target.parents[j] >= 0:
+                j = target.parents[j]
+            if j == tr["pelvis"]:
+                raise SkeletonError("root_motion='root' needs a root bone above the hips, and this rig has none; use 'hips' or 'in_place'")
+            root_bone = j
+        f = _mv(Es["pelvis"], fwd)
+        yaw = np.arctan2(np.cross(fwd, f) @ UP, f @ fwd)
+        Ey = _rot_about(UP, yaw)
+    for b, p in enumerate(target.parents):
+        Ep = E[:, p] if p >= 0 else np.broadcast_to(np.eye(3), (T, 3, 3))
+        if b in mapped:
+            E[:, b] = Es[mapped[b]]
+        elif b in between:
+            ra, rd, w = between[b]
+            E[:, b] = quaternion_to_matrix(quaternion_slerp(quat(ra), quat(rd), np.full(quat(ra).shape[:-1], w)))
+        elif b in twists:
+            t = twists[b]
+            X = tr[t["limb"]]
+            if t["source"] == "self":
+                px = target.parents[X]
+                Epx = E[:, px] if px >= 0 else np.eye(3)
+                rel = G[X].T @ _mul(_T(Epx), Es[t["limb"]]) @ G[X]
+            else:
+                child = next((c for c in CHILD_ROLE.get(t["limb"], ()) if c in tr), None)
+                if child is None:
+                    E[:, b] = Ep
+                    continue
+                rel = G[X].T @ _mul(_T(Es[t["limb"]]), Es[child]) @ G[X]
+            ang = t["share"] * _twist_angle(rel)
+            E[:, b] = _mul(Ep, G[b] @ _rot_about(np.array([0.0, 1.0, 0.0]), ang) @ G[b].T)
+        elif b == root_bone:
+            E[:, b] = Ey
+        else:
+            E[:, b] = Ep
+        if b in in_chain_limb and twists[in_chain_limb[b]]["source"] == "self":
+            # a bend bone in a chain with its own twist bone: hand the twist share over to the twist bone
+            t = twists[in_chain_limb[b]]
+            px = target.parents[b]
+            Epx = E[:, px] if px >= 0 else np.eye(3)
+            rel = G[b].T @ _mul(_T(Epx), E[:, b]) @ G[b]
+            E[:, b] = _mul(E[:, b], G[b] @ _rot_about(np.array([0.0, 1.0, 0.0]), -t["share"] * _twist_angle(rel)) @ G[b].T)
+
+    _keep_torso_lean(target, E, Es, tr, sr, C, Hs, Ht, g_pos @ Os.T)
+
+    # ---- translation: scale by leg ratio, heights relative to each body's rest height
+    k = np.mean([_leg_length(Ht, tr, s) for s in ("left", "right")]) / np.mean([_leg_length(Hs, sr, s) for s in ("left", "right")])
+    src_world = (g_pos @ Os.T)  # (T,J,3) source joints in its world (source object has no translation)
+    spts, s_floor_rest = foot_points(src_skel, sr, use_tails=False)
+    s_low = np.min(np.stack([src_world[:, i, 2] - c for side in spts.values() for i, _, c in side], 1), 1)
+    s_floor = estimate_floor(s_low)
+    tpts, t_floor = foot_points(target, tr)
+    ps = src_world[:, sr["pelvis"]]
+    d = k * _mv(C, ps - ps[0])
+    d[:, 2] = 0.0
+    if root_motion == "in_place":
+        d[:] = 0.0
+    h_src_rest = Hs[sr["pelvis"], 2] - s_floor_rest
+    h_tgt_rest = Ht[tr["pelvis"], 2] - t_floor
+    pel = np.empty((T, 3))
+    pel[:, :2] = Ht[tr["pelvis"], :2] + d[:, :2]
+    pel[:, 2] = t_floor + h_tgt_rest + k * ((ps[:, 2] - s_floor) - h_src_rest)
+    fixed = {tr["pelvis"]: pel}
+    translated = {tr["pelvis"]}
+    if root_bone is not None:
+        fixed[root_bone] = Ht[root_bone] + d
+        translated.add(root_bone)
+    X = fk_positions(target, E, fixed)
+    # ---- feet on the floor: lift the hips where a foot point would go below it
+    tails = X + _mv(E, G[:, :, 1] * (target.lengths * target.object_scale)[:, None])
+    low = np.min(np.stack([(X if w == "head" else tails)[:, i, 2] - c for side in tpts.values() for i, w, c in side], 1), 1)
+    lift = np.maximum(0.0, t_floor - low)
+    if lift.any():
+        pel = pel.copy()
+        pel[:, 2] += lift
+        fixed[tr["pelvis"]] = pel
+        X = fk_positions(target, E, fixed)
+    q, loc = local_from_world(target, E, X, translated)
+    return TargetAnimation(target.names, q, loc, tuple(target.names[b] for b in sorted(translated)), float(source.fps))
+
+
+
+def _keep_torso_lean(target, E, Es, tr, sr, C, Hs, Ht, src_world):
+    """Turn the spine bones (pelvis .. neck, exclusive) together so the pelvis -> neck direction matches the source.
+
+    Spines of other proportions bend the same per-vertebra angles into a different overall lean; animators
+    read the lean (where the chest is over the pelvis), so it is kept, and bones above keep their own directions.
+    """
+    top = next((c for c in ("neck", "head") if c in tr and c in sr), None)
+    if top is None:
+        return
+    pel, nk = tr["pelvis"], tr[top]
+    path, j = [], target.parents[nk]
+    while j >= 0 and j != pel:
+        path.append(j)
+        j = target.parents[j]
+    if j != pel or not path:
+        return
+    path = path[::-1]  # pelvis child .. neck parent
+    want = _mv(C, src_world[:, sr[top]] - src_world[:, sr["pelvis"]])
+    chain = [pel] + path
+
+    def torso():
+        v = 0.0
+        for a, b in zip(chain, chain[1:] + [nk]):
+            v = v + _mv(E[:, a], Ht[b] - Ht[a])
+        return v
+    for _ in range(3):
+        v = torso()
+        Q = rotation_between(v, want)
+        for b in path:
+            E[:, b] = _mul(Q, E[:, b])
