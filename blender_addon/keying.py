@@ -54,8 +54,8 @@ def key_animation(obj, anim, name, start_frame, props=None, assign=True):
     if assign:
         ad = obj.animation_data or obj.animation_data_create()
         old = ad.action
-        if old is not None and old.users <= 1:
-            old.use_fake_user = True  # it would otherwise be dropped on save
+        if old is not None:
+            old.use_fake_user = True  # the replaced action is kept in the file, never lost
         compat.assign_action(obj, action, slot)
     return action, slot
 

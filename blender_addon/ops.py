@@ -447,7 +447,7 @@ class MOTIONMILL_OT_history_preview(_HistoryOp, bpy.types.Operator):
             self.report({"ERROR"}, err or "this clip's action no longer exists")
             return {"CANCELLED"}
         ad = obj.animation_data or obj.animation_data_create()
-        if ad.action is not None and ad.action.users <= 1:
+        if ad.action is not None:
             ad.action.use_fake_user = True
         compat.assign_action(obj, h.action, compat.ensure_slot(h.action, obj))
         lo, hi = h.action.frame_range

@@ -23,6 +23,7 @@ def rest_heads(offsets=None, parents=smpl.PARENTS):
 def add_smpl_armature(context, smpl_model_dir="", name="SMPL"):
     """-> (object, note about the body mesh)."""
     heads = rest_heads()
+    heads[:, 1] -= heads[:, 1].min() - 0.02      # stand on the floor (y up in armature space; ankles above it)
     arm = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, arm)
     context.scene.collection.objects.link(obj)
