@@ -14,8 +14,9 @@ def track_for(obj, name=TRACK_NAME):
 
 
 def next_free_frame(track, default):
+    """The frame after the track's last strip (each strip's last key gets its own frame), or `default`."""
     ends = [s.frame_end for s in track.strips]
-    return max(ends) if ends else default
+    return max(ends) + 1 if ends else default
 
 
 def push_strip(obj, action, slot, start, name, blend_in=0.0, blend_out=0.0, track_name=TRACK_NAME):

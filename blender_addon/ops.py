@@ -135,7 +135,7 @@ def _apply_clips(op, context, obj, clips, model, placement, start=None):
         action, strip, anim = apply.apply_motion(context.scene, obj, motion, name, props, s.root_motion,
                                                  s.cleanup_feet, place, frame, s.blend_in, s.blend_out)
         if strip is not None:
-            frame = strip.frame_end
+            frame = strip.frame_end + 1
         apply.add_history(context.scene, name, clip["path"], action, clip.get("seed"), model, clip["prompt"])
     return len(clips)
 

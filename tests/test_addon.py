@@ -216,7 +216,7 @@ def test_generate_batch_strips_in_order(backend, mixamo, tmp_path):
     assert [st.name for st in strips] == prompts
     assert strips[0].frame_start == 5
     for a, b in zip(strips, strips[1:]):
-        assert b.frame_start == a.frame_end
+        assert b.frame_start == a.frame_end + 1
     for st in strips:
         clip = formats.load_any(st.action["motionmill_path"])
         n = int(round((clip.num_frames - 1) * 24 / clip.fps)) + 1
@@ -280,3 +280,69 @@ def test_backend_crash_is_reported_and_recovers(backend, mixamo, tmp_path):
     assert bpy.context.window_manager.motionmill.running is False
     mm_props.Prefs.overrides["backend_python"] = PY
     assert bpy.ops.motionmill.generate() == {"FINISHED"}   # a fresh service after the crash
+
+
+# ------------------------------------------------------------------------------------------ headless batch
+
+def _batch(args, timeout=180):
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "blender_addon.batch"] + [str(a) for a in args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def rotated_blend(tmp_path):
+    """A Mixamo rig (rotated, scaled 0.01, rolled bones) moved and turned, in a 25 fps scene starting at frame 10."""
+    rigs.clear_scene()
+    obj = rigs.mixamo_rig()
+    from mathutils import Euler, Vector
+    obj.location = Vector((2.0, -1.0, 0.5))
+    obj.rotation_euler = Euler((1.5708, 0.0, 0.7))
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base, scene.frame_start = 25, 1.0, 10
+    path = tmp_path / "in.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+    return path
+
+
+def test_batch_motion_files(rotated_blend, tmp_path):
+    files = [shared_path("data", "bvh", "motionmillion_case1_0_predict.bvh"),
+             shared_path("data", "motion272", "amass_000000_motion.npz")]
+    before = rotated_blend.read_bytes()
+    out = tmp_path / "out.blend"
+    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--motion", files[0], "--motion", files[1], "--out", out])
+    assert r.returncode == 0, r.stderr
+    assert rotated_blend.read_bytes() == before
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    obj = bpy.data.objects["Mixamo"]
+    strips = list(obj.animation_data.nla_tracks["MotionMill"].strips)
+    assert len(strips) == 2 and strips[0].frame_start == 10 and strips[1].frame_start == strips[0].frame_end + 1
+    for st, f in zip(strips, files):
+        m = formats.load_any(str(f))
+        assert st.frame_end - st.frame_start == int(round((m.num_frames - 1) * 25 / m.fps))
+    # the evaluated pose (NLA) is retarget's for the object as placed
+    _check_pose(obj, formats.load_any(str(files[1])), 25.0, int(strips[1].frame_start), [0, 30])
+
+
+def test_batch_prompts_with_backend(rotated_blend, tmp_path):
+    model = shared_path("conformance", "motionmillion-tiny", "model")
+    out = tmp_path / "out.blend"
+    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "a person waves", "--prompt", "a person bows",
+                "--model-dir", model, "--device", "cpu", "--seconds", "2", "--cleanup-feet", "--python", PY,
+                "--out", out])
+    assert r.returncode == 0, r.stderr
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    strips = list(bpy.data.objects["Mixamo"].animation_data.nla_tracks["MotionMill"].strips)
+    assert [s.name for s in strips] == ["a person waves", "a person bows"] and strips[0].frame_start == 10
+
+
+def test_batch_refuses_bad_arguments(rotated_blend, tmp_path):
+    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--motion", "x.npz", "--out", rotated_blend])
+    assert r.returncode == 1 and "refusing to overwrite" in r.stderr
+    npz = shared_path("data", "motion272", "amass_000000_motion.npz")
+    r = _batch(["--blend", rotated_blend, "--rig", "Nope", "--motion", npz, "--out", tmp_path / "o.blend"])
+    assert r.returncode == 1 and "no such object" in r.stderr and "Mixamo" in r.stderr
+    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "walk", "--model-dir", tmp_path / "none",
+                "--out", tmp_path / "o.blend"])
+    assert r.returncode == 1 and "model directory not found" in r.stderr
+    assert not (tmp_path / "o.blend").exists()
