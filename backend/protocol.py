@@ -78,7 +78,7 @@ def parse_line(raw):
     if not ((isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS) or (_is_int(rid) and abs(rid) <= MAX_SEED)):
         raise RequestError("bad_request", f"'id' must be a non-empty string (up to {MAX_ID_CHARS} characters) or an integer")
     op = obj.get("op")
-    if op not in FIELDS:
+    if not isinstance(op, str) or op not in FIELDS:
         shown = op if isinstance(op, str) and len(op) < 40 else type(op).__name__
         raise RequestError("unknown_op", f"unknown op {shown!r}; expected one of {', '.join(OPS)}", rid)
     fields = FIELDS[op]

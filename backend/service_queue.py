@@ -51,6 +51,7 @@ class GenerateRequest:
         self.received = time.monotonic()
         self.started = None
         self.cancelled = False
+        self.cancel_step = None  # the decoding step under way when a running request was cancelled
         self.finished = False   # a final event went out
         self.clips = {}         # job index -> Clip
 
@@ -75,10 +76,11 @@ class Control:
 
 class Service:
     def __init__(self, model_dir, device="auto", dtype=None, quant=None, batch_size=16, cache=None,
-                 idle_unload_s=0, memory_limit_mb=None):
+                 idle_unload_s=0, memory_limit_mb=None, batch_window_s=0.05):
         self.defaults = dict(model_dir=model_dir, device=device, dtype=dtype, quant=quant)
         self.batch_size = max(1, int(batch_size))
         self.cache = cache
+        self.batch_window_s = batch_window_s
         self.idle_unload_s = idle_unload_s or 0
         self.memory_limit_mb = memory_limit_mb
         self.model = None
@@ -91,6 +93,7 @@ class Service:
         self.stopping = False
         self.last_active = time.monotonic()
         self.started = time.monotonic()
+        self.current_step = 0
         self.stats = {"batches": 0, "clips": 0, "oom_retries": 0}
         self._rlimit = None
         self.worker = threading.Thread(target=self._work, name="motionmill-worker", daemon=True)
@@ -163,6 +166,7 @@ class Service:
                     return "queued"
             for item in self.running:
                 if item.rid == target and not item.finished:
+                    item.cancel_step = self.current_step
                     item.cancelled = True
                     return "running"
         raise RequestError("not_found", f"no queued or running generate request with id {target!r}", rid)
@@ -223,6 +227,11 @@ class Service:
                     self.cond.wait(timeout)
                 if self.stopping:
                     return
+                head = self.queue[0]
+                wait = head.received + self.batch_window_s - time.monotonic() if isinstance(head, GenerateRequest) else 0
+                if wait > 0 and len(head.jobs) < self.batch_size:
+                    self.cond.wait(wait)     # a short window for requests sent together to join one batch
+                    continue
                 item = self.queue.pop(0)
                 if isinstance(item, GenerateRequest):
                     batch, jobs = [item], len(item.jobs)
@@ -336,7 +345,8 @@ class Service:
                 if self.stopping:
                     req.finish("error", code="shutting_down", message="the service shut down while this request ran")
                 else:
-                    req.finish("error", code="cancelled", message=f"request {req.rid!r} was cancelled")
+                    extra = {} if req.cancel_step is None else {"steps_after_cancel": self.current_step - req.cancel_step}
+                    req.finish("error", code="cancelled", message=f"request {req.rid!r} was cancelled", **extra)
 
     def _run_batch(self, batch):
         for req in batch:
@@ -389,6 +399,7 @@ class Service:
         last = [0.0]
 
         def on_step(start, size, step, total):
+            self.current_step += 1
             now = time.monotonic()
             if step in (1, total) or now - last[0] >= 0.25:
                 last[0] = now
