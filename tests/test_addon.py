@@ -346,3 +346,29 @@ def test_batch_refuses_bad_arguments(rotated_blend, tmp_path):
                 "--out", tmp_path / "o.blend"])
     assert r.returncode == 1 and "model directory not found" in r.stderr
     assert not (tmp_path / "o.blend").exists()
+
+
+# ------------------------------------------------------------------------------------------ packaging
+
+def test_package_zips_install_and_use_the_bundled_retarget(tmp_path):
+    import subprocess
+    import zipfile
+    from blender_addon import package
+    legacy, ext = package.build(str(tmp_path / "dist"))
+    with zipfile.ZipFile(ext) as z:
+        names = z.namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names and "retarget/transfer.py" in names
+    assert "bench_keying.py" not in names
+    validator = os.path.join(os.path.dirname(bpy.__file__), "5.0", "scripts", "addons_core", "bl_pkg", "cli", "blender_ext.py")
+    if os.path.exists(validator):
+        r = subprocess.run([sys.executable, validator, "validate", ext], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    with zipfile.ZipFile(legacy) as z:
+        z.extractall(tmp_path / "addons")
+    code = ("import sys, bpy, addon_utils; sys.path.insert(0, sys.argv[1]); m = addon_utils.enable('motionmill');"
+            "assert m._rt._name == 'motionmill.retarget' and 'retarget' not in sys.modules;"
+            "assert bpy.ops.motionmill.add_smpl_armature() == {'FINISHED'}; addon_utils.disable('motionmill');"
+            "assert not hasattr(bpy.types.Scene, 'motionmill'); print('ok')")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "addons")], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.strip().endswith("ok"), r.stderr
