@@ -1,4 +1,4 @@
-"""`python -m backend generate | encode | doctor | bench | serve`."""
+"""`python -m backend generate | encode | doctor | bench | serve | batch | bench-serve`."""
 import argparse
 import os
 import sys
@@ -70,7 +70,38 @@ def build_parser():
     _add_model_args(s)
     s.add_argument("--listen", help="also accept clients on 127.0.0.1:PORT (needs --token)")
     s.add_argument("--token", help="shared secret for --listen")
-    s.add_argument("--idle-unload-minutes", type=float, default=0)
+    s.add_argument("--idle-unload-minutes", type=float, default=0, help="free the model after this idle time (0: never)")
+    s.add_argument("--batch-size", type=int, default=16, help="most clips decoded in one pass (halved on out-of-memory)")
+    s.add_argument("--cache", choices=["static", "dynamic", "none"], help="KV cache kind (default: static on CUDA)")
+    s.add_argument("--memory-limit-mb", type=float, help="cap working memory above the loaded model (CUDA: allocator "
+                   "fraction; CPU: address-space limit); for testing the out-of-memory path")
+
+    bt = sub.add_parser("batch", help="data-parallel batch generation: run under `accelerate launch -m backend batch`")
+    _add_model_args(bt)
+    bt.add_argument("--prompts", metavar="FILE", required=True, help="one prompt per line; blank and # lines are skipped")
+    bt.add_argument("--out", required=True, help="folder: <line:05d>_v<variation>.npz and manifest.jsonl")
+    bt.add_argument("--seed", type=int, default=0, help="base seed; clip seeds derive from it, the line and variation")
+    bt.add_argument("--variations", type=int, default=1)
+    bt.add_argument("--sampling", choices=["greedy", "sample"])
+    bt.add_argument("--temperature", type=float)
+    bt.add_argument("--top-k", type=int, default=0)
+    bt.add_argument("--top-p", type=float, default=1.0)
+    bt.add_argument("--seconds", type=float)
+    bt.add_argument("--min-seconds", type=float)
+    bt.add_argument("--max-tokens", type=int)
+    bt.add_argument("--min-tokens", type=int, default=0)
+    bt.add_argument("--batch-size", type=int, default=16)
+    bt.add_argument("--cache", choices=["static", "dynamic", "none"])
+
+    bs = sub.add_parser("bench-serve", help="service throughput: N queued requests batched vs one by one")
+    bs.add_argument("--model-dir", help="a model directory; default: random weights at --size")
+    bs.add_argument("--size", default="cpu-mid", help="random model size: tiny, cpu-mid (8 layers, E 512), 3B, 7B")
+    bs.add_argument("--device", default="auto")
+    bs.add_argument("--requests", type=int, default=64)
+    bs.add_argument("--seconds", type=float, default=5.0, help="clip length (END suppressed before it)")
+    bs.add_argument("--batch-size", type=int, default=64)
+    bs.add_argument("--cache", choices=["static", "dynamic", "none"])
+    bs.add_argument("--out", default="docs/benchmarks.md", help="markdown file; its 'Service' section is replaced")
     return ap
 
 
@@ -218,7 +249,18 @@ def cmd_serve(a):
     return run_server(a)
 
 
-COMMANDS = {"generate": cmd_generate, "encode": cmd_encode, "doctor": cmd_doctor, "bench": cmd_bench, "serve": cmd_serve}
+def cmd_batch(a):
+    from .batch import run_batch
+    return run_batch(a)
+
+
+def cmd_bench_serve(a):
+    from .bench_serve import run_bench_serve
+    return run_bench_serve(a)
+
+
+COMMANDS = {"generate": cmd_generate, "encode": cmd_encode, "doctor": cmd_doctor, "bench": cmd_bench, "serve": cmd_serve,
+            "batch": cmd_batch, "bench-serve": cmd_bench_serve}
 
 
 def main(argv=None):

@@ -11,9 +11,23 @@ bl_info = {
 }
 
 
+def _classes():
+    from . import ops, props, ui
+    return props.CLASSES + ops.CLASSES + ui.CLASSES
+
+
 def register():
-    import bpy  # noqa: F401  (the UI modules register their classes here as they are added)
+    import bpy
+    from . import props
+    for cls in _classes():
+        bpy.utils.register_class(cls)
+    props.register()
 
 
 def unregister():
-    import bpy  # noqa: F401
+    import bpy
+    from . import props, session
+    session.SESSION.close()          # stops the backend process; the add-on registers no app timers
+    props.unregister()
+    for cls in reversed(_classes()):
+        bpy.utils.unregister_class(cls)

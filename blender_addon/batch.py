@@ -1,0 +1,134 @@
+"""Headless batch (DESIGN contract 4), driving the same operators as the panel:
+
+    python -m blender_addon.batch --blend IN.blend --rig ARMATURE (--prompt TEXT ... | --prompts FILE | --motion FILE ...)
+        [--model-dir DIR] [--cleanup-feet] [--root-motion hips|root|in_place] [--seconds S] [--seed N]
+        [--python PY] [--backend-dir DIR] [--device cpu|cuda|auto] [--preview out.gif|out.mp4] --out OUT.blend
+
+Run with a Python that has bpy (or `blender -b --python-expr`). One NLA strip per clip on the rig's MotionMill
+track, the first at the scene's start frame, at the scene's frame rate with real-time speed. IN.blend is never
+written. Exit status 0 on success, 1 with one line on stderr otherwise.
+"""
+import argparse
+import os
+import sys
+
+
+class BatchError(Exception):
+    pass
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m blender_addon.batch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--blend", required=True)
+    p.add_argument("--rig", required=True, help="the armature object's name")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", action="append")
+    src.add_argument("--prompts", help="a text file, one prompt per line")
+    src.add_argument("--motion", action="append", help="interchange .npz, AMASS .npz, 272 .npy or .bvh")
+    p.add_argument("--model-dir")
+    p.add_argument("--cleanup-feet", action="store_true")
+    p.add_argument("--root-motion", choices=["hips", "root", "in_place"], default="hips")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--blend-in", type=float, default=0.0)
+    p.add_argument("--blend-out", type=float, default=0.0)
+    p.add_argument("--python", "--backend-python", dest="python", help="the backend's Python (default: the repo's .venv)")
+    p.add_argument("--backend-dir", help="the folder holding backend/ (default: this checkout)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--preview", help="a quick Workbench playblast: out.gif or out.mp4")
+    p.add_argument("--out", required=True)
+    return p.parse_args(argv)
+
+
+def _check_paths(a):
+    if not os.path.isfile(a.blend):
+        raise BatchError(f"--blend {a.blend}: no such file")
+    out = os.path.abspath(a.out)
+    if out == os.path.abspath(a.blend) or (os.path.exists(out) and os.path.samefile(out, a.blend)):
+        raise BatchError(f"--out {a.out} is the input file: refusing to overwrite IN.blend; choose another --out")
+    if not os.path.isdir(os.path.dirname(out)):
+        raise BatchError(f"--out {a.out}: folder {os.path.dirname(out)} does not exist")
+    for m in a.motion or ():
+        if not os.path.isfile(m):
+            raise BatchError(f"--motion {m}: no such file")
+    if a.prompts and not os.path.isfile(a.prompts):
+        raise BatchError(f"--prompts {a.prompts}: no such file")
+
+
+def _ops_error(fn, **kw):
+    try:
+        result = fn(**kw)
+    except RuntimeError as err:
+        raise BatchError(str(err).replace("Error: ", "").strip().splitlines()[0]) from None
+    if "FINISHED" not in result:
+        raise BatchError(f"{fn.idname_py()} was cancelled")
+
+
+def run(a):
+    _check_paths(a)
+    import bpy
+    from . import paths, props, register, session
+    register()
+    try:
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(a.blend), load_ui=False)
+        scene = bpy.context.scene
+        obj = bpy.data.objects.get(a.rig)
+        if obj is None:
+            arms = [o.name for o in bpy.data.objects if o.type == "ARMATURE"]
+            raise BatchError(f"--rig {a.rig}: no such object in {a.blend} (armatures: {', '.join(arms) or 'none'})")
+        if obj.type != "ARMATURE":
+            raise BatchError(f"--rig {a.rig} is a {obj.type.lower()}, not an armature")
+        s = scene.motionmill
+        s.target = obj
+        s.cleanup_feet, s.root_motion = a.cleanup_feet, a.root_motion
+        s.placement, s.blend_in, s.blend_out = "NLA", a.blend_in, a.blend_out
+        s.seconds, s.seed, s.temperature = a.seconds, a.seed, a.temperature
+        scene.frame_current = scene.frame_start
+        for o in bpy.context.view_layer.objects:
+            o.select_set(False)
+        bpy.context.view_layer.objects.active = obj
+        if a.motion:
+            for m in a.motion:
+                _ops_error(bpy.ops.motionmill.import_motion, filepath=os.path.abspath(m), placement="NLA")
+                scene.frame_current = int(obj.animation_data.nla_tracks["MotionMill"].strips[-1].frame_end) + 1
+        else:
+            py, root, model = paths.default_backend()
+            props.Prefs.overrides = dict(backend_python=a.python or py or sys.executable, backend_dir=a.backend_dir or root,
+                                         model_dir=a.model_dir or model, device=a.device)
+            if a.prompts:
+                _ops_error(bpy.ops.motionmill.generate_batch, filepath=os.path.abspath(a.prompts))
+            else:
+                text = bpy.data.texts.new("motionmill_batch_prompts")
+                text.from_string("\n".join(a.prompt))
+                s.prompt_text = text
+                try:
+                    _ops_error(bpy.ops.motionmill.generate_batch)
+                finally:
+                    s.prompt_text = None
+                    bpy.data.texts.remove(text)
+        strips = list(obj.animation_data.nla_tracks["MotionMill"].strips)
+        scene.frame_current = scene.frame_start
+        if a.preview:
+            from .preview import playblast
+            playblast(scene, obj, a.preview, int(strips[0].frame_start), int(strips[-1].frame_end))
+        bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(a.out), copy=True)
+        for st in strips:
+            print(f"{st.name}\t{int(st.frame_start)}-{int(st.frame_end)}\t{st.action.name}")
+        print(f"wrote {a.out}: {len(strips)} strip(s) on '{obj.name}'")
+    finally:
+        session.SESSION.close()
+
+
+def main(argv=None):
+    a = parse(argv if argv is not None else sys.argv[1:])
+    try:
+        run(a)
+    except BatchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

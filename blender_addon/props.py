@@ -1,0 +1,118 @@
+"""Scene and window-manager properties, and the add-on preferences."""
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+from . import paths
+from .rig import ROOT_MOTION
+
+ADDON_ID = __package__
+
+
+def _is_armature(self, obj):
+    return obj.type == "ARMATURE"
+
+
+class MOTIONMILL_PG_clip(bpy.types.PropertyGroup):
+    prompt: StringProperty()
+    path: StringProperty(subtype="FILE_PATH")
+    seed: IntProperty(default=-1)
+    model: StringProperty()
+    action: PointerProperty(type=bpy.types.Action)
+
+
+class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
+    prompt: StringProperty(name="Prompt", description="What the character does")
+    prompt_text: PointerProperty(name="Text", type=bpy.types.Text,
+                                 description="A text block for long prompts (used when the prompt field is empty); "
+                                             "for batch generation, one prompt per line")
+    seconds: FloatProperty(name="Seconds", default=4.0, min=0.5, max=10.0)
+    seed: IntProperty(name="Seed", default=0, min=0)
+    variations: IntProperty(name="Variations", default=1, min=1, max=16)
+    temperature: FloatProperty(name="Temperature", default=1.0, min=0.0, max=2.0,
+                               description="0 = greedy (deterministic)")
+    target: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
+                            description="The rig to animate (default: the active armature)")
+    root_motion: EnumProperty(name="Root motion", items=[(k, n, d) for k, n, d in ROOT_MOTION], default="hips")
+    cleanup_feet: BoolProperty(name="Foot cleanup", default=True, description="Remove foot sliding")
+    placement: EnumProperty(name="Place", items=[("INSERT", "Insert at current frame", "New active action"),
+                                                  ("NLA", "Push to NLA strip", "New strip on the MotionMill track")],
+                            default="INSERT")
+    blend_in: FloatProperty(name="Blend in", default=0.0, min=0.0)
+    blend_out: FloatProperty(name="Blend out", default=0.0, min=0.0)
+    history: CollectionProperty(type=MOTIONMILL_PG_clip)
+    history_index: IntProperty()
+
+
+class MOTIONMILL_PG_runtime(bpy.types.PropertyGroup):
+    running: BoolProperty()
+    progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    status: StringProperty()
+
+
+def _defaults():
+    return paths.default_backend()
+
+
+class MOTIONMILL_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    backend_python: StringProperty(name="Backend Python", subtype="FILE_PATH", default=_defaults()[0],
+                                   description="The Python of MotionMill's virtual environment (filled in by the installer)")
+    backend_dir: StringProperty(name="Backend folder", subtype="DIR_PATH", default=_defaults()[1],
+                                description="The MotionMill folder holding `backend/`")
+    model_dir: StringProperty(name="Model directory", subtype="DIR_PATH", default=_defaults()[2])
+    device: EnumProperty(name="Device", items=[("auto", "Auto", ""), ("cuda", "CUDA", ""), ("cpu", "CPU", "")])
+    quant: EnumProperty(name="Quantisation", items=[("nf4", "NF4 (4-bit)", ""), ("int8", "int8", ""),
+                                                      ("none", "None", "")], default="nf4")
+    idle_minutes: FloatProperty(name="Unload after idle minutes", default=0.0, min=0.0,
+                                description="Free the model's memory after this idle time (0: keep loaded)")
+    smpl_model_dir: StringProperty(name="SMPL model files", subtype="DIR_PATH",
+                                   description="Folder with SMPL_NEUTRAL.npz (optional, for the preview body mesh)")
+    doctor_output: StringProperty(name="Doctor")
+
+    def draw(self, context):
+        col = self.layout.column()
+        for p in ("backend_python", "backend_dir", "model_dir", "device", "quant", "idle_minutes", "smpl_model_dir"):
+            col.prop(self, p)
+        col.operator("motionmill.doctor", icon="INFO")
+        for line in self.doctor_output.split("\n")[:30]:
+            if line:
+                col.label(text=line)
+
+
+class Prefs:
+    """Plain stand-in when the add-on's preferences are not registered (python -m blender_addon.batch)."""
+    overrides = {}
+
+    def __init__(self):
+        py, root, model = _defaults()
+        self.backend_python, self.backend_dir, self.model_dir = py, root, model
+        self.device, self.quant, self.idle_minutes, self.smpl_model_dir = "auto", "nf4", 0.0, ""
+        self.doctor_output = ""
+        for k, v in self.overrides.items():
+            setattr(self, k, v)
+
+
+def get_prefs(context=None):
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    if addon is not None and addon.preferences is not None:
+        prefs = addon.preferences
+        for k, v in Prefs.overrides.items():
+            setattr(prefs, k, v)
+        return prefs
+    return Prefs()
+
+
+CLASSES = (MOTIONMILL_PG_clip, MOTIONMILL_PG_settings, MOTIONMILL_PG_runtime, MOTIONMILL_AP_preferences)
+
+
+def register():
+    bpy.types.Scene.motionmill = PointerProperty(type=MOTIONMILL_PG_settings)
+    bpy.types.WindowManager.motionmill = PointerProperty(type=MOTIONMILL_PG_runtime)
+
+
+def unregister():
+    del bpy.types.WindowManager.motionmill
+    del bpy.types.Scene.motionmill

@@ -1,0 +1,168 @@
+"""The add-on's long-lived backend service (one per Blender session) and the state of a running request.
+
+No bpy here: operators call these functions on Blender's main thread; the client's reader threads only fill
+a queue. `Job.pump()` (UI: from a modal timer) never blocks; `Job.wait()` (background mode) blocks."""
+import os
+import time
+
+from .client import BackendClient, BackendError
+
+PHASE_TEXT = {"queued": "queued…", "encoding": "encoding prompt…", "writing": "writing clip…"}
+
+
+class SessionError(Exception):
+    """A problem starting or talking to the backend: one line for self.report."""
+
+
+class Session:
+    def __init__(self):
+        self.client = None
+        self.key = None
+        self.job = None  # the request the panel is showing
+
+    def ensure(self, python, backend_dir, model_dir, device="auto", quant="", idle_minutes=0.0):
+        """The running service for these settings; (re)starts it when the settings changed or it died."""
+        if not python:
+            raise SessionError("no backend Python set: set it in Preferences > Add-ons > MotionMill")
+        if not os.path.isfile(python):
+            raise SessionError(f"backend Python not found: {python} (check Preferences > Add-ons > MotionMill)")
+        if not model_dir:
+            raise SessionError("no model directory set: set it in Preferences > Add-ons > MotionMill")
+        if not os.path.isdir(model_dir):
+            raise SessionError(f"model directory not found: {model_dir}")
+        args = []
+        if quant:
+            args += ["--quant", quant]
+        if idle_minutes:
+            args += ["--idle-unload-minutes", str(float(idle_minutes))]
+        key = (python, backend_dir, model_dir, device, quant, float(idle_minutes or 0))
+        if self.client is not None and (self.key != key or not self.client.alive):
+            self.close()
+        if self.client is None:
+            try:
+                self.client = BackendClient(python=python, cwd=backend_dir or None, model_dir=model_dir,
+                                            device=device or None, extra_args=args)
+            except OSError as err:
+                self.client = None
+                raise SessionError(f"cannot start the backend with {python}: {err.strerror or err}") from None
+            self.key = key
+        return self.client
+
+    def restart(self):
+        if self.client is not None:
+            self.client.restart()
+
+    def close(self):
+        if self.client is not None:
+            try:
+                self.client.close(timeout=5)
+            finally:
+                self.client = None
+                self.key = None
+                self.job = None
+
+    @property
+    def alive(self):
+        return self.client is not None and self.client.alive
+
+
+class Job:
+    """One generate request: progress text/fraction, then .result (the final event) or .error (one line)."""
+
+    def __init__(self, session, rid, kind="generate"):
+        self.session, self.rid, self.kind = session, rid, kind
+        self.status, self.progress = "starting backend…", 0.0
+        self.result = self.error = None
+        self.error_code = None
+        self.done = False
+        self.listeners = []   # callables(event), e.g. tests or the modal operator
+
+    def _event(self, ev):
+        if ev.get("id") != self.rid:
+            return
+        for fn in list(self.listeners):
+            fn(ev)
+        kind = ev.get("event")
+        if kind == "progress":
+            phase = ev.get("phase", "")
+            if phase == "decoding":
+                step, total = ev.get("step", 0), max(1, ev.get("total", 1))
+                self.status = f"token {step}/{total}"
+                self.progress = 0.1 + 0.8 * step / total
+            else:
+                self.status = PHASE_TEXT.get(phase, f"{phase}…")
+                self.progress = {"writing": 0.92}.get(phase, self.progress)
+        elif ev.get("final"):
+            self.done = True
+            if kind == "error":
+                self.error_code = ev.get("code")
+                self.error = _one_line(ev.get("code"), ev.get("message", ""))
+                self.status = "cancelled" if self.error_code == "cancelled" else "failed"
+            else:
+                self.result = ev
+                self.status, self.progress = "retargeting…", 0.95
+
+    def pump(self):
+        """Handle every event that has arrived; returns True once the request is finished."""
+        client = self.session.client
+        if client is None:
+            if not self.done:
+                self.done, self.error, self.error_code = True, "the backend was stopped", "backend_stopped"
+            return True
+        for ev in client.poll():
+            self._event(ev)
+            if ev.get("event") == "exit" and not self.done:
+                self.done, self.error_code = True, ev.get("code")
+                self.error = _one_line(ev.get("code"), ev.get("message", ""))
+        return self.done
+
+    def wait(self, timeout):
+        """Block until finished (background mode). On timeout: cancel, and report it as an error."""
+        client = self.session.client
+        try:
+            ev = client.wait(self.rid, timeout=timeout, on_event=self._event, raise_errors=False)
+            self._event(ev)
+        except TimeoutError:
+            self.cancel()
+            self.done, self.error_code = True, "timeout"
+            self.error = f"the backend did not finish within {timeout:g} s (cancelled)"
+        return self
+
+    def cancel(self):
+        client = self.session.client
+        if client is not None and client.alive and not self.done:
+            try:
+                client.cancel(self.rid)
+            except BackendError:
+                pass
+            self.status = "cancelling…"
+
+
+def _one_line(code, message):
+    lines = [ln for ln in str(message).splitlines() if ln.strip()]
+    head = lines[0] if lines else str(code)
+    if code in ("backend_crashed", "backend_stopped") and len(lines) > 1:
+        head += " — " + lines[-1].strip()   # the child's last error line (e.g. the exception)
+    return f"backend: {head}"
+
+
+SESSION = Session()
+
+
+def start_generate(session, prompts, out, **options):
+    client = session.client
+    fields = {k: v for k, v in options.items() if v is not None}
+    try:
+        if len(prompts) == 1:
+            rid = client.generate(prompts[0], out=out, **fields)
+        else:
+            rid = client.generate(prompts=prompts, out=out, **fields)
+    except BackendError as err:
+        raise SessionError(_one_line(err.code, err.message)) from None
+    job = Job(session, rid)
+    session.job = job
+    return job
+
+
+def wait_deadline(seconds):
+    return time.monotonic() + seconds

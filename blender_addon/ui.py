@@ -1,0 +1,70 @@
+"""The MotionMill sidebar panel and the history list."""
+import bpy
+
+
+class MOTIONMILL_UL_history(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        row = layout.row(align=True)
+        row.label(text=item.name, icon="ACTION")
+        if item.seed >= 0:
+            row.label(text=f"seed {item.seed}")
+
+
+class MOTIONMILL_PT_panel(bpy.types.Panel):
+    bl_idname = "MOTIONMILL_PT_panel"
+    bl_label = "MotionMill"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MotionMill"
+
+    def draw(self, context):
+        s = context.scene.motionmill
+        rt = context.window_manager.motionmill
+        layout = self.layout
+        col = layout.column()
+        col.prop(s, "prompt", text="")
+        col.prop(s, "prompt_text")
+        row = col.row(align=True)
+        row.prop(s, "seconds")
+        row.prop(s, "seed")
+        row = col.row(align=True)
+        row.prop(s, "variations")
+        row.prop(s, "temperature")
+        col.prop(s, "target")
+        col.prop(s, "root_motion")
+        col.prop(s, "cleanup_feet")
+        col.prop(s, "placement")
+        if s.placement == "NLA":
+            row = col.row(align=True)
+            row.prop(s, "blend_in")
+            row.prop(s, "blend_out")
+        row = col.row(align=True)
+        row.enabled = not rt.running
+        row.operator("motionmill.generate", icon="PLAY")
+        row.operator("motionmill.generate_batch", icon="NLA")
+        if rt.running or rt.status:
+            row = col.row(align=True)
+            if rt.running:
+                if hasattr(row, "progress"):
+                    row.progress(factor=rt.progress, text=rt.status)
+                else:
+                    row.prop(rt, "progress", text=rt.status, slider=True)
+                row.operator("motionmill.cancel", text="", icon="CANCEL")
+            else:
+                row.label(text=rt.status)
+        box = layout.box()
+        box.label(text="Clips")
+        box.template_list("MOTIONMILL_UL_history", "", s, "history", s, "history_index", rows=3)
+        row = box.row(align=True)
+        row.operator("motionmill.history_apply", icon="ARMATURE_DATA")
+        row.operator("motionmill.history_preview", icon="HIDE_OFF")
+        row.operator("motionmill.history_delete", icon="TRASH", text="")
+        col = layout.column(align=True)
+        col.operator("motionmill.import_motion", icon="IMPORT")
+        col.operator("motionmill.retarget", icon="MOD_ARMATURE")
+        col.operator("motionmill.cleanup_feet", icon="MOD_DYNAMICPAINT")
+        col.operator("motionmill.add_smpl_armature", icon="OUTLINER_OB_ARMATURE")
+        col.operator("motionmill.restart_backend", icon="FILE_REFRESH")
+
+
+CLASSES = (MOTIONMILL_UL_history, MOTIONMILL_PT_panel)

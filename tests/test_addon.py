@@ -1,0 +1,374 @@
+"""The Blender add-on in real bpy: operators, keying against retarget's own pose, the backend end to end."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import rigs  # noqa: E402  (tests/rigs.py)
+from conftest import ROOT, shared_path  # noqa: E402
+
+import blender_addon  # noqa: E402
+from blender_addon import props as mm_props, session as mm_session  # noqa: E402
+from retarget import formats  # noqa: E402
+from retarget.mapping import auto_map  # noqa: E402
+from retarget.transfer import pose_world, retarget  # noqa: E402
+
+PY = str(ROOT.parent / "main" / ".venv" / "bin" / "python") if not os.path.exists(ROOT / ".venv/bin/python") \
+    else str(ROOT / ".venv/bin/python")
+PY = os.environ.get("MOTIONMILL_TEST_PYTHON", PY if os.path.exists(PY) else sys.executable)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def addon():
+    blender_addon.register()
+    yield
+    blender_addon.unregister()
+
+
+@pytest.fixture
+def backend(tmp_path, monkeypatch):
+    """Point the add-on at the tiny conformance model and the repo's backend; shut the service down after."""
+    model = shared_path("conformance", "motionmillion-tiny", "model")
+    monkeypatch.setenv("MOTIONMILL_DATA", str(tmp_path / "data"))
+    mm_props.Prefs.overrides = dict(backend_python=PY, backend_dir=str(ROOT), model_dir=str(model), device="cpu")
+    monkeypatch.setattr(blender_addon.ops, "WAIT_S", 120.0)
+    yield model
+    mm_session.SESSION.close()
+    mm_props.Prefs.overrides = {}
+
+
+@pytest.fixture
+def mixamo():
+    rigs.clear_scene()
+    obj = rigs.mixamo_rig()
+    scene = bpy.context.scene
+    scene.motionmill.target = obj
+    scene.motionmill.cleanup_feet, scene.motionmill.placement, scene.motionmill.root_motion = False, "INSERT", "hips"
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    scene.frame_current = 1
+    return obj
+
+
+def _check_pose(obj, motion, fps, start, frames, root_motion="hips"):
+    """Blender's evaluated pose == retarget.transfer.pose_world of the same retarget, at sampled frames."""
+    skel = rigs.skeleton_from_object(obj)
+    anim = retarget(motion.resample(fps), skel, auto_map(skel), root_motion=root_motion)
+    R, X = pose_world(anim, skel)
+    for f in frames:
+        bpy.context.scene.frame_set(start + f)
+        W = rigs.read_world_pose(obj, skel.names)
+        rot = W[:, :3, :3] / np.linalg.norm(W[:, :3, :3], axis=1, keepdims=True)
+        np.testing.assert_allclose(rot, R[f], atol=2e-4)
+        np.testing.assert_allclose(W[:, :3, 3], X[f], atol=2e-4)
+    return anim
+
+
+# ------------------------------------------------------------------------------------------ registration
+
+def test_register_unregister_leaves_nothing():
+    classes = blender_addon._classes()
+    assert len(classes) > 15 and all(c.is_registered for c in classes)
+    assert hasattr(bpy.types.Scene, "motionmill")
+    assert hasattr(bpy.ops.motionmill, "generate_batch")
+    blender_addon.unregister()
+    try:
+        assert not hasattr(bpy.types.Scene, "motionmill")
+        assert not hasattr(bpy.types.WindowManager, "motionmill")
+        assert not any(c.is_registered for c in classes)
+        assert not hasattr(bpy.types, "MOTIONMILL_PT_panel")
+        assert mm_session.SESSION.client is None
+        assert not any("motionmill" in repr(t) for t in getattr(bpy.app.timers, "_registered", ()))
+    finally:
+        blender_addon.register()
+
+
+def test_importing_the_package_does_not_import_bpy():
+    import subprocess
+    code = "import sys, blender_addon, blender_addon.client; print('bpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------------------ import / keying
+
+FILES = [("motion272", "amass_000000_motion.npz"), ("motion272", "amass_000000.npy"),
+         ("amass", "amass_test_smplh.npz"), ("bvh", "motionmillion_case1_0_predict.bvh")]
+
+
+@pytest.mark.parametrize("parts", FILES, ids=[p[1] for p in FILES])
+def test_import_motion_each_format_matches_retarget(mixamo, parts):
+    path = shared_path("data", *parts)
+    keep = bpy.data.actions.new("amass_000000_motion")   # a user's action with the same name: must stay untouched
+    keep["mine"] = 1
+    bpy.context.scene.frame_current = 7
+    assert bpy.ops.motionmill.import_motion(filepath=str(path)) == {"FINISHED"}
+    action = mixamo.animation_data.action
+    assert action is not None and action != keep and keep.get("mine") == 1 and "motionmill_path" not in keep
+    motion = formats.load_any(str(path))
+    n = int(round((motion.num_frames - 1) * 24 / motion.fps)) + 1
+    assert tuple(action.frame_range) == (7, 7 + n - 1)   # real-time speed at 24 fps, starting at the current frame
+    _check_pose(mixamo, motion, 24.0, 7, [0, n // 3, n - 1])
+
+
+def test_import_root_motion_in_place_and_root(mixamo):
+    path = shared_path("data", "motion272", "amass_000000_motion.npz")
+    bpy.context.scene.motionmill.root_motion = "in_place"
+    try:
+        assert bpy.ops.motionmill.import_motion(filepath=str(path), placement="INSERT") == {"FINISHED"}
+        _check_pose(mixamo, formats.load_any(str(path)), 24.0, 1, [0, 40], root_motion="in_place")
+    finally:
+        bpy.context.scene.motionmill.root_motion = "hips"
+
+
+def test_previous_action_is_kept(mixamo):
+    path = shared_path("data", "motion272", "amass_000000_motion.npz")
+    bpy.ops.motionmill.import_motion(filepath=str(path))
+    first = mixamo.animation_data.action
+    bpy.ops.motionmill.import_motion(filepath=str(path))
+    second = mixamo.animation_data.action
+    assert second != first and first.name in bpy.data.actions and first.use_fake_user
+
+
+def test_bad_input_is_reported(mixamo):
+    path = shared_path("data", "motion272", "amass_000000_motion.npz")
+    s = bpy.context.scene.motionmill
+    s.target = None
+    bpy.context.view_layer.objects.active = None
+    with pytest.raises(RuntimeError, match="no armature selected"):
+        bpy.ops.motionmill.import_motion(filepath=str(path))
+    mesh = bpy.data.objects.new("Cube", bpy.data.meshes.new("Cube"))
+    bpy.context.scene.collection.objects.link(mesh)
+    bpy.context.view_layer.objects.active = mesh
+    with pytest.raises(RuntimeError, match="not an armature"):
+        bpy.ops.motionmill.import_motion(filepath=str(path))
+    bpy.context.view_layer.objects.active = mixamo
+    with pytest.raises(RuntimeError, match="no such file"):
+        bpy.ops.motionmill.import_motion(filepath="/nonexistent/clip.npz")
+    s.target = mixamo
+    s.prompt = "   "
+    with pytest.raises(RuntimeError, match="prompt is empty"):
+        bpy.ops.motionmill.generate()
+
+
+def test_cleanup_feet_on_existing_action(mixamo):
+    path = shared_path("data", "motion272", "amass_000000_motion.npz")
+    bpy.ops.motionmill.import_motion(filepath=str(path))
+    before = mixamo.animation_data.action
+    assert bpy.ops.motionmill.cleanup_feet() == {"FINISHED"}
+    after = mixamo.animation_data.action
+    assert after != before and after.frame_range[:] == before.frame_range[:] and before.name in bpy.data.actions
+
+
+def test_smpl_armature_and_retarget_from_it(mixamo):
+    path = shared_path("data", "motion272", "amass_000000_motion.npz")
+    assert bpy.ops.motionmill.add_smpl_armature() == {"FINISHED"}
+    smpl_obj = bpy.context.view_layer.objects.active
+    assert smpl_obj.type == "ARMATURE" and len(smpl_obj.data.bones) == 22 and not smpl_obj.children
+    bpy.context.scene.motionmill.target = smpl_obj
+    bpy.ops.motionmill.import_motion(filepath=str(path))
+    bpy.context.scene.motionmill.target = mixamo
+    from blender_addon.smpl_rig import motion_from_armature
+    motion = motion_from_armature(bpy.context.scene, smpl_obj, frames=range(1, 31))
+    original = formats.load_any(str(path)).resample(24.0)
+    # read back from the SMPL armature, the body pose (joints relative to the pelvis) is the clip's; the root's
+    # height is the retarget's (kept relative to each body's rest height), so it is not compared here
+    from retarget import smpl
+    _, p0 = smpl.forward_kinematics(original.rotations[:30], original.translation[:30], original.offsets, original.parents)
+    _, p1 = smpl.forward_kinematics(motion.rotations, motion.translation, motion.offsets, motion.parents)
+    np.testing.assert_allclose(p1 - p1[:, :1], p0 - p0[:, :1], atol=1e-4)
+    assert bpy.ops.motionmill.retarget(source=smpl_obj.name) == {"FINISHED"}
+
+
+# ------------------------------------------------------------------------------------------ backend
+
+def test_generate_end_to_end(backend, mixamo):
+    s = bpy.context.scene.motionmill
+    s.prompt, s.seconds, s.seed, s.cleanup_feet, s.placement = "a person walks forward", 2.0, 3, False, "INSERT"
+    bpy.context.scene.frame_current = 11
+    assert bpy.ops.motionmill.generate() == {"FINISHED"}
+    action = mixamo.animation_data.action
+    assert action["motionmill_prompt"] == "a person walks forward" and action["motionmill_seed"] == 3
+    assert action.name == "a person walks forward" and action["motionmill_model"]
+    clip = formats.load_any(action["motionmill_path"])
+    assert action["motionmill_path"].startswith(os.environ["MOTIONMILL_DATA"])
+    n = int(round((clip.num_frames - 1) * 24 / clip.fps)) + 1
+    assert tuple(action.frame_range) == (11, 11 + n - 1)
+    _check_pose(mixamo, clip, 24.0, 11, [0, n // 2, n - 1])
+    assert s.history[-1].action == action
+    assert mm_session.SESSION.alive      # the model stays loaded for the next request
+    pid = mm_session.SESSION.client.pid
+    assert bpy.ops.motionmill.generate() == {"FINISHED"}
+    assert mm_session.SESSION.client.pid == pid
+
+
+def test_generate_batch_strips_in_order(backend, mixamo, tmp_path):
+    prompts = ["a person waves", "a person jumps", "a person sits down"]
+    f = tmp_path / "prompts.txt"
+    f.write_text("\n".join(prompts) + "\n\n")
+    s = bpy.context.scene.motionmill
+    s.seconds, s.blend_in, s.blend_out = 2.0, 2.0, 3.0
+    bpy.context.scene.frame_current = 5
+    assert bpy.ops.motionmill.generate_batch(filepath=str(f)) == {"FINISHED"}
+    strips = list(mixamo.animation_data.nla_tracks["MotionMill"].strips)
+    assert [st.name for st in strips] == prompts
+    assert strips[0].frame_start == 5
+    for a, b in zip(strips, strips[1:]):
+        assert b.frame_start == a.frame_end + 1
+    for st in strips:
+        clip = formats.load_any(st.action["motionmill_path"])
+        n = int(round((clip.num_frames - 1) * 24 / clip.fps)) + 1
+        assert st.frame_end - st.frame_start == n - 1
+        assert (st.blend_in, st.blend_out) == (2.0, 3.0)
+
+
+def test_cancel_in_the_middle(backend, mixamo):
+    s = bpy.context.scene.motionmill
+    s.prompt, s.seconds = "a person runs in a circle", 10.0
+    n_actions = len(bpy.data.actions)
+    seen = []
+    orig = mm_session.start_generate
+
+    def start(*a, **k):
+        job = orig(*a, **k)
+        def on(ev):
+            seen.append(ev)
+            if ev.get("phase") == "decoding" and not any(e.get("cancel_sent") for e in seen):
+                seen.append({"cancel_sent": True})
+                job.cancel()
+        job.listeners.append(on)
+        return job
+    mm_session.start_generate = start
+    try:
+        assert bpy.ops.motionmill.generate() == {"CANCELLED"}
+    finally:
+        mm_session.start_generate = orig
+    assert any(e.get("cancel_sent") for e in seen)
+    assert len(bpy.data.actions) == n_actions
+    assert bpy.context.window_manager.motionmill.status == "cancelled"
+    assert mm_session.SESSION.alive     # still usable
+    s.seconds = 2.0
+    assert bpy.ops.motionmill.generate() == {"FINISHED"}
+
+
+def test_wrong_python_and_missing_model_dir(backend, mixamo, tmp_path):
+    s = bpy.context.scene.motionmill
+    s.prompt = "a person walks"
+    mm_props.Prefs.overrides["backend_python"] = str(tmp_path / "no-python")
+    with pytest.raises(RuntimeError, match="backend Python not found"):
+        bpy.ops.motionmill.generate()
+    mm_props.Prefs.overrides["backend_python"] = PY
+    mm_props.Prefs.overrides["model_dir"] = str(tmp_path / "no-model")
+    with pytest.raises(RuntimeError, match="model directory not found"):
+        bpy.ops.motionmill.generate()
+
+
+def test_backend_crash_is_reported_and_recovers(backend, mixamo, tmp_path):
+    # a "python" that is not MotionMill's: the service dies at start-up with an import error
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; sys.stderr.write(\"ModuleNotFoundError: "
+                    f"No module named torch\\n\"); sys.exit(3)'\n")
+    fake.chmod(0o755)
+    s = bpy.context.scene.motionmill
+    s.prompt, s.seconds = "a person walks", 2.0
+    mm_props.Prefs.overrides["backend_python"] = str(fake)
+    with pytest.raises(RuntimeError, match="backend.*(exited unexpectedly|not running|stopped reading).*No module named torch"):
+        bpy.ops.motionmill.generate()
+    assert bpy.context.window_manager.motionmill.running is False
+    mm_props.Prefs.overrides["backend_python"] = PY
+    assert bpy.ops.motionmill.generate() == {"FINISHED"}   # a fresh service after the crash
+
+
+# ------------------------------------------------------------------------------------------ headless batch
+
+def _batch(args, timeout=180):
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "blender_addon.batch"] + [str(a) for a in args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def rotated_blend(tmp_path):
+    """A Mixamo rig (rotated, scaled 0.01, rolled bones) moved and turned, in a 25 fps scene starting at frame 10."""
+    rigs.clear_scene()
+    obj = rigs.mixamo_rig()
+    from mathutils import Euler, Vector
+    obj.location = Vector((2.0, -1.0, 0.5))
+    obj.rotation_euler = Euler((1.5708, 0.0, 0.7))
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base, scene.frame_start = 25, 1.0, 10
+    path = tmp_path / "in.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+    return path
+
+
+def test_batch_motion_files(rotated_blend, tmp_path):
+    files = [shared_path("data", "bvh", "motionmillion_case1_0_predict.bvh"),
+             shared_path("data", "motion272", "amass_000000_motion.npz")]
+    before = rotated_blend.read_bytes()
+    out = tmp_path / "out.blend"
+    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--motion", files[0], "--motion", files[1], "--out", out])
+    assert r.returncode == 0, r.stderr
+    assert rotated_blend.read_bytes() == before
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    obj = bpy.data.objects["Mixamo"]
+    strips = list(obj.animation_data.nla_tracks["MotionMill"].strips)
+    assert len(strips) == 2 and strips[0].frame_start == 10 and strips[1].frame_start == strips[0].frame_end + 1
+    for st, f in zip(strips, files):
+        m = formats.load_any(str(f))
+        assert st.frame_end - st.frame_start == int(round((m.num_frames - 1) * 25 / m.fps))
+    # the evaluated pose (NLA) is retarget's for the object as placed
+    _check_pose(obj, formats.load_any(str(files[1])), 25.0, int(strips[1].frame_start), [0, 30])
+
+
+def test_batch_prompts_with_backend(rotated_blend, tmp_path):
+    model = shared_path("conformance", "motionmillion-tiny", "model")
+    out = tmp_path / "out.blend"
+    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "a person waves", "--prompt", "a person bows",
+                "--model-dir", model, "--device", "cpu", "--seconds", "2", "--cleanup-feet", "--python", PY,
+                "--out", out])
+    assert r.returncode == 0, r.stderr
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    strips = list(bpy.data.objects["Mixamo"].animation_data.nla_tracks["MotionMill"].strips)
+    assert [s.name for s in strips] == ["a person waves", "a person bows"] and strips[0].frame_start == 10
+
+
+def test_batch_refuses_bad_arguments(rotated_blend, tmp_path):
+    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--motion", "x.npz", "--out", rotated_blend])
+    assert r.returncode == 1 and "refusing to overwrite" in r.stderr
+    npz = shared_path("data", "motion272", "amass_000000_motion.npz")
+    r = _batch(["--blend", rotated_blend, "--rig", "Nope", "--motion", npz, "--out", tmp_path / "o.blend"])
+    assert r.returncode == 1 and "no such object" in r.stderr and "Mixamo" in r.stderr
+    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "walk", "--model-dir", tmp_path / "none",
+                "--out", tmp_path / "o.blend"])
+    assert r.returncode == 1 and "model directory not found" in r.stderr
+    assert not (tmp_path / "o.blend").exists()
+
+
+# ------------------------------------------------------------------------------------------ packaging
+
+def test_package_zips_install_and_use_the_bundled_retarget(tmp_path):
+    import subprocess
+    import zipfile
+    from blender_addon import package
+    legacy, ext = package.build(str(tmp_path / "dist"))
+    with zipfile.ZipFile(ext) as z:
+        names = z.namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names and "retarget/transfer.py" in names
+    assert "bench_keying.py" not in names
+    validator = os.path.join(os.path.dirname(bpy.__file__), "5.0", "scripts", "addons_core", "bl_pkg", "cli", "blender_ext.py")
+    if os.path.exists(validator):
+        r = subprocess.run([sys.executable, validator, "validate", ext], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    with zipfile.ZipFile(legacy) as z:
+        z.extractall(tmp_path / "addons")
+    code = ("import sys, bpy, addon_utils; sys.path.insert(0, sys.argv[1]); m = addon_utils.enable('motionmill');"
+            "assert m._rt._name == 'motionmill.retarget' and 'retarget' not in sys.modules;"
+            "assert bpy.ops.motionmill.add_smpl_armature() == {'FINISHED'}; addon_utils.disable('motionmill');"
+            "assert not hasattr(bpy.types.Scene, 'motionmill'); print('ok')")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "addons")], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.strip().endswith("ok"), r.stderr
