@@ -204,9 +204,13 @@ def run_server(args):
     reader.start()
     log(f"ready (protocol {PROTOCOL_VERSION}, pid {os.getpid()})")
     server.done.wait()
-    server.service.stop()
-    server.service.worker.join(timeout=30)
-    log("stopped")
-    sys.stderr.flush()
-    # The stdin reader may still be blocked in read(): leave without interpreter teardown, which could wait on it.
-    os._exit(0)
+    try:
+        server.service.stop()
+        server.service.worker.join(timeout=30)
+        log("stopped")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    finally:
+        # The stdin reader may still be blocked in read(): leave without interpreter teardown, which could wait on it.
+        os._exit(0)

@@ -18,7 +18,11 @@ from .protocol import RequestError
 
 
 def log(message):
-    print(f"serve: {message}", file=sys.stderr, flush=True)
+    """One line to stderr; a closed stderr (the parent died) must not stop the service from shutting down."""
+    try:
+        print(f"serve: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def is_out_of_memory(err):
