@@ -45,7 +45,6 @@ TORCH_CUDA_BUILDS = [((13, 0), "cu130"), ((12, 8), "cu128"), ((12, 6), "cu126")]
 TORCH_INDEX = "https://download.pytorch.org/whl/{}"
 
 ADDON_MODULE = "motionmill"  # the add-on's folder name inside Blender's scripts/addons or extensions
-ADDON_ZIP = "motionmill-addon.zip"
 
 # ---- the release files -------------------------------------------------------------------------------
 # Google Drive file ids from MotionMillion-Codes, prepare/download_pretrained_models.sh (models trained on
@@ -607,35 +606,17 @@ def blender_user_dir(version, kind, os_name):
 
 
 def build_addon_zip(out_dir):
-    """The installable add-on zip: blender_addon/ as `motionmill/`, with retarget/ bundled inside (unless the
-    add-on already carries its own). Uses `python -m blender_addon.package --out DIR` once that exists."""
+    """Build the add-on zips with `python -m blender_addon.package` (retarget/ bundled inside); returns the legacy
+    add-on zip (folder `motionmill/`), which installs into every Blender from 4.2 to 5.0. The 4.2+ extension zip
+    is written beside it."""
     os.makedirs(out_dir, exist_ok=True)
-    src = os.path.join(ROOT, "blender_addon")
-    if os.path.isfile(os.path.join(src, "package.py")):
-        out = subprocess.run([sys.executable, "-m", "blender_addon.package", "--out", out_dir], cwd=ROOT,
-                             capture_output=True, text=True)
-        zips = sorted(f for f in os.listdir(out_dir) if f.endswith(".zip"))
-        if out.returncode != 0 or not zips:
-            raise InstallError(f"blender_addon.package failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
-        return os.path.join(out_dir, zips[-1])
-    if not os.path.isfile(os.path.join(src, "__init__.py")):
-        raise InstallError("blender_addon/__init__.py is missing: this checkout is incomplete, re-clone it")
-    path = os.path.join(out_dir, ADDON_ZIP)
-    tmp = path + ".tmp"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        trees = [(src, ADDON_MODULE)]
-        if not os.path.isdir(os.path.join(src, "retarget")):
-            trees.append((os.path.join(ROOT, "retarget"), f"{ADDON_MODULE}/retarget"))
-        for tree, prefix in trees:
-            for dirpath, dirnames, filenames in os.walk(tree):
-                dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
-                for name in sorted(filenames):
-                    if name.endswith((".pyc", ".pyo")):
-                        continue
-                    full = os.path.join(dirpath, name)
-                    z.write(full, f"{prefix}/{os.path.relpath(full, tree)}".replace(os.sep, "/"))
-    os.replace(tmp, path)
-    return path
+    out = subprocess.run([sys.executable, "-m", "blender_addon.package", "--out", out_dir], cwd=ROOT,
+                         capture_output=True, text=True)
+    legacy = sorted(f for f in os.listdir(out_dir) if f.startswith("motionmill-") and f.endswith("-addon.zip"))
+    if out.returncode != 0 or not legacy:
+        raise InstallError(f"building the add-on failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}; "
+                           "this checkout may be incomplete, re-clone it")
+    return os.path.join(out_dir, legacy[-1])
 
 
 def _enable_expr(module):
@@ -648,21 +629,10 @@ def _enable_expr(module):
 def install_addon(exe, version, zip_path, os_name, record):
     """Install (and enable) the add-on into one Blender; returns the installed folder."""
     with zipfile.ZipFile(zip_path) as z:
-        names = z.namelist()
-        is_extension = any(n.endswith("blender_manifest.toml") for n in names)
-        top = names[0].split("/")[0]
+        top = z.namelist()[0].split("/")[0]
     if version is None:
         raise InstallError(f"could not read {exe}'s version: install the add-on by hand, Edit > Preferences > "
                            f"Add-ons > Install from Disk… > {zip_path}")
-    if is_extension and version >= (4, 2):
-        cmd = [exe, "--command", "extension", "install-file", "-r", "user_default", "--enable", zip_path]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        target = os.path.join(blender_user_dir(version, "extensions", os_name), "user_default", top)
-        if out.returncode != 0:
-            raise InstallError(f"Blender {version[0]}.{version[1]} could not install the extension: "
-                               f"{(out.stderr or out.stdout).strip().splitlines()[-1:]}; install {zip_path} by hand")
-        record.add("addon", target)
-        return target
     addons = os.path.join(blender_user_dir(version, "scripts", os_name), "addons")
     target = os.path.join(addons, top)
     os.makedirs(addons, exist_ok=True)
@@ -945,7 +915,7 @@ def main(argv=None):
         else:
             say("no model yet: add one with `python3.11 install.py --weights 7b` (about 27 GB) or --weights 3b "
                 "(about 18 GB), or --from DIR")
-        say(f"done. Check the set-up with: python3.11 install.py --check")
+        say("done. Check the set-up with: python3.11 install.py --check")
         return 0
     except InstallError as err:
         print(f"[install] error: {err}", file=sys.stderr)
