@@ -2,7 +2,7 @@
 
     python -m blender_addon.batch --blend IN.blend --rig ARMATURE (--prompt TEXT ... | --prompts FILE | --motion FILE ...)
         [--model-dir DIR] [--cleanup-feet] [--root-motion hips|root|in_place] [--seconds S] [--seed N]
-        [--python PY] [--backend-dir DIR] [--device cpu|cuda|auto] [--preview out.gif|out.mp4] --out OUT.blend
+        [--python PY] [--backend-dir DIR] [--device cpu|cuda|auto] [--preview out.gif|out.mp4 [--preview-width PX]] --out OUT.blend
 
 Run with a Python that has bpy (or `blender -b --python-expr`). One NLA strip per clip on the rig's MotionMill
 track, the first at the scene's start frame, at the scene's frame rate with real-time speed. IN.blend is never
@@ -37,6 +37,7 @@ def parse(argv):
     p.add_argument("--backend-dir", help="the folder holding backend/ (default: this checkout)")
     p.add_argument("--device", default="auto")
     p.add_argument("--preview", help="a quick Workbench playblast: out.gif or out.mp4")
+    p.add_argument("--preview-width", type=int, default=480, help="the preview's width in pixels (height: 3/4 of it)")
     p.add_argument("--out", required=True)
     return p.parse_args(argv)
 
@@ -54,6 +55,12 @@ def _check_paths(a):
             raise BatchError(f"--motion {m}: no such file")
     if a.prompts and not os.path.isfile(a.prompts):
         raise BatchError(f"--prompts {a.prompts}: no such file")
+    if a.preview:              # before any work: a bad extension or folder fails in a second, not after generating
+        ext = os.path.splitext(a.preview)[1].lower()
+        if ext not in (".gif", ".mp4"):
+            raise BatchError(f"--preview {a.preview}: unknown extension {ext or '(none)'!r}; use .gif or .mp4")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(a.preview))):
+            raise BatchError(f"--preview {a.preview}: folder {os.path.dirname(os.path.abspath(a.preview))} does not exist")
 
 
 def _ops_error(fn, **kw):
@@ -109,13 +116,19 @@ def run(a):
                     bpy.data.texts.remove(text)
         strips = list(obj.animation_data.nla_tracks["MotionMill"].strips)
         scene.frame_current = scene.frame_start
-        if a.preview:
-            from .preview import playblast
-            playblast(scene, obj, a.preview, int(strips[0].frame_start), int(strips[-1].frame_end))
         bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(a.out), copy=True)
+        if a.preview:          # after saving: OUT.blend never sees the preview's temporary camera/ground/figure
+            from .preview import PreviewError, render_preview
+            try:
+                render_preview(scene, obj, a.preview, int(strips[0].frame_start), int(strips[-1].frame_end),
+                               resolution=(a.preview_width, a.preview_width * 3 // 4))
+            except PreviewError as err:
+                raise BatchError(str(err)) from None
         for st in strips:
             print(f"{st.name}\t{int(st.frame_start)}-{int(st.frame_end)}\t{st.action.name}")
         print(f"wrote {a.out}: {len(strips)} strip(s) on '{obj.name}'")
+        if a.preview:
+            print(f"wrote {a.preview}")
     finally:
         session.SESSION.close()
 
