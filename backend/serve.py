@@ -177,10 +177,20 @@ def parse_listen(value):
 
 
 def _watch_parent(server, parent):
-    while not server.done.wait(0.5):
-        if os.getppid() != parent:
-            log("parent process is gone: shutting down")
-            server.done.set()
+    try:
+        while not server.done.wait(0.5):
+            if os.getppid() != parent:
+                log("parent process is gone: shutting down")
+                break
+    finally:
+        server.done.set()  # whatever happened in this thread, the service must not outlive its parent
+
+
+def _read_stdin(server):
+    try:
+        log(f"stdin: {server.serve_stdin()}")
+    finally:
+        server.done.set()  # EOF, or an error writing to a client that is gone: shut down either way
 
 
 def run_server(args):
@@ -200,7 +210,7 @@ def run_server(args):
     if listen:
         server.listen(listen[0], listen[1], token)
     threading.Thread(target=_watch_parent, args=(server, os.getppid()), daemon=True).start()
-    reader = threading.Thread(target=lambda: (log(f"stdin: {server.serve_stdin()}"), server.done.set()), daemon=True)
+    reader = threading.Thread(target=_read_stdin, args=(server,), daemon=True)
     reader.start()
     log(f"ready (protocol {PROTOCOL_VERSION}, pid {os.getpid()})")
     server.done.wait()
