@@ -70,6 +70,32 @@ class _BackendOp:
         rt.running, rt.progress, rt.status = True, 0.0, job.status
         return job
 
+    def execute(self, context):
+        if self._begin(context) is None:
+            return {"CANCELLED"}
+        self._job.wait(WAIT_S)
+        return self.finish(context)
+
+    def invoke(self, context, event):
+        if self._begin(context) is None:
+            return {"CANCELLED"}
+        return self.run(context)
+
+    def start_for_target(self, context, prompts, options):
+        """Check the target armature, remember it, and start the request."""
+        obj, err = target_armature(context)
+        if err:
+            self.report({"ERROR"}, err)
+            return None
+        self._obj_name = obj.name
+        return self.start_request(context, prompts, options)
+
+    def apply_result(self, context, result):
+        obj = bpy.data.objects.get(self._obj_name)
+        if obj is None:
+            raise ValueError("the target armature was deleted during generation")
+        return _apply_clips(self, context, obj, result["clips"], result.get("model"), self.placement_for(context))
+
     def run(self, context):
         if bpy.app.background or not context.window_manager.windows:
             self._job.wait(WAIT_S)
@@ -122,6 +148,16 @@ class _BackendOp:
             self._job.cancel()
 
 
+def sampling_options(s, **extra):
+    """The panel's sampling settings as request options; temperature 0 means greedy."""
+    opts = {"seconds": float(s.seconds), "seed": int(s.seed), **extra}
+    if s.temperature == 0:
+        opts["sampling"] = "greedy"
+    else:
+        opts["temperature"] = float(s.temperature)
+    return opts
+
+
 def _apply_clips(op, context, obj, clips, model, placement, start=None):
     s = settings(context)
     frame = context.scene.frame_current if start is None else start
@@ -152,37 +188,13 @@ class MOTIONMILL_OT_generate(_BackendOp, bpy.types.Operator):
         if not prompts:
             self.report({"ERROR"}, "the prompt is empty: type what the character should do")
             return None
-        obj, err = target_armature(context)
-        if err:
-            self.report({"ERROR"}, err)
-            return None
         if _runtime(context).running:
             self.report({"ERROR"}, "a generation is already running: wait for it or press Cancel")
             return None
-        self._obj_name = obj.name
-        opts = {"seconds": float(s.seconds), "seed": int(s.seed), "variations": int(s.variations),
-                "temperature": float(s.temperature)}
-        if s.temperature == 0:
-            opts["sampling"] = "greedy"
-            opts.pop("temperature")
-        return self.start_request(context, prompts, opts)
+        return self.start_for_target(context, prompts, sampling_options(s, variations=int(s.variations)))
 
-    def execute(self, context):
-        if self._begin(context) is None:
-            return {"CANCELLED"}
-        self._job.wait(WAIT_S)
-        return self.finish(context)
-
-    def invoke(self, context, event):
-        if self._begin(context) is None:
-            return {"CANCELLED"}
-        return self.run(context)
-
-    def apply_result(self, context, result):
-        obj = bpy.data.objects.get(self._obj_name)
-        if obj is None:
-            raise ValueError("the target armature was deleted during generation")
-        return _apply_clips(self, context, obj, result["clips"], result.get("model"), settings(context).placement)
+    def placement_for(self, context):
+        return settings(context).placement
 
 
 def read_prompts(text=None, filepath=""):
@@ -214,33 +226,10 @@ class MOTIONMILL_OT_generate_batch(_BackendOp, bpy.types.Operator):
         if not prompts:
             self.report({"ERROR"}, "no prompts: choose a text block (one prompt per line) or a prompts file")
             return None
-        obj, err = target_armature(context)
-        if err:
-            self.report({"ERROR"}, err)
-            return None
-        self._obj_name = obj.name
-        opts = {"seconds": float(s.seconds), "seed": int(s.seed), "temperature": float(s.temperature)}
-        if s.temperature == 0:
-            opts["sampling"] = "greedy"
-            opts.pop("temperature")
-        return self.start_request(context, prompts, opts)
+        return self.start_for_target(context, prompts, sampling_options(s))
 
-    def execute(self, context):
-        if self._begin(context) is None:
-            return {"CANCELLED"}
-        self._job.wait(WAIT_S)
-        return self.finish(context)
-
-    def invoke(self, context, event):
-        if self._begin(context) is None:
-            return {"CANCELLED"}
-        return self.run(context)
-
-    def apply_result(self, context, result):
-        obj = bpy.data.objects.get(self._obj_name)
-        if obj is None:
-            raise ValueError("the target armature was deleted during generation")
-        return _apply_clips(self, context, obj, result["clips"], result.get("model"), "NLA")
+    def placement_for(self, context):
+        return "NLA"
 
 
 class MOTIONMILL_OT_import_motion(bpy.types.Operator):
