@@ -343,6 +343,7 @@ def render_preview(scene, armature_obj, path, frame_start, frame_end, resolution
     selected = [o for o in scene.objects if o.select_get()]
     active = view_layer.objects.active
     temp_objects, temp_data, tmpdir = [], [], tempfile.mkdtemp(prefix="motionmill_preview_")
+    images_before = set(bpy.data.images.keys())  # rendering creates "Render Result" the first time
     try:
         pts, left = _bone_points(armature_obj, range(frame_start, frame_end + 1, max(1, (frame_end - frame_start) // 40 or 1)), scene)
         pts = pts.reshape(-1, 3)
@@ -427,6 +428,8 @@ def render_preview(scene, armature_obj, path, frame_start, frame_end, resolution
                 kind.remove(d)
             except (KeyError, ReferenceError):
                 pass
+        for name in set(bpy.data.images.keys()) - images_before:
+            bpy.data.images.remove(bpy.data.images[name])
         _restore_all(saved)
         if saved_world_color is not None and scene.world is not None:
             scene.world.color = saved_world_color
