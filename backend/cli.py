@@ -63,7 +63,8 @@ def build_parser():
     b.add_argument("--device", default="auto")
     b.add_argument("--quant", choices=["nf4", "int8", "none"])
     b.add_argument("--tokens", type=int, default=150)
-    b.add_argument("--batches", default="1,4,16")
+    b.add_argument("--batches", default="1,4,16", help="batch sizes for the throughput table")
+    b.add_argument("--compare-batches", default="1,4", help="batch sizes for cached vs recompute")
     b.add_argument("--out", default="docs/benchmarks.md")
 
     s = sub.add_parser("serve", help="JSON-lines service on stdin/stdout")
