@@ -4,17 +4,23 @@ Public API
 ----------
 ``FootParams``: thresholds and windows (defaults for a ~0.85 m leg; speeds and heights scale with the
     target's leg length): contact enter/exit height and ground speed (hysteresis), smoothing window,
-    blend length, minimum contact length, pelvis lowering on/off, toe (ball) contacts on/off, swing clearance, floor.
+    blend length, minimum contact length, pelvis lowering on/off, toe (ball) contacts on/off, swing clearance,
+    step splitting and step lift, floor.
 ``cleanup_feet(anim, target, mapping, params=None) -> TargetAnimation``
 ``detect_contacts(points, fps, floor, clearances, params, scale=1.0) -> (T, P) bool``
 
 Method: foot points (ankle = foot-bone head, ball = toe-bone head) get contacts from smoothed ground speed
 and height above the floor with hysteresis (enter below the low thresholds, leave above the high ones),
-short contacts dropped. Each contact run is pinned at the point's mean ground position over the run, on the
+short contacts dropped. Hysteresis would keep a shuffling foot (low, between speed_on and speed_off) in one long
+contact while it travels; a stretch of a contact at speed_on or faster, `min_contact` frames or longer, that travels
+`min_step` or more is cut out as a step, leaving a plant on either side (slower drift stays pinned). Each contact run is pinned at the point's mean ground position over the run, on the
 floor, and the pin is blended in and out over `blend` frames with 2u^3 - 3u^2 + 1. A foot that travels without a
 contact is swinging, not sliding: it is lifted so its points clear the floor by up to `swing_clearance` (rising
 with ground speed from `speed_on` to `speed_off`; the lift is widened and smoothed over `smooth` frames), so a
-shuffling foot that stays low while it moves steps over the floor instead of dragging on it. The ankle follows its
+shuffling foot that stays low while it moves steps over the floor instead of dragging on it. A point travelling
+between two contacts also gets a clearance sized to the step, `step_lift` x the pin-to-pin ground distance (capped
+at `max_step_lift`), ramped over the first and last quarter of the gap: a long slow step is lifted even where its
+speed alone would not lift it. The ankle follows its
 pin (or, while only the ball is planted, the ball's correction); the pelvis is lowered where a leg cannot
 reach; a two-bone analytic IK per leg (knee kept in its bend plane: pole = the knee's original offset from
 the hip-ankle line) places thigh and shin; the foot keeps its world orientation except that it turns to
@@ -42,6 +48,9 @@ class FootParams:
     lower_pelvis: bool = True
     toe: bool = True             # pin the ball of the foot (toe-bone head) too
     swing_clearance: float = 0.06  # m; a foot point travelling at speed_off or more clears the floor by this (0: off)
+    min_step: float = 0.04       # m; a stretch of a contact faster than speed_on that travels this far is a step (0: off)
+    step_lift: float = 0.3       # clearance per metre of step length for a foot travelling between two pins (0: off)
+    max_step_lift: float = 0.12  # m; cap on that clearance
     floor: float = None          # world z of the floor; default the rig's rest floor
 
 
@@ -93,12 +102,34 @@ def detect_contacts(points, fps, floor, clearances, params, scale=1.0):
     on = (h < params.height_on * scale) & (v < params.speed_on * scale)
     stay = (h < params.height_off * scale) & (v < params.speed_off * scale)
     c = _hysteresis(on, stay)
+    if params.min_step:
+        c &= ~_moving_stretches(points, c, v >= params.speed_on * scale, params.min_step * scale, params.min_contact)
     for p in range(c.shape[1]):
         s, e = _runs(c[:, p])
         for a, b in zip(s, e):
             if b - a < params.min_contact:
                 c[a:b, p] = False
     return c
+
+
+def _moving_stretches(points, contact, fast, min_step, min_len):
+    """(T, P) bool: stretches inside contacts, min_len frames or longer, where the point moves faster than speed_on
+    and travels min_step or more.
+
+    Hysteresis keeps a contact through the band between speed_on and speed_off, so a shuffling foot that never
+    quite lifts or speeds up stays in one long contact and gets pinned at its mean while it travels. Such a
+    stretch is a step; cutting it out leaves a plant on either side. A foot that drifts slowly (below speed_on)
+    is left in its contact.
+    """
+    out = np.zeros(contact.shape, bool)
+    band = contact & fast
+    for p in range(contact.shape[1]):
+        s, e = _runs(band[:, p])
+        for a, b in zip(s, e):
+            a0, b0 = max(a - 1, 0), min(b, len(points) - 1)
+            if b - a >= min_len and np.linalg.norm(points[b0, p, :2] - points[a0, p, :2]) >= min_step:
+                out[a:b, p] = True
+    return out
 
 
 def _fall(u):
@@ -152,7 +183,34 @@ def _pins(points, contact, floor, clearances, blend):
     return target, weight
 
 
-def _swing_lift(targets, side_of, floor, clearances, fps, params, scale):
+def _step_clearance(points, contact, params, scale):
+    """(T, P) clearance wanted while a point travels between two contacts: step_lift x the step's ground length
+    (pin to pin; the travel over the gap at the clip's ends), capped at max_step_lift, rising and falling with
+    2u^3 - 3u^2 + 1 over the first and last quarter of the gap."""
+    T, P = contact.shape
+    out = np.zeros((T, P))
+    if not params.step_lift:
+        return out
+    for p in range(P):
+        s, e = _runs(contact[:, p])
+        pins = [points[a:b, p, :2].mean(0) for a, b in zip(s, e)]
+        edges = [0] + list(e)
+        ends = list(s) + [T]
+        for i, (g0, g1) in enumerate(zip(edges, ends)):
+            n = g1 - g0
+            if n <= 0:
+                continue
+            A = pins[i - 1] if i > 0 else points[g0, p, :2]
+            B = pins[i] if i < len(pins) else points[g1 - 1, p, :2]
+            c = min(params.step_lift * np.linalg.norm(B - A), params.max_step_lift * scale)
+            t = np.arange(n) + 0.5
+            ramp = max(n / 4, 1.0)
+            prof = 1 - _fall(np.minimum(t, n - t) / ramp)
+            out[g0:g1, p] = c * prof
+    return out
+
+
+def _swing_lift(targets, side_of, floor, clearances, fps, params, scale, step=None):
     """(T, S) upward offset per side that gives travelling (unpinned) feet clearance over the floor.
 
     A foot point that moves along the ground without a contact is swinging: the clearance it needs rises with its
@@ -162,7 +220,7 @@ def _swing_lift(targets, side_of, floor, clearances, fps, params, scale):
     """
     T, P = targets.shape[:2]
     S = int(side_of.max()) + 1
-    if T < 2 or not params.swing_clearance:
+    if T < 2 or not (params.swing_clearance or params.step_lift):
         return np.zeros((T, S))
     h = targets[..., 2] - floor - np.asarray(clearances)
     v = np.empty((T, P))
@@ -170,7 +228,10 @@ def _swing_lift(targets, side_of, floor, clearances, fps, params, scale):
     v[0] = v[1]
     v = _moving_average(v, params.smooth)
     u = (v - params.speed_on * scale) / max((params.speed_off - params.speed_on) * scale, 1e-9)
-    need = np.maximum(params.swing_clearance * scale * (1 - _fall(u)) - h, 0)
+    want = params.swing_clearance * scale * (1 - _fall(u))
+    if step is not None:
+        want = np.maximum(want, step)
+    need = np.maximum(want - h, 0)
     lift = np.zeros((T, S))
     for k in range(S):
         lift[:, k] = need[:, side_of == k].max(1)
@@ -219,7 +280,8 @@ def cleanup_feet(anim, target, mapping, params=None):
     contact = detect_contacts(cps, fps, floor, clr, params, scale)
     pinned, w = _pins(cps, contact, floor, clr, params.blend)
     side_of = np.repeat(np.arange(len(sides)), [2 if has_toe[s] else 1 for s in sides])
-    lift = _swing_lift(pinned, side_of, floor, clr, fps, params, scale)
+    step = _step_clearance(cps, contact, params, scale)
+    lift = _swing_lift(pinned, side_of, floor, clr, fps, params, scale, step)
     k = 0
     ank_t, ball_t, ball_w, ball_o = {}, {}, {}, {}
     for s in sides:
