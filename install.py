@@ -608,7 +608,7 @@ def blender_user_dir(version, kind, os_name):
 def build_addon_zip(out_dir):
     """Build the add-on zips with `python -m blender_addon.package` (retarget/ bundled inside); returns the legacy
     add-on zip (folder `motionmill/`), which installs into every Blender from 4.2 to 5.0. The 4.2+ extension zip
-    is written beside it."""
+    (blender_manifest.toml at its root) is written beside it: see extension_zip()."""
     os.makedirs(out_dir, exist_ok=True)
     out = subprocess.run([sys.executable, "-m", "blender_addon.package", "--out", out_dir], cwd=ROOT,
                          capture_output=True, text=True)
@@ -619,6 +619,12 @@ def build_addon_zip(out_dir):
     return os.path.join(out_dir, legacy[-1])
 
 
+def extension_zip(legacy_zip):
+    """The extension zip built beside `legacy_zip`, or None."""
+    path = legacy_zip[:-len("-addon.zip")] + "-extension.zip"
+    return path if os.path.isfile(path) else None
+
+
 def _enable_expr(module):
     return ("import addon_utils, bpy, sys\n"
             f"mod = addon_utils.enable({module!r}, default_set=True, persistent=True)\n"
@@ -626,13 +632,63 @@ def _enable_expr(module):
             "sys.exit(0 if mod else 3)\n")
 
 
-def install_addon(exe, version, zip_path, os_name, record):
-    """Install (and enable) the add-on into one Blender; returns the installed folder."""
+# Blender 4.2 brought extensions and `blender --command extension install-file`; from 4.2 on an extension is the
+# format Blender itself installs, updates and lists (Preferences > Get Extensions), and the legacy scripts/addons
+# route is kept only for compatibility. So every supported Blender (4.2+) gets the extension, installed by Blender's
+# own command, and the legacy add-on is the fallback where that command fails (a build without it, a user_default
+# repository that is disabled or read-only, ...).
+EXTENSION_MIN_VERSION = (4, 2)
+EXTENSION_REPO = "user_default"
+_REPO_DIR_EXPR = ("import bpy\n"
+                  "for r in bpy.context.preferences.extensions.repos:\n"
+                  f"    if r.module == {EXTENSION_REPO!r}:\n"
+                  "        print('MOTIONMILL_REPO_DIR=' + r.directory)\n")
+
+
+def extension_dir(version, os_name):
+    """Where `extension install-file -r user_default` puts the add-on: <user extensions>/user_default/motionmill
+    (BLENDER_USER_EXTENSIONS overrides <user extensions>, as in Blender)."""
+    return os.path.join(blender_user_dir(version, "extensions", os_name), EXTENSION_REPO, ADDON_MODULE)
+
+
+def _ask_repo_dir(exe):
+    """The user_default repository's folder as this Blender sees it (a custom directory set in its preferences)."""
+    try:
+        out = subprocess.run([exe, "--background", "--python-expr", _REPO_DIR_EXPR], capture_output=True, text=True,
+                             timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"^MOTIONMILL_REPO_DIR=(.+)$", out.stdout, re.M)
+    return m.group(1).strip() if m else None
+
+
+def install_extension(exe, version, ext_zip, os_name):
+    """Install (and enable) the extension with Blender's own `--command extension install-file`; returns the
+    installed folder, or None when it did not install (the command's exit status is not enough: Blender 5.0 exits
+    0 when the operator fails, so the installed folder is looked for)."""
+    try:
+        out = subprocess.run([exe, "--command", "extension", "install-file", "-r", EXTENSION_REPO, "--enable",
+                              os.path.abspath(ext_zip)], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, str(err)
+    tail = ((out.stderr or "") + (out.stdout or "")).strip().splitlines()[-1:] or [f"exit status {out.returncode}"]
+    if out.returncode != 0:
+        return None, tail[0]
+    candidates = [extension_dir(version, os_name)]
+    if not os.path.isfile(os.path.join(candidates[0], "blender_manifest.toml")):
+        repo = _ask_repo_dir(exe)
+        if repo:
+            candidates.append(os.path.join(repo, ADDON_MODULE))
+    for target in candidates:
+        if os.path.isfile(os.path.join(target, "blender_manifest.toml")):
+            return target, None
+    return None, tail[0]
+
+
+def install_legacy(exe, version, zip_path, os_name):
+    """Copy the legacy add-on into <user scripts>/addons and enable it; returns the installed folder."""
     with zipfile.ZipFile(zip_path) as z:
         top = z.namelist()[0].split("/")[0]
-    if version is None:
-        raise InstallError(f"could not read {exe}'s version: install the add-on by hand, Edit > Preferences > "
-                           f"Add-ons > Install from Disk… > {zip_path}")
     addons = os.path.join(blender_user_dir(version, "scripts", os_name), "addons")
     target = os.path.join(addons, top)
     os.makedirs(addons, exist_ok=True)
@@ -640,7 +696,6 @@ def install_addon(exe, version, zip_path, os_name, record):
         shutil.rmtree(target)  # an older copy of our own add-on
     with zipfile.ZipFile(zip_path) as z:
         z.extractall(addons)
-    record.add("addon", target)
     out = subprocess.run([exe, "--background", "--factory-startup", "--python-expr", _enable_expr(top)],
                          capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
@@ -649,12 +704,42 @@ def install_addon(exe, version, zip_path, os_name, record):
     return target
 
 
+def install_addon(exe, version, zip_path, os_name, record):
+    """Install (and enable) the add-on into one Blender: the extension on 4.2+, the legacy add-on as the fallback.
+    Returns (installed folder, "extension" or "add-on")."""
+    if version is None:
+        raise InstallError(f"could not read {exe}'s version: install the add-on by hand, Edit > Preferences > "
+                           f"Add-ons > Install from Disk… > {zip_path}")
+    legacy_dir = os.path.join(blender_user_dir(version, "scripts", os_name), "addons", ADDON_MODULE)
+    ext_zip = extension_zip(zip_path)
+    if version >= EXTENSION_MIN_VERSION and ext_zip:
+        target, why = install_extension(exe, version, ext_zip, os_name)
+        if target:
+            record.add("addon", target)
+            # Both enabled would register the same operators twice: drop a legacy copy this installer made before.
+            if os.path.abspath(legacy_dir) in record.data["addon"] and os.path.isdir(legacy_dir):
+                shutil.rmtree(legacy_dir)
+                record.data["addon"].remove(os.path.abspath(legacy_dir))
+                record.save()
+                say(f"removed the legacy add-on copy {legacy_dir} (replaced by the extension)")
+            elif os.path.isdir(legacy_dir):
+                warn(f"another MotionMill add-on is in {legacy_dir}: disable or remove it in Edit > Preferences > "
+                     "Add-ons, so that only the extension is enabled")
+            return target, "extension"
+        warn(f"Blender could not install the extension ({why}): installing the legacy add-on instead")
+    target = install_legacy(exe, version, zip_path, os_name)
+    record.add("addon", target)
+    return target, "add-on"
+
+
 def setup_blender(a, os_name, py, record):
     blenders = find_blenders(a.blender, os_name)
     if not blenders:
         path = build_addon_zip(os.path.join(ROOT, "dist"))
-        warn(f"no Blender found: built {path}; install Blender 4.2 or newer (blender.org), then in Blender use "
-             "Edit > Preferences > Add-ons > Install from Disk… and pick that file (or re-run with --blender PATH)")
+        ext = extension_zip(path)
+        warn(f"no Blender found: built {path}" + (f" and {ext}" if ext else "") + "; install Blender 4.2 or newer "
+             "(blender.org), then in Blender use Edit > Preferences > Add-ons > Install from Disk… and pick "
+             f"{os.path.basename(ext or path)} (or re-run with --blender PATH)")
         return []
     path = build_addon_zip(os.path.join(ROOT, "dist"))
     done = []
@@ -664,8 +749,8 @@ def setup_blender(a, os_name, py, record):
             warn(f"Blender {vs} at {exe} is older than 4.2, which MotionMill needs: skipped")
             continue
         say(f"Blender {vs} at {exe}: installing the add-on")
-        target = install_addon(exe, version, path, os_name, record)
-        say(f"add-on installed in {target}")
+        target, kind = install_addon(exe, version, path, os_name, record)
+        say(f"{kind} installed in {target}")
         done.append((exe, vs, target))
     return done
 
@@ -797,12 +882,13 @@ def _tree_size(p):
 # ---- --check ------------------------------------------------------------------------------------------------
 
 def addon_installed(version, os_name):
+    """(folder, "extension" or "add-on") of the MotionMill add-on installed for this Blender version, or None."""
     if version is None:
         return None
-    for kind, sub in (("scripts", "addons"), ("extensions", "user_default")):
-        folder = os.path.join(blender_user_dir(version, kind, os_name), sub, ADDON_MODULE)
+    for kind, folder in (("extension", extension_dir(version, os_name)),
+                         ("add-on", os.path.join(blender_user_dir(version, "scripts", os_name), "addons", ADDON_MODULE))):
         if os.path.isfile(os.path.join(folder, "__init__.py")):
-            return folder
+            return folder, kind
     return None
 
 
@@ -838,8 +924,9 @@ def check(a, os_name):
         rows.append(("Blender", "none found (install Blender 4.2+, or pass --blender PATH)"))
     for exe, version in blenders:
         vs = f"{version[0]}.{version[1]}" if version else "version unknown"
-        where = addon_installed(version, os_name)
-        rows.append((f"Blender {vs}", f"{exe}; add-on " + (f"installed in {where}" if where else "NOT installed")))
+        found = addon_installed(version, os_name)
+        rows.append((f"Blender {vs}", f"{exe}; add-on " + (f"installed ({found[1]}) in {found[0]}" if found
+                                                            else "NOT installed")))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     ok = bool(report) and report["model"]["complete"] and any(addon_installed(v, os_name) for _, v in blenders)
