@@ -47,19 +47,30 @@ TORCH_INDEX = "https://download.pytorch.org/whl/{}"
 ADDON_MODULE = "motionmill"  # the add-on's folder name inside Blender's scripts/addons or extensions
 
 # ---- the release files -------------------------------------------------------------------------------
-# Google Drive file ids from MotionMillion-Codes, prepare/download_pretrained_models.sh (models trained on
-# all.txt; "7B-all" is the authors' best model).
+# Google Drive file ids of the authors' checkpoints, from the MotionMillion-Codes download script as kept in the fork
+# SoltidueMarquez/MotionMillion-Codes, prepare/download_pretrained_models.sh (the authors' own repository,
+# VankouF/MotionMillion-Codes, is not in the index these were looked up in; its README's "Pretrained models" step
+# runs that script). "all" = trained on all.txt ("7B-all" is the authors' best model); the train.txt models are
+# listed for reference (--url t2m-7B=https://drive.usercontent.google.com/download?id=ID&export=download&confirm=t).
 GDRIVE_IDS = {
-    "t2m-7B": "1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ",
-    "t2m-3B": "1wP_A4-fa213WqdkDPkaK34sKlJx1hBdP",
-    # NOT FOUND: the FSQ tokenizer's (fsq_net_6000000.pth) Drive id is not in the sources this installer was
-    # written from. Fill it in here, or pass --url tokenizer=URL (or MOTIONMILL_URL_TOKENIZER=URL), or adopt a
-    # downloaded copy with --from DIR. If a t2m download is an archive that holds the tokenizer, it is used.
+    "t2m-7B": "1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ",        # motionmillion_7B_all.pth
+    "t2m-3B": "1wP_A4-fa213WqdkDPkaK34sKlJx1hBdP",        # motionmillion_3B_all.pth
+    "t2m-7B-train": "1iwMDXEpATRRCxXGbXQewVax2HXpO9nOl",  # the 7B model trained on train.txt
+    "t2m-3B-train": "1IV3HDG8MdZz_Dd9xqyoHvh70zi6sodl6",  # the 3B model trained on train.txt
+    # NOT FOUND: no published link for the FSQ tokenizer (fsq_net_6000000.pth) in the README or prepare/*.sh of
+    # SoltidueMarquez/ or JugemTera/MotionMillion-Codes, nor on the VankouF/MotionMillion project page: the download
+    # script lists only the four t2m checkpoints. Fill it in here, or pass --url tokenizer=URL (or
+    # MOTIONMILL_URL_TOKENIZER=URL), or adopt a downloaded copy with --from DIR. If a t2m download is an archive
+    # that holds the tokenizer, it is used.
     "tokenizer": None,
 }
 GDRIVE_URL = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
-MEAN_STD_URL = ("https://raw.githubusercontent.com/VankouF/MotionMillion-Codes/main/"
-                "dataset/MotionMillion/mean_std/vector_272/{}")
+# The 272-dim mean/std: the MotionMillion dataset on Hugging Face (gated: accept its terms on the dataset page and
+# set HF_TOKEN), files mean_std/Mean.npy and mean_std/Std.npy, as JugemTera/MotionMillion-Codes,
+# prepare/setup_motionmillion_dataset.sh and prepare/arrange_motionmillion.py fetch them. MotionMillion-Codes itself
+# ships no dataset/ folder (its README: the dataset is "coming soon").
+MEAN_STD_REPO = "InternRobotics/MotionMillion"
+MEAN_STD_FILES = {"mean": "mean_std/Mean.npy", "std": "mean_std/Std.npy"}
 HF_ENDPOINT = "https://huggingface.co"
 TEXT_ENCODER_REPO = "google/flan-t5-xl"
 # Only what T5EncoderModel and its tokenizer read (not the PyTorch/TF/Flax duplicates of the weights).
@@ -271,7 +282,21 @@ def _size(n):
         n /= 1024
 
 
-def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, chunk=1 << 20, backoff=1.0):
+def hf_token():
+    """A Hugging Face token: $HF_TOKEN (or $HUGGING_FACE_HUB_TOKEN), else the one `huggingface-cli login` saved."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if token:
+        return token.strip()
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    try:
+        with open(os.path.join(home, "token")) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, chunk=1 << 20, backoff=1.0,
+             token=None):
     """Fetch `url` into `dest` through `dest.part`: resumes a .part with a Range request, retries cut
     connections, verifies the size (the server's total, and `expected_size` where known). A finished `dest`
     of the right size is kept. On a size mismatch the .part stays for the next run to resume."""
@@ -290,6 +315,8 @@ def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, c
         req = urllib.request.Request(url, headers={"User-Agent": "motionmill-installer"})
         if have:
             req.add_header("Range", f"bytes={have}-")
+        if token:  # not forwarded on a redirect to another host (Hugging Face's file CDN needs none)
+            req.add_unredirected_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 total = _response_total(resp, have)
@@ -318,6 +345,12 @@ def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, c
         except urllib.error.HTTPError as err:
             if err.code == 416 and have and expected_size == have:
                 break  # the .part already holds the whole file
+            if err.code in (401, 403):
+                hint = ("it is in a gated Hugging Face repository: accept its terms on the repository's page, set "
+                        "HF_TOKEN (or run `huggingface-cli login`) and re-run" if "/resolve/" in url else
+                        "download it in a browser and re-run with --from FOLDER")
+                raise InstallError(f"{label}: {url} needs a login (HTTP {err.code}); {hint}, or pass --url NAME=URL "
+                                   "for another copy") from None
             if err.code in (429, 500, 502, 503, 504) and attempt < retries:
                 attempt += 1
                 time.sleep(backoff * attempt)
@@ -374,7 +407,8 @@ def release_sources(size, overrides, hf_endpoint):
         gid = GDRIVE_IDS[key]
         items.append((key, rel, overrides.get(key) or (GDRIVE_URL.format(gid) if gid else None), None))
     for key in ("mean", "std"):
-        items.append((key, RELEASE_FILES[key], overrides.get(key) or MEAN_STD_URL.format(RELEASE_FILES[key]), None))
+        url = f"{hf_endpoint.rstrip('/')}/datasets/{MEAN_STD_REPO}/resolve/main/{MEAN_STD_FILES[key]}"
+        items.append((key, RELEASE_FILES[key], overrides.get(key) or url, None))
     te = RELEASE_FILES["text_encoder"]
     for name, fsize in hf_file_list(TEXT_ENCODER_REPO, hf_endpoint):
         if TEXT_ENCODER_FILES.match(name):
@@ -414,7 +448,10 @@ def download_weights(size, model_dir, overrides, hf_endpoint, record):
     unknown = [rel for key, rel, url, _ in items if url is None and not os.path.isfile(os.path.join(model_dir, rel))]
     os.makedirs(model_dir, exist_ok=True)
     record.add_dir(model_dir, downloaded=True)
-    for key, rel, url, fsize in sorted(items, key=lambda i: i[0] != f"t2m-{size}"):  # the archive may hold others
+    # mean/std first (small, and gated: a missing login shows before the big downloads), then the t2m checkpoint
+    # (an archive of it may hold the tokenizer), then the rest
+    order = {"mean": 0, "std": 0, f"t2m-{size}": 1}
+    for key, rel, url, fsize in sorted(items, key=lambda i: order.get(i[0], 2)):
         dest = os.path.join(model_dir, rel)
         if url is None:
             continue
@@ -422,7 +459,8 @@ def download_weights(size, model_dir, overrides, hf_endpoint, record):
             say(f"{rel}: already in place")
             continue
         record.add_dir(os.path.dirname(dest), downloaded=True)
-        download(url, dest, expected_size=fsize, label=rel)
+        on_hf = url.startswith(hf_endpoint.rstrip("/") + "/")
+        download(url, dest, expected_size=fsize, label=rel, token=hf_token() if on_hf else None)
         record.add_file(dest, downloaded=True)
         if key.startswith("t2m") or key == "tokenizer":
             _unpack_if_archive(dest, model_dir, record)

@@ -153,6 +153,7 @@ class Server:
 
     def __init__(self):
         self.files, self.cut, self.requests, self.ignore_range, self.content_type = {}, {}, [], set(), {}
+        self.tokens = {}  # path -> the bearer token it needs
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -163,6 +164,9 @@ class Server:
                 path = self.path
                 server.requests.append((path, self.headers.get("Range")))
                 body = server.files.get(path)
+                if path in server.tokens and self.headers.get("Authorization") != f"Bearer {server.tokens[path]}":
+                    self.send_error(401)
+                    return
                 if body is None:
                     self.send_error(404)
                     return
@@ -280,7 +284,7 @@ def test_progress_is_shown(server, tmp_path, capsys):
 
 
 def serve_release(server, size="3B"):
-    """The release on the loopback server: Drive-style checkpoints, raw-GitHub mean/std, an HF-style API."""
+    """The release on the loopback server: Drive-style checkpoints, mean/std, an HF-style API."""
     files = {
         "/gd/tok": blob(20_000, 5), f"/gd/t2m{size}": blob(70_000, 6), "/gh/mean.npy": blob(2176, 7),
         "/gh/std.npy": blob(2176, 8),
@@ -339,6 +343,29 @@ def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, ca
     assert sorted(os.listdir(model_dir)) == ["my_notes.txt"]
     assert not os.path.exists(install.record_path())
     assert not pathlib.Path(env["MOTIONMILL_CONFIG"]).exists()  # it held only our keys
+
+
+def test_mean_std_come_from_the_gated_hf_dataset_with_a_token(env, server, monkeypatch, capsys):
+    """Without --url mean/std they come from <hf endpoint>/datasets/InternRobotics/MotionMillion, with HF_TOKEN."""
+    files, hf, args = serve_release(server, "3B")
+    args = args[:4] + args[8:]  # tokenizer and t2m-3B URLs, the HF endpoint; no mean/std URLs
+    for key, name in install.MEAN_STD_FILES.items():
+        path = f"/datasets/InternRobotics/MotionMillion/resolve/main/{name}"
+        server.files[path] = files[f"/gh/{key}.npy"]
+        server.tokens[path] = "hf_secret"
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(pathlib.Path(env["HOME"]) / "hf"))
+    assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "mean.npy" in line and "HTTP 401" in line and "gated Hugging Face repository" in line and "HF_TOKEN" in line
+    assert not any(p.startswith("/gd/") for p, _ in server.requests)  # failed before the big downloads
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 0
+    model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
+    assert (model_dir / "mean.npy").read_bytes() == files["/gh/mean.npy"]
+    assert (model_dir / "std.npy").read_bytes() == files["/gh/std.npy"]
 
 
 def test_not_enough_disk_space(env, server, monkeypatch, capsys):
