@@ -47,19 +47,30 @@ TORCH_INDEX = "https://download.pytorch.org/whl/{}"
 ADDON_MODULE = "motionmill"  # the add-on's folder name inside Blender's scripts/addons or extensions
 
 # ---- the release files -------------------------------------------------------------------------------
-# Google Drive file ids from MotionMillion-Codes, prepare/download_pretrained_models.sh (models trained on
-# all.txt; "7B-all" is the authors' best model).
+# Google Drive file ids of the authors' checkpoints, from the MotionMillion-Codes download script as kept in the fork
+# SoltidueMarquez/MotionMillion-Codes, prepare/download_pretrained_models.sh (the authors' own repository,
+# VankouF/MotionMillion-Codes, is not in the index these were looked up in; its README's "Pretrained models" step
+# runs that script). "all" = trained on all.txt ("7B-all" is the authors' best model); the train.txt models are
+# listed for reference (--url t2m-7B=https://drive.usercontent.google.com/download?id=ID&export=download&confirm=t).
 GDRIVE_IDS = {
-    "t2m-7B": "1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ",
-    "t2m-3B": "1wP_A4-fa213WqdkDPkaK34sKlJx1hBdP",
-    # NOT FOUND: the FSQ tokenizer's (fsq_net_6000000.pth) Drive id is not in the sources this installer was
-    # written from. Fill it in here, or pass --url tokenizer=URL (or MOTIONMILL_URL_TOKENIZER=URL), or adopt a
-    # downloaded copy with --from DIR. If a t2m download is an archive that holds the tokenizer, it is used.
+    "t2m-7B": "1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ",        # motionmillion_7B_all.pth
+    "t2m-3B": "1wP_A4-fa213WqdkDPkaK34sKlJx1hBdP",        # motionmillion_3B_all.pth
+    "t2m-7B-train": "1iwMDXEpATRRCxXGbXQewVax2HXpO9nOl",  # the 7B model trained on train.txt
+    "t2m-3B-train": "1IV3HDG8MdZz_Dd9xqyoHvh70zi6sodl6",  # the 3B model trained on train.txt
+    # NOT FOUND: no published link for the FSQ tokenizer (fsq_net_6000000.pth) in the README or prepare/*.sh of
+    # SoltidueMarquez/ or JugemTera/MotionMillion-Codes, nor on the VankouF/MotionMillion project page: the download
+    # script lists only the four t2m checkpoints. Fill it in here, or pass --url tokenizer=URL (or
+    # MOTIONMILL_URL_TOKENIZER=URL), or adopt a downloaded copy with --from DIR. If a t2m download is an archive
+    # that holds the tokenizer, it is used.
     "tokenizer": None,
 }
 GDRIVE_URL = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
-MEAN_STD_URL = ("https://raw.githubusercontent.com/VankouF/MotionMillion-Codes/main/"
-                "dataset/MotionMillion/mean_std/vector_272/{}")
+# The 272-dim mean/std: the MotionMillion dataset on Hugging Face (gated: accept its terms on the dataset page and
+# set HF_TOKEN), files mean_std/Mean.npy and mean_std/Std.npy, as JugemTera/MotionMillion-Codes,
+# prepare/setup_motionmillion_dataset.sh and prepare/arrange_motionmillion.py fetch them. MotionMillion-Codes itself
+# ships no dataset/ folder (its README: the dataset is "coming soon").
+MEAN_STD_REPO = "InternRobotics/MotionMillion"
+MEAN_STD_FILES = {"mean": "mean_std/Mean.npy", "std": "mean_std/Std.npy"}
 HF_ENDPOINT = "https://huggingface.co"
 TEXT_ENCODER_REPO = "google/flan-t5-xl"
 # Only what T5EncoderModel and its tokenizer read (not the PyTorch/TF/Flax duplicates of the weights).
@@ -271,7 +282,21 @@ def _size(n):
         n /= 1024
 
 
-def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, chunk=1 << 20, backoff=1.0):
+def hf_token():
+    """A Hugging Face token: $HF_TOKEN (or $HUGGING_FACE_HUB_TOKEN), else the one `huggingface-cli login` saved."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if token:
+        return token.strip()
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    try:
+        with open(os.path.join(home, "token")) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, chunk=1 << 20, backoff=1.0,
+             token=None):
     """Fetch `url` into `dest` through `dest.part`: resumes a .part with a Range request, retries cut
     connections, verifies the size (the server's total, and `expected_size` where known). A finished `dest`
     of the right size is kept. On a size mismatch the .part stays for the next run to resume."""
@@ -290,6 +315,8 @@ def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, c
         req = urllib.request.Request(url, headers={"User-Agent": "motionmill-installer"})
         if have:
             req.add_header("Range", f"bytes={have}-")
+        if token:  # not forwarded on a redirect to another host (Hugging Face's file CDN needs none)
+            req.add_unredirected_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 total = _response_total(resp, have)
@@ -318,6 +345,12 @@ def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, c
         except urllib.error.HTTPError as err:
             if err.code == 416 and have and expected_size == have:
                 break  # the .part already holds the whole file
+            if err.code in (401, 403):
+                hint = ("it is in a gated Hugging Face repository: accept its terms on the repository's page, set "
+                        "HF_TOKEN (or run `huggingface-cli login`) and re-run" if "/resolve/" in url else
+                        "download it in a browser and re-run with --from FOLDER")
+                raise InstallError(f"{label}: {url} needs a login (HTTP {err.code}); {hint}, or pass --url NAME=URL "
+                                   "for another copy") from None
             if err.code in (429, 500, 502, 503, 504) and attempt < retries:
                 attempt += 1
                 time.sleep(backoff * attempt)
@@ -374,7 +407,8 @@ def release_sources(size, overrides, hf_endpoint):
         gid = GDRIVE_IDS[key]
         items.append((key, rel, overrides.get(key) or (GDRIVE_URL.format(gid) if gid else None), None))
     for key in ("mean", "std"):
-        items.append((key, RELEASE_FILES[key], overrides.get(key) or MEAN_STD_URL.format(RELEASE_FILES[key]), None))
+        url = f"{hf_endpoint.rstrip('/')}/datasets/{MEAN_STD_REPO}/resolve/main/{MEAN_STD_FILES[key]}"
+        items.append((key, RELEASE_FILES[key], overrides.get(key) or url, None))
     te = RELEASE_FILES["text_encoder"]
     for name, fsize in hf_file_list(TEXT_ENCODER_REPO, hf_endpoint):
         if TEXT_ENCODER_FILES.match(name):
@@ -414,7 +448,10 @@ def download_weights(size, model_dir, overrides, hf_endpoint, record):
     unknown = [rel for key, rel, url, _ in items if url is None and not os.path.isfile(os.path.join(model_dir, rel))]
     os.makedirs(model_dir, exist_ok=True)
     record.add_dir(model_dir, downloaded=True)
-    for key, rel, url, fsize in sorted(items, key=lambda i: i[0] != f"t2m-{size}"):  # the archive may hold others
+    # mean/std first (small, and gated: a missing login shows before the big downloads), then the t2m checkpoint
+    # (an archive of it may hold the tokenizer), then the rest
+    order = {"mean": 0, "std": 0, f"t2m-{size}": 1}
+    for key, rel, url, fsize in sorted(items, key=lambda i: order.get(i[0], 2)):
         dest = os.path.join(model_dir, rel)
         if url is None:
             continue
@@ -422,7 +459,8 @@ def download_weights(size, model_dir, overrides, hf_endpoint, record):
             say(f"{rel}: already in place")
             continue
         record.add_dir(os.path.dirname(dest), downloaded=True)
-        download(url, dest, expected_size=fsize, label=rel)
+        on_hf = url.startswith(hf_endpoint.rstrip("/") + "/")
+        download(url, dest, expected_size=fsize, label=rel, token=hf_token() if on_hf else None)
         record.add_file(dest, downloaded=True)
         if key.startswith("t2m") or key == "tokenizer":
             _unpack_if_archive(dest, model_dir, record)
@@ -608,7 +646,7 @@ def blender_user_dir(version, kind, os_name):
 def build_addon_zip(out_dir):
     """Build the add-on zips with `python -m blender_addon.package` (retarget/ bundled inside); returns the legacy
     add-on zip (folder `motionmill/`), which installs into every Blender from 4.2 to 5.0. The 4.2+ extension zip
-    is written beside it."""
+    (blender_manifest.toml at its root) is written beside it: see extension_zip()."""
     os.makedirs(out_dir, exist_ok=True)
     out = subprocess.run([sys.executable, "-m", "blender_addon.package", "--out", out_dir], cwd=ROOT,
                          capture_output=True, text=True)
@@ -619,6 +657,12 @@ def build_addon_zip(out_dir):
     return os.path.join(out_dir, legacy[-1])
 
 
+def extension_zip(legacy_zip):
+    """The extension zip built beside `legacy_zip`, or None."""
+    path = legacy_zip[:-len("-addon.zip")] + "-extension.zip"
+    return path if os.path.isfile(path) else None
+
+
 def _enable_expr(module):
     return ("import addon_utils, bpy, sys\n"
             f"mod = addon_utils.enable({module!r}, default_set=True, persistent=True)\n"
@@ -626,13 +670,63 @@ def _enable_expr(module):
             "sys.exit(0 if mod else 3)\n")
 
 
-def install_addon(exe, version, zip_path, os_name, record):
-    """Install (and enable) the add-on into one Blender; returns the installed folder."""
+# Blender 4.2 brought extensions and `blender --command extension install-file`; from 4.2 on an extension is the
+# format Blender itself installs, updates and lists (Preferences > Get Extensions), and the legacy scripts/addons
+# route is kept only for compatibility. So every supported Blender (4.2+) gets the extension, installed by Blender's
+# own command, and the legacy add-on is the fallback where that command fails (a build without it, a user_default
+# repository that is disabled or read-only, ...).
+EXTENSION_MIN_VERSION = (4, 2)
+EXTENSION_REPO = "user_default"
+_REPO_DIR_EXPR = ("import bpy\n"
+                  "for r in bpy.context.preferences.extensions.repos:\n"
+                  f"    if r.module == {EXTENSION_REPO!r}:\n"
+                  "        print('MOTIONMILL_REPO_DIR=' + r.directory)\n")
+
+
+def extension_dir(version, os_name):
+    """Where `extension install-file -r user_default` puts the add-on: <user extensions>/user_default/motionmill
+    (BLENDER_USER_EXTENSIONS overrides <user extensions>, as in Blender)."""
+    return os.path.join(blender_user_dir(version, "extensions", os_name), EXTENSION_REPO, ADDON_MODULE)
+
+
+def _ask_repo_dir(exe):
+    """The user_default repository's folder as this Blender sees it (a custom directory set in its preferences)."""
+    try:
+        out = subprocess.run([exe, "--background", "--python-expr", _REPO_DIR_EXPR], capture_output=True, text=True,
+                             timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"^MOTIONMILL_REPO_DIR=(.+)$", out.stdout, re.M)
+    return m.group(1).strip() if m else None
+
+
+def install_extension(exe, version, ext_zip, os_name):
+    """Install (and enable) the extension with Blender's own `--command extension install-file`; returns the
+    installed folder, or None when it did not install (the command's exit status is not enough: Blender 5.0 exits
+    0 when the operator fails, so the installed folder is looked for)."""
+    try:
+        out = subprocess.run([exe, "--command", "extension", "install-file", "-r", EXTENSION_REPO, "--enable",
+                              os.path.abspath(ext_zip)], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, str(err)
+    tail = ((out.stderr or "") + (out.stdout or "")).strip().splitlines()[-1:] or [f"exit status {out.returncode}"]
+    if out.returncode != 0:
+        return None, tail[0]
+    candidates = [extension_dir(version, os_name)]
+    if not os.path.isfile(os.path.join(candidates[0], "blender_manifest.toml")):
+        repo = _ask_repo_dir(exe)
+        if repo:
+            candidates.append(os.path.join(repo, ADDON_MODULE))
+    for target in candidates:
+        if os.path.isfile(os.path.join(target, "blender_manifest.toml")):
+            return target, None
+    return None, tail[0]
+
+
+def install_legacy(exe, version, zip_path, os_name):
+    """Copy the legacy add-on into <user scripts>/addons and enable it; returns the installed folder."""
     with zipfile.ZipFile(zip_path) as z:
         top = z.namelist()[0].split("/")[0]
-    if version is None:
-        raise InstallError(f"could not read {exe}'s version: install the add-on by hand, Edit > Preferences > "
-                           f"Add-ons > Install from Disk… > {zip_path}")
     addons = os.path.join(blender_user_dir(version, "scripts", os_name), "addons")
     target = os.path.join(addons, top)
     os.makedirs(addons, exist_ok=True)
@@ -640,7 +734,6 @@ def install_addon(exe, version, zip_path, os_name, record):
         shutil.rmtree(target)  # an older copy of our own add-on
     with zipfile.ZipFile(zip_path) as z:
         z.extractall(addons)
-    record.add("addon", target)
     out = subprocess.run([exe, "--background", "--factory-startup", "--python-expr", _enable_expr(top)],
                          capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
@@ -649,12 +742,42 @@ def install_addon(exe, version, zip_path, os_name, record):
     return target
 
 
+def install_addon(exe, version, zip_path, os_name, record):
+    """Install (and enable) the add-on into one Blender: the extension on 4.2+, the legacy add-on as the fallback.
+    Returns (installed folder, "extension" or "add-on")."""
+    if version is None:
+        raise InstallError(f"could not read {exe}'s version: install the add-on by hand, Edit > Preferences > "
+                           f"Add-ons > Install from Disk… > {zip_path}")
+    legacy_dir = os.path.join(blender_user_dir(version, "scripts", os_name), "addons", ADDON_MODULE)
+    ext_zip = extension_zip(zip_path)
+    if version >= EXTENSION_MIN_VERSION and ext_zip:
+        target, why = install_extension(exe, version, ext_zip, os_name)
+        if target:
+            record.add("addon", target)
+            # Both enabled would register the same operators twice: drop a legacy copy this installer made before.
+            if os.path.abspath(legacy_dir) in record.data["addon"] and os.path.isdir(legacy_dir):
+                shutil.rmtree(legacy_dir)
+                record.data["addon"].remove(os.path.abspath(legacy_dir))
+                record.save()
+                say(f"removed the legacy add-on copy {legacy_dir} (replaced by the extension)")
+            elif os.path.isdir(legacy_dir):
+                warn(f"another MotionMill add-on is in {legacy_dir}: disable or remove it in Edit > Preferences > "
+                     "Add-ons, so that only the extension is enabled")
+            return target, "extension"
+        warn(f"Blender could not install the extension ({why}): installing the legacy add-on instead")
+    target = install_legacy(exe, version, zip_path, os_name)
+    record.add("addon", target)
+    return target, "add-on"
+
+
 def setup_blender(a, os_name, py, record):
     blenders = find_blenders(a.blender, os_name)
     if not blenders:
         path = build_addon_zip(os.path.join(ROOT, "dist"))
-        warn(f"no Blender found: built {path}; install Blender 4.2 or newer (blender.org), then in Blender use "
-             "Edit > Preferences > Add-ons > Install from Disk… and pick that file (or re-run with --blender PATH)")
+        ext = extension_zip(path)
+        warn(f"no Blender found: built {path}" + (f" and {ext}" if ext else "") + "; install Blender 4.2 or newer "
+             "(blender.org), then in Blender use Edit > Preferences > Add-ons > Install from Disk… and pick "
+             f"{os.path.basename(ext or path)} (or re-run with --blender PATH)")
         return []
     path = build_addon_zip(os.path.join(ROOT, "dist"))
     done = []
@@ -664,8 +787,8 @@ def setup_blender(a, os_name, py, record):
             warn(f"Blender {vs} at {exe} is older than 4.2, which MotionMill needs: skipped")
             continue
         say(f"Blender {vs} at {exe}: installing the add-on")
-        target = install_addon(exe, version, path, os_name, record)
-        say(f"add-on installed in {target}")
+        target, kind = install_addon(exe, version, path, os_name, record)
+        say(f"{kind} installed in {target}")
         done.append((exe, vs, target))
     return done
 
@@ -797,12 +920,13 @@ def _tree_size(p):
 # ---- --check ------------------------------------------------------------------------------------------------
 
 def addon_installed(version, os_name):
+    """(folder, "extension" or "add-on") of the MotionMill add-on installed for this Blender version, or None."""
     if version is None:
         return None
-    for kind, sub in (("scripts", "addons"), ("extensions", "user_default")):
-        folder = os.path.join(blender_user_dir(version, kind, os_name), sub, ADDON_MODULE)
+    for kind, folder in (("extension", extension_dir(version, os_name)),
+                         ("add-on", os.path.join(blender_user_dir(version, "scripts", os_name), "addons", ADDON_MODULE))):
         if os.path.isfile(os.path.join(folder, "__init__.py")):
-            return folder
+            return folder, kind
     return None
 
 
@@ -838,8 +962,9 @@ def check(a, os_name):
         rows.append(("Blender", "none found (install Blender 4.2+, or pass --blender PATH)"))
     for exe, version in blenders:
         vs = f"{version[0]}.{version[1]}" if version else "version unknown"
-        where = addon_installed(version, os_name)
-        rows.append((f"Blender {vs}", f"{exe}; add-on " + (f"installed in {where}" if where else "NOT installed")))
+        found = addon_installed(version, os_name)
+        rows.append((f"Blender {vs}", f"{exe}; add-on " + (f"installed ({found[1]}) in {found[0]}" if found
+                                                            else "NOT installed")))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     ok = bool(report) and report["model"]["complete"] and any(addon_installed(v, os_name) for _, v in blenders)

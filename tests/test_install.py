@@ -153,6 +153,7 @@ class Server:
 
     def __init__(self):
         self.files, self.cut, self.requests, self.ignore_range, self.content_type = {}, {}, [], set(), {}
+        self.tokens = {}  # path -> the bearer token it needs
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -163,6 +164,9 @@ class Server:
                 path = self.path
                 server.requests.append((path, self.headers.get("Range")))
                 body = server.files.get(path)
+                if path in server.tokens and self.headers.get("Authorization") != f"Bearer {server.tokens[path]}":
+                    self.send_error(401)
+                    return
                 if body is None:
                     self.send_error(404)
                     return
@@ -280,7 +284,7 @@ def test_progress_is_shown(server, tmp_path, capsys):
 
 
 def serve_release(server, size="3B"):
-    """The release on the loopback server: Drive-style checkpoints, raw-GitHub mean/std, an HF-style API."""
+    """The release on the loopback server: Drive-style checkpoints, mean/std, an HF-style API."""
     files = {
         "/gd/tok": blob(20_000, 5), f"/gd/t2m{size}": blob(70_000, 6), "/gh/mean.npy": blob(2176, 7),
         "/gh/std.npy": blob(2176, 8),
@@ -339,6 +343,29 @@ def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, ca
     assert sorted(os.listdir(model_dir)) == ["my_notes.txt"]
     assert not os.path.exists(install.record_path())
     assert not pathlib.Path(env["MOTIONMILL_CONFIG"]).exists()  # it held only our keys
+
+
+def test_mean_std_come_from_the_gated_hf_dataset_with_a_token(env, server, monkeypatch, capsys):
+    """Without --url mean/std they come from <hf endpoint>/datasets/InternRobotics/MotionMillion, with HF_TOKEN."""
+    files, hf, args = serve_release(server, "3B")
+    args = args[:4] + args[8:]  # tokenizer and t2m-3B URLs, the HF endpoint; no mean/std URLs
+    for key, name in install.MEAN_STD_FILES.items():
+        path = f"/datasets/InternRobotics/MotionMillion/resolve/main/{name}"
+        server.files[path] = files[f"/gh/{key}.npy"]
+        server.tokens[path] = "hf_secret"
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(pathlib.Path(env["HOME"]) / "hf"))
+    assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "mean.npy" in line and "HTTP 401" in line and "gated Hugging Face repository" in line and "HF_TOKEN" in line
+    assert not any(p.startswith("/gd/") for p, _ in server.requests)  # failed before the big downloads
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 0
+    model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
+    assert (model_dir / "mean.npy").read_bytes() == files["/gh/mean.npy"]
+    assert (model_dir / "std.npy").read_bytes() == files["/gh/std.npy"]
 
 
 def test_not_enough_disk_space(env, server, monkeypatch, capsys):
@@ -426,7 +453,9 @@ def test_adopt_incomplete_folder_names_what_is_missing(env, tmp_path):
 # ---- Blender ---------------------------------------------------------------------------------------------------
 
 FAKE_BLENDER = f"""#!{PY}
-# Blender's command line, played by the bpy module: --version, and --background --python-expr EXPR.
+# Blender's command line, played by the bpy module: --version; --background --python-expr EXPR; and
+# --command extension ARGS, which runs Blender's own handler for that command (bl_pkg's extension CLI, the code real
+# Blender runs: it installs with bpy.ops.extensions.package_install_files and saves the preferences).
 import sys
 if "--version" in sys.argv:
     print("Blender 5.0.1\\n\\tbuild date: 2025-12-08")
@@ -435,6 +464,10 @@ if "--python-expr" in sys.argv:
     import bpy
     exec(sys.argv[sys.argv.index("--python-expr") + 1])
     sys.exit(0)
+if sys.argv[1:3] == ["--command", "extension"]:
+    import bpy
+    from bl_pkg import bl_extension_cli
+    sys.exit(bl_extension_cli.cli_extension_handler(sys.argv[3:]))
 sys.exit(2)
 """
 
@@ -447,6 +480,36 @@ print(json.dumps({"file": mod.__file__, "enabled": "motionmill" in bpy.context.p
 addon_utils.disable("motionmill")
 """
 
+# bpy.ops.motionmill.generate exists as a name whatever is registered: ask for the operator's RNA type instead.
+CHECK_EXTENSION = """
+import bpy, addon_utils, importlib, json
+name = "bl_ext.user_default.motionmill"
+def registered():
+    try:
+        bpy.ops.motionmill.generate.get_rna_type()
+        return True
+    except KeyError:
+        return False
+before = registered()
+mod = addon_utils.enable(name, default_set=True)
+paths = importlib.import_module(name + ".paths")
+info = {"before": before, "file": mod.__file__, "registered": registered(),
+        "enabled": name in bpy.context.preferences.addons,
+        "retarget": importlib.import_module(name + "._rt")._name,
+        "data_dir": paths.data_dir(create=False), "prefs": importlib.import_module(name + ".props").get_prefs() is not None}
+addon_utils.disable(name, default_set=True)
+info["after_disable"] = registered()
+print(json.dumps(info))
+"""
+
+
+def run_check(env, tmp_path, script):
+    child = {**os.environ, **{k: v for k, v in env.items() if k != "bin"}}
+    check = subprocess.run([PY, "-c", script], capture_output=True, text=True, env=child, timeout=300,
+                           cwd=str(tmp_path))
+    assert check.returncode == 0, check.stderr
+    return json.loads(check.stdout.strip().splitlines()[-1])
+
 
 def test_addon_zip_bundles_retarget(tmp_path):
     import zipfile
@@ -456,23 +519,63 @@ def test_addon_zip_bundles_retarget(tmp_path):
     assert not any("__pycache__" in n for n in names)
 
 
-def test_addon_installs_and_registers_in_blender(env, tmp_path):
+def test_extension_installs_and_registers_in_blender(env, tmp_path):
     (tmp_path / "blender-5.0.1-linux-x64").mkdir()
     blender = fake_exe(tmp_path / "blender-5.0.1-linux-x64" / "blender", FAKE_BLENDER)
     out = run_install(env, "--blender", str(blender), "--no-env")
     assert out.returncode == 0, out.stderr
     assert "warning" not in out.stderr, out.stderr
-    target = pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "motionmill"
-    assert f"add-on installed in {target}" in out.stdout
-    child = {**os.environ, **{k: v for k, v in env.items() if k != "bin"}}
-    check = subprocess.run([PY, "-c", CHECK_ADDON], capture_output=True, text=True, env=child, timeout=300,
-                           cwd=str(tmp_path))
-    assert check.returncode == 0, check.stderr
-    info = json.loads(check.stdout.strip().splitlines()[-1])
-    assert info == {"file": str(target / "__init__.py"), "enabled": True, "name": "MotionMill"}
+    target = pathlib.Path(env["BLENDER_USER_EXTENSIONS"]) / "user_default" / "motionmill"
+    assert f"extension installed in {target}" in out.stdout
+    assert (target / "blender_manifest.toml").is_file() and (target / "retarget" / "rotations.py").is_file()
+    assert not (pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "motionmill").exists()
+    info = run_check(env, tmp_path, CHECK_EXTENSION)
+    assert info["before"] is False and info["registered"] is True and info["after_disable"] is False
+    assert info["file"] == str(target / "__init__.py") and info["enabled"] and info["prefs"]
+    assert info["retarget"] == "bl_ext.user_default.motionmill.retarget"  # the bundled copy, not the checkout's
+    # user data goes where Blender keeps an extension's own files, never into the extension folder
+    assert info["data_dir"] == str(pathlib.Path(env["BLENDER_USER_EXTENSIONS"]) / ".user" / "user_default" / "motionmill")
     settings = json.loads(pathlib.Path(env["MOTIONMILL_CONFIG"]).read_text())
     assert settings["backend_python"] == install.venv_python(install.VENV)
     assert "model_dir" not in settings
+
+    # re-running replaces it in place
+    out = run_install(env, "--blender", str(blender), "--no-env")
+    assert out.returncode == 0 and f"extension installed in {target}" in out.stdout, out.stderr
+    record = json.loads(pathlib.Path(install.record_path()).read_text())
+    assert record["addon"] == [str(target)]
+
+
+def test_legacy_addon_when_the_extension_command_fails(env, tmp_path):
+    """A Blender whose `--command extension` fails gets the legacy add-on in scripts/addons."""
+    body = FAKE_BLENDER.replace('if sys.argv[1:3] == ["--command", "extension"]:',
+                                'if sys.argv[1:3] == ["--command", "extension"]:\n'
+                                '    print("Unknown command: extension", file=sys.stderr); sys.exit(1)\n'
+                                'if False:')
+    blender = fake_exe(tmp_path / "blender", body)
+    out = run_install(env, "--blender", str(blender), "--no-env")
+    assert out.returncode == 0, out.stderr
+    assert "could not install the extension (Unknown command: extension)" in out.stderr
+    target = pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "motionmill"
+    assert f"add-on installed in {target}" in out.stdout
+    assert not (pathlib.Path(env["BLENDER_USER_EXTENSIONS"]) / "user_default" / "motionmill").exists()
+    info = run_check(env, tmp_path, CHECK_ADDON)
+    assert info == {"file": str(target / "__init__.py"), "enabled": True, "name": "MotionMill"}
+
+
+def test_extension_replaces_the_legacy_copy_this_installer_made(env, tmp_path):
+    (tmp_path / "old").mkdir()
+    failing = fake_exe(tmp_path / "old" / "blender",
+                       FAKE_BLENDER.replace('sys.argv[1:3] == ["--command", "extension"]', 'False'))
+    assert run_install(env, "--blender", str(failing), "--no-env").returncode == 0
+    legacy = pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "motionmill"
+    assert legacy.is_dir()
+    blender = fake_exe(tmp_path / "blender", FAKE_BLENDER)
+    out = run_install(env, "--blender", str(blender), "--no-env")
+    assert out.returncode == 0, out.stderr
+    assert "removed the legacy add-on copy" in out.stdout and not legacy.exists()
+    target = pathlib.Path(env["BLENDER_USER_EXTENSIONS"]) / "user_default" / "motionmill"
+    assert json.loads(pathlib.Path(install.record_path()).read_text())["addon"] == [str(target)]
 
 
 def test_no_blender_builds_the_zip_and_says_how(env):
@@ -500,18 +603,23 @@ def test_uninstall_removes_exactly_what_was_recorded(env, tmp_path):
     other_addon = pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "other_addon" / "__init__.py"
     other_addon.parent.mkdir(parents=True)
     other_addon.write_text("bl_info = {}")
+    other_ext = pathlib.Path(env["BLENDER_USER_EXTENSIONS"]) / "user_default" / "other_ext" / "blender_manifest.toml"
+    other_ext.parent.mkdir(parents=True)
+    other_ext.write_text('id = "other_ext"')
     out = run_install(env, "--blender", str(blender), "--from", str(src), "--no-env")
     assert out.returncode == 0, out.stderr
     model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-7b"
     (model_dir / "my_notes.txt").write_text("keep me")
     record = json.loads(pathlib.Path(install.record_path()).read_text())
-    assert record["addon"] == [str(pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "motionmill")]
+    ext = pathlib.Path(env["BLENDER_USER_EXTENSIONS"]) / "user_default" / "motionmill"
+    assert record["addon"] == [str(ext)] and (ext / "__init__.py").is_file()
     assert record["venv"] == []  # --no-env: this run created no .venv, so uninstall must not touch one
 
     out = run_install(env, "--uninstall")
     assert out.returncode == 0, out.stderr
-    assert not (pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "motionmill").exists()
-    assert other_addon.exists()
+    assert not ext.exists()
+    assert other_addon.exists() and other_ext.exists()
+    assert set(os.listdir(ext.parent)) - {".blender_ext"} == {"other_ext"}  # (Blender's own repository cache)
     assert sorted(os.listdir(model_dir)) == ["my_notes.txt"]
     for rel, body in files.items():  # the user's own download is untouched (links were removed, not targets)
         assert (src / rel).read_bytes() == body
@@ -544,6 +652,12 @@ def test_check_reports_honestly(env, tmp_path):
     assert table["Backend Python"].startswith(".".join(map(str, sys.version_info[:3])))
     assert table["Model directory"].startswith(f"{model_dir}: INCOMPLETE")
     assert table["Blender 5.0"] == f"{blender}; add-on NOT installed"
+
+    assert run_install(env, "--blender", str(blender), "--no-env").returncode == 0
+    out = run_install(env, "--check", "--venv", str(venv_dir), "--blender", str(blender), "--model-dir", str(model_dir))
+    table = {k.strip(): v.strip() for k, v in (line.split("  ", 1) for line in out.stdout.splitlines())}
+    ext = pathlib.Path(env["BLENDER_USER_EXTENSIONS"]) / "user_default" / "motionmill"
+    assert table["Blender 5.0"] == f"{blender}; add-on installed (extension) in {ext}"
 
 
 def test_check_without_venv_or_blender(env, tmp_path):
