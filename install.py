@@ -650,11 +650,12 @@ def build_addon_zip(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     out = subprocess.run([sys.executable, "-m", "blender_addon.package", "--out", out_dir], cwd=ROOT,
                          capture_output=True, text=True)
-    legacy = sorted(f for f in os.listdir(out_dir) if f.startswith("motionmill-") and f.endswith("-addon.zip"))
-    if out.returncode != 0 or not legacy:
+    # The package script prints the zips it wrote; older zips in out_dir are not ours to pick.
+    legacy = [line.strip() for line in out.stdout.splitlines() if line.strip().endswith("-addon.zip")]
+    if out.returncode != 0 or not legacy or not os.path.isfile(legacy[0]):
         raise InstallError(f"building the add-on failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}; "
                            "this checkout may be incomplete, re-clone it")
-    return os.path.join(out_dir, legacy[-1])
+    return os.path.abspath(legacy[0])
 
 
 def extension_zip(legacy_zip):
