@@ -456,6 +456,7 @@ def test_addon_zip_bundles_retarget(tmp_path):
     assert not any("__pycache__" in n for n in names)
 
 
+@pytest.mark.bpy
 def test_addon_installs_and_registers_in_blender(env, tmp_path):
     (tmp_path / "blender-5.0.1-linux-x64").mkdir()
     blender = fake_exe(tmp_path / "blender-5.0.1-linux-x64" / "blender", FAKE_BLENDER)
@@ -490,6 +491,7 @@ def test_old_blender_is_skipped(env, tmp_path):
     assert not (pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "motionmill").exists()
 
 
+@pytest.mark.bpy
 def test_uninstall_removes_exactly_what_was_recorded(env, tmp_path):
     blender = fake_exe(tmp_path / "blender", FAKE_BLENDER)
     src = tmp_path / "MotionMill-Codes"
