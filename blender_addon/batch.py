@@ -75,7 +75,7 @@ def _ops_error(fn, **kw):
 def run(a):
     _check_paths(a)
     import bpy
-    from . import paths, props, register, session
+    from . import paths, props, register, unregister
     register()
     try:
         bpy.ops.wm.open_mainfile(filepath=os.path.abspath(a.blend), load_ui=False)
@@ -130,7 +130,10 @@ def run(a):
         if a.preview:
             print(f"wrote {a.preview}")
     finally:
-        session.SESSION.close()
+        # unregister() also closes the backend session. It is needed, not tidiness: the bpy 4.5 module hangs at
+        # interpreter exit while Python-defined classes registered outside addon_utils are still registered
+        # (bpy.utils._on_exit disables add-ons, not these); bpy 5.0 exits either way.
+        unregister()
 
 
 def main(argv=None):

@@ -36,11 +36,20 @@ def fcurves_for(action, slot=None):
 
 
 def new_fcurve(fcurves, data_path, index, group):
-    """fcurves.new with the F-curve grouped under `group` (a bone name) on either API."""
-    try:
-        return fcurves.new(data_path, index=index, group_name=group)       # channelbag (4.4+)
-    except TypeError:
+    """fcurves.new with the F-curve grouped under `group` (a bone name) on either API.
+
+    `fcurves` is what fcurves_for returned: a channelbag's collection (4.4+) or Action.fcurves (4.2/4.3)."""
+    import bpy
+    bag = getattr(fcurves, "data", None)  # the collection's owner: an ActionChannelbag or an Action
+    if not hasattr(bag, "groups") or not hasattr(bag, "slot"):
         return fcurves.new(data_path, index=index, action_group=group)     # Action.fcurves (4.2/4.3)
+    if bpy.app.version >= (5, 0, 0):
+        return fcurves.new(data_path, index=index, group_name=group)       # channelbag, 5.0+
+    # Blender 4.4/4.5: ActionChannelbagFCurves.new(data_path, index) has no group argument (group_name
+    # arrived in 5.0), so the group is found or made in the channelbag and assigned afterwards.
+    fc = fcurves.new(data_path, index=index)
+    fc.group = bag.groups.get(group) or bag.groups.new(group)
+    return fc
 
 
 def assign_action(id_data, action, slot=None):

@@ -1,5 +1,20 @@
+"""Shared test set-up.
+
+Two environment variables matter when the tests run under a Python other than the repo's .venv:
+
+MOTIONMILL_SHARED          the folder of real test data (default: ../shared beside this checkout).
+MOTIONMILL_TEST_PYTHON     the Python the add-on tests start the backend with (BACKEND_PYTHON below). It needs
+                           torch, the bpy tests' own Python does not: .ci/run runs the tests marked `bpy` a second
+                           time under bpy 4.5 LTS from .venv-bpy45 (bpy, numpy, pytest, hypothesis only), and the
+                           backend they start is still .venv's. Default: .venv/bin/python of this checkout, else
+                           ../main/.venv/bin/python (a git worktree beside the main checkout), else sys.executable.
+
+Tests marked `bpy` use real bpy (the module): on top of the full suite on bpy 5.0.1 (install.py --dev), .ci/run
+runs `pytest -m bpy` on the files holding them under bpy 4.5 LTS, so mark every new test that uses bpy.
+"""
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -7,6 +22,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("MOTIONMILL_SHARED", ROOT.parent / "shared"))
 CONFORMANCE = SHARED / "conformance" / "motionmillion-tiny"
 DATA = SHARED / "data"
+
+
+def _backend_python():
+    for p in (ROOT / ".venv" / "bin" / "python", ROOT.parent / "main" / ".venv" / "bin" / "python"):
+        if p.exists():
+            return str(p)
+    return sys.executable
+
+
+BACKEND_PYTHON = os.environ.get("MOTIONMILL_TEST_PYTHON") or _backend_python()
 
 
 def shared_path(*parts):

@@ -238,6 +238,7 @@ def blender_heads_in_our_axes(scene, armature, names, frame):
     return np.stack([heads[:, 0], heads[:, 2], -heads[:, 1]], 1)  # Blender (x, y, z) = ours (x, -z, y)
 
 
+@pytest.mark.bpy
 def test_blender_imports_our_bvh_where_our_kinematics_puts_it(amass_motion, tmp_path):
     m = Motion(amass_motion.rotations[:60], amass_motion.translation[:60], amass_motion.fps)
     write_bvh(tmp_path / "amass60.bvh", m)
@@ -251,6 +252,7 @@ def test_blender_imports_our_bvh_where_our_kinematics_puts_it(amass_motion, tmp_
         assert err < 1e-4, (f, err)
 
 
+@pytest.mark.bpy
 def test_blender_reads_reference_file_like_we_do():
     path = shared_path("data", "bvh", "motionmillion_case1_0_predict.bvh")
     m = read_bvh(path)

@@ -519,6 +519,7 @@ def test_addon_zip_bundles_retarget(tmp_path):
     assert not any("__pycache__" in n for n in names)
 
 
+@pytest.mark.bpy
 def test_extension_installs_and_registers_in_blender(env, tmp_path):
     (tmp_path / "blender-5.0.1-linux-x64").mkdir()
     blender = fake_exe(tmp_path / "blender-5.0.1-linux-x64" / "blender", FAKE_BLENDER)
@@ -546,6 +547,7 @@ def test_extension_installs_and_registers_in_blender(env, tmp_path):
     assert record["addon"] == [str(target)]
 
 
+@pytest.mark.bpy
 def test_legacy_addon_when_the_extension_command_fails(env, tmp_path):
     """A Blender whose `--command extension` fails gets the legacy add-on in scripts/addons."""
     body = FAKE_BLENDER.replace('if sys.argv[1:3] == ["--command", "extension"]:',
@@ -563,6 +565,7 @@ def test_legacy_addon_when_the_extension_command_fails(env, tmp_path):
     assert info == {"file": str(target / "__init__.py"), "enabled": True, "name": "MotionMill"}
 
 
+@pytest.mark.bpy
 def test_extension_replaces_the_legacy_copy_this_installer_made(env, tmp_path):
     (tmp_path / "old").mkdir()
     failing = fake_exe(tmp_path / "old" / "blender",
@@ -593,6 +596,7 @@ def test_old_blender_is_skipped(env, tmp_path):
     assert not (pathlib.Path(env["BLENDER_USER_SCRIPTS"]) / "addons" / "motionmill").exists()
 
 
+@pytest.mark.bpy
 def test_uninstall_removes_exactly_what_was_recorded(env, tmp_path):
     blender = fake_exe(tmp_path / "blender", FAKE_BLENDER)
     src = tmp_path / "MotionMill-Codes"

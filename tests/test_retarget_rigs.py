@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
+pytestmark = pytest.mark.bpy
 
 import rigs  # noqa: E402  (tests/rigs.py)
 from conftest import DATA, shared_path  # noqa: E402
