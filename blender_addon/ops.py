@@ -394,8 +394,9 @@ class MOTIONMILL_OT_doctor(bpy.types.Operator):
         except (OSError, subprocess.TimeoutExpired) as err:
             self.report({"ERROR"}, f"doctor failed: {err}")
             return {"CANCELLED"}
-        p.doctor_output = (r.stdout + r.stderr).strip()[-4000:]
-        self.report({"INFO"} if r.returncode == 0 else {"ERROR"}, (p.doctor_output.splitlines() or ["(no output)"])[-1])
+        rt = _runtime(context)
+        rt.doctor_output = (r.stdout + r.stderr).strip()[-4000:]
+        self.report({"INFO"} if r.returncode == 0 else {"ERROR"}, (rt.doctor_output.splitlines() or ["(no output)"])[-1])
         return {"FINISHED"} if r.returncode == 0 else {"CANCELLED"}
 
 

@@ -48,6 +48,7 @@ class MOTIONMILL_PG_runtime(bpy.types.PropertyGroup):
     running: BoolProperty()
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
     status: StringProperty()
+    doctor_output: StringProperty()  # the last `backend doctor` report, shown in the preferences
 
 
 def _defaults():
@@ -69,14 +70,13 @@ class MOTIONMILL_AP_preferences(bpy.types.AddonPreferences):
                                 description="Free the model's memory after this idle time (0: keep loaded)")
     smpl_model_dir: StringProperty(name="SMPL model files", subtype="DIR_PATH",
                                    description="Folder with SMPL_NEUTRAL.npz (optional, for the preview body mesh)")
-    doctor_output: StringProperty(name="Doctor")
 
     def draw(self, context):
         col = self.layout.column()
         for p in ("backend_python", "backend_dir", "model_dir", "device", "quant", "idle_minutes", "smpl_model_dir"):
             col.prop(self, p)
         col.operator("motionmill.doctor", icon="INFO")
-        for line in self.doctor_output.split("\n")[:30]:
+        for line in context.window_manager.motionmill.doctor_output.split("\n")[:30]:
             if line:
                 col.label(text=line)
 
@@ -89,7 +89,6 @@ class Prefs:
         py, root, model = _defaults()
         self.backend_python, self.backend_dir, self.model_dir = py, root, model
         self.device, self.quant, self.idle_minutes, self.smpl_model_dir = "auto", "nf4", 0.0, ""
-        self.doctor_output = ""
         for k, v in self.overrides.items():
             setattr(self, k, v)
 

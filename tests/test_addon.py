@@ -371,3 +371,46 @@ def test_package_zips_install_and_use_the_bundled_retarget(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "addons")], cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
     assert r.stdout.strip().endswith("ok"), r.stderr
+
+
+# ------------------------------------------------------------------------------- preferences and history
+
+def test_doctor_button_shows_the_backend_report(backend, tmp_path):
+    runtime = bpy.context.window_manager.motionmill
+    assert bpy.ops.motionmill.doctor() == {"FINISHED"}
+    assert "Model directory" in runtime.doctor_output and ": complete" in runtime.doctor_output
+    assert "transformers" in runtime.doctor_output
+    mm_props.Prefs.overrides = {**mm_props.Prefs.overrides, "model_dir": str(tmp_path / "nowhere")}
+    with pytest.raises(RuntimeError, match="INCOMPLETE"):
+        bpy.ops.motionmill.doctor()
+    assert "INCOMPLETE" in runtime.doctor_output
+
+
+def test_restart_backend_starts_a_fresh_service(backend, mixamo):
+    assert bpy.ops.motionmill.restart_backend() == {"FINISHED"}
+    first = mm_session.SESSION.client.pid
+    assert bpy.ops.motionmill.restart_backend() == {"FINISHED"}
+    assert mm_session.SESSION.alive and mm_session.SESSION.client.pid != first
+    assert bpy.context.window_manager.motionmill.status == "backend restarted"
+
+
+def test_history_apply_preview_delete(mixamo):
+    s = bpy.context.scene.motionmill
+    path = str(shared_path("data", "motion272", "amass_000000_motion.npz"))
+    start = len(s.history)
+    assert bpy.ops.motionmill.import_motion(filepath=path, placement="INSERT") == {"FINISHED"}
+    first = mixamo.animation_data.action
+    assert len(s.history) == start + 1 and s.history[-1].action == first
+    # re-apply the clip from the history: a new action, the first one kept
+    assert bpy.ops.motionmill.history_apply(index=start) == {"FINISHED"}
+    second = mixamo.animation_data.action
+    assert second != first and first.name in bpy.data.actions and len(s.history) == start + 2
+    # preview makes the entry's action active again
+    assert bpy.ops.motionmill.history_preview(index=start) == {"FINISHED"}
+    assert mixamo.animation_data.action == first and second.use_fake_user
+    # delete removes the entry only; the action stays
+    assert bpy.ops.motionmill.history_delete(index=start) == {"FINISHED"}
+    assert len(s.history) == start + 1 and first.name in bpy.data.actions
+    bpy.data.actions.remove(second)
+    with pytest.raises(RuntimeError, match="action no longer exists"):
+        bpy.ops.motionmill.history_preview(index=start)
