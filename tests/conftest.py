@@ -34,6 +34,13 @@ def _backend_python():
 BACKEND_PYTHON = os.environ.get("MOTIONMILL_TEST_PYTHON") or _backend_python()
 
 
+def run_batch(args, timeout=180):
+    """`python -m blender_addon.batch ARGS` as a pipeline runs it: a real subprocess with this Python (it has bpy)."""
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "blender_addon.batch"] + [str(a) for a in args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def shared_path(*parts):
     """A file under ../shared, or skip the test with the reason when it is missing."""
     p = SHARED.joinpath(*parts)

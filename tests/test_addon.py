@@ -9,7 +9,7 @@ bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.bpy
 
 import rigs  # noqa: E402  (tests/rigs.py)
-from conftest import BACKEND_PYTHON as PY, ROOT, shared_path  # noqa: E402
+from conftest import BACKEND_PYTHON as PY, ROOT, run_batch, shared_path  # noqa: E402
 
 import blender_addon  # noqa: E402
 from blender_addon import props as mm_props, session as mm_session  # noqa: E402
@@ -281,12 +281,6 @@ def test_backend_crash_is_reported_and_recovers(backend, mixamo, tmp_path):
 
 # ------------------------------------------------------------------------------------------ headless batch
 
-def _batch(args, timeout=180):
-    import subprocess
-    return subprocess.run([sys.executable, "-m", "blender_addon.batch"] + [str(a) for a in args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture
 def rotated_blend(tmp_path):
     """A Mixamo rig (rotated, scaled 0.01, rolled bones) moved and turned, in a 25 fps scene starting at frame 10."""
@@ -307,7 +301,7 @@ def test_batch_motion_files(rotated_blend, tmp_path):
              shared_path("data", "motion272", "amass_000000_motion.npz")]
     before = rotated_blend.read_bytes()
     out = tmp_path / "out.blend"
-    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--motion", files[0], "--motion", files[1], "--out", out])
+    r = run_batch(["--blend", rotated_blend, "--rig", "Mixamo", "--motion", files[0], "--motion", files[1], "--out", out])
     assert r.returncode == 0, r.stderr
     assert rotated_blend.read_bytes() == before
     bpy.ops.wm.open_mainfile(filepath=str(out))
@@ -324,7 +318,7 @@ def test_batch_motion_files(rotated_blend, tmp_path):
 def test_batch_prompts_with_backend(rotated_blend, tmp_path):
     model = shared_path("conformance", "motionmillion-tiny", "model")
     out = tmp_path / "out.blend"
-    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "a person waves", "--prompt", "a person bows",
+    r = run_batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "a person waves", "--prompt", "a person bows",
                 "--model-dir", model, "--device", "cpu", "--seconds", "2", "--cleanup-feet", "--python", PY,
                 "--out", out])
     assert r.returncode == 0, r.stderr
@@ -334,12 +328,12 @@ def test_batch_prompts_with_backend(rotated_blend, tmp_path):
 
 
 def test_batch_refuses_bad_arguments(rotated_blend, tmp_path):
-    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--motion", "x.npz", "--out", rotated_blend])
+    r = run_batch(["--blend", rotated_blend, "--rig", "Mixamo", "--motion", "x.npz", "--out", rotated_blend])
     assert r.returncode == 1 and "refusing to overwrite" in r.stderr
     npz = shared_path("data", "motion272", "amass_000000_motion.npz")
-    r = _batch(["--blend", rotated_blend, "--rig", "Nope", "--motion", npz, "--out", tmp_path / "o.blend"])
+    r = run_batch(["--blend", rotated_blend, "--rig", "Nope", "--motion", npz, "--out", tmp_path / "o.blend"])
     assert r.returncode == 1 and "no such object" in r.stderr and "Mixamo" in r.stderr
-    r = _batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "walk", "--model-dir", tmp_path / "none",
+    r = run_batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "walk", "--model-dir", tmp_path / "none",
                 "--out", tmp_path / "o.blend"])
     assert r.returncode == 1 and "model directory not found" in r.stderr
     assert not (tmp_path / "o.blend").exists()

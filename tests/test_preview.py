@@ -1,7 +1,4 @@
 """--preview of the headless batch in real bpy: a Workbench playblast to an animated GIF (and MP4 when FFMPEG is built in)."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -9,15 +6,10 @@ bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.bpy
 
 import rigs  # noqa: E402  (tests/rigs.py)
-from conftest import ROOT, shared_path  # noqa: E402
+from conftest import run_batch, shared_path  # noqa: E402
 from gifread import read_gif  # noqa: E402
 
 from blender_addon import preview  # noqa: E402
-
-
-def _batch(args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "blender_addon.batch"] + [str(a) for a in args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -55,7 +47,7 @@ def test_gif_encoder_roundtrip(tmp_path):
 def test_batch_preview_gif(rig_blend, tmp_path):
     motion = shared_path("data", "motion272", "amass_000000_motion.npz")
     out, gif = tmp_path / "out.blend", tmp_path / "p.gif"
-    r = _batch(["--blend", rig_blend, "--rig", "Mixamo", "--motion", motion, "--preview", gif, "--out", out])
+    r = run_batch(["--blend", rig_blend, "--rig", "Mixamo", "--motion", motion, "--preview", gif, "--out", out])
     assert r.returncode == 0, r.stderr
     raw = gif.read_bytes()
     assert raw[:6] == b"GIF89a"
@@ -104,7 +96,7 @@ def test_batch_preview_mp4(rig_blend, tmp_path):
         pytest.skip("this bpy has no FFMPEG output")
     motion = shared_path("data", "bvh", "motionmillion_case1_0_predict.bvh")
     out, mp4 = tmp_path / "out.blend", tmp_path / "p.mp4"
-    r = _batch(["--blend", rig_blend, "--rig", "Mixamo", "--motion", motion, "--preview", mp4, "--out", out])
+    r = run_batch(["--blend", rig_blend, "--rig", "Mixamo", "--motion", motion, "--preview", mp4, "--out", out])
     assert r.returncode == 0, r.stderr
     raw = mp4.read_bytes()
     assert len(raw) > 1000 and raw[4:8] == b"ftyp"
@@ -112,7 +104,7 @@ def test_batch_preview_mp4(rig_blend, tmp_path):
 
 def test_batch_preview_bad_extension(rig_blend, tmp_path):
     motion = shared_path("data", "bvh", "motionmillion_case1_0_predict.bvh")
-    r = _batch(["--blend", rig_blend, "--rig", "Mixamo", "--motion", motion, "--preview", tmp_path / "p.webm",
+    r = run_batch(["--blend", rig_blend, "--rig", "Mixamo", "--motion", motion, "--preview", tmp_path / "p.webm",
                 "--out", tmp_path / "out.blend"])
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "unknown extension" in r.stderr
     assert not (tmp_path / "out.blend").exists()

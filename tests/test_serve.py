@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from serve_helpers import BackendClient, pid_alive, start_client, tiny_model
+from serve_helpers import pid_alive, start_client, tiny_model
 from blender_addon.client import BackendCrashed, BackendError
 
 PY = sys.executable
