@@ -349,3 +349,25 @@ def test_contacts_split_at_a_shuffling_step_but_not_at_slow_drift():
     assert shuffle[:38].all() and shuffle[60:].all() and not shuffle[42:53].any()
     no_split = detect_contacts(np.stack([x, 0 * x, 0 * x], -1)[:, None], fps, 0.0, [0.0], FootParams(min_step=0))
     assert no_split.all()  # what the hysteresis alone does: one contact, pinned at its mean while it travels 0.7 m
+
+
+CMU_NAMES = ("Hips", "LeftUpLeg", "RightUpLeg", "LowerBack", "LeftLeg", "RightLeg", "Spine", "LeftFoot", "RightFoot",
+             "Spine1", "LeftToeBase", "RightToeBase", "Neck", "LeftShoulder", "RightShoulder", "Head", "LeftArm",
+             "RightArm", "LeftForeArm", "RightForeArm", "LeftHand", "RightHand")
+
+
+def test_cmu_style_bvh_in_centimetres_is_a_source_like_any_other(amass, skeletons, tmp_path):
+    """The AMASS clip written as a CMU-named BVH in centimetres, read back with unit guessing, lands on a rig
+    as the SMPL source does: the preset maps the CMU names, the units are found, nothing else differs."""
+    from retarget.bvh import read_bvh, write_bvh
+    clip = amass.resample(10)
+    cmu = Motion(clip.rotations, clip.translation * 100, clip.fps, CMU_NAMES, clip.parents, clip.offsets * 100)
+    write_bvh(tmp_path / "cmu.bvh", cmu)
+    source = read_bvh(tmp_path / "cmu.bvh", scale="auto")
+    assert source.joint_names[0] == "Hips" and np.abs(source.translation - clip.translation).max() < 1e-4
+    sk = skeletons["mixamo"]
+    mp = auto_map(sk)
+    assert auto_map(Skeleton.from_motion(source)).report["preset"] == "cmu_bvh"
+    from_cmu = pose_world(retarget(source, sk, mp), sk)[1]
+    from_smpl = pose_world(retarget(clip, sk, mp), sk)[1]
+    assert np.abs(from_cmu - from_smpl).max() < 1e-3
