@@ -132,7 +132,8 @@ def run(a):
     finally:
         # unregister() also closes the backend session. It is needed, not tidiness: the bpy 4.5 module hangs at
         # interpreter exit while Python-defined classes registered outside addon_utils are still registered
-        # (bpy.utils._on_exit disables add-ons, not these); bpy 5.0 exits either way.
+        # (bpy.utils._on_exit disables add-ons, not these); bpy 5.0 exits either way. bpy 4.2 segfaulted at exit
+        # whatever unregister did while the add-on had a PointerProperty poll callback: props.py leaves it out there.
         unregister()
 
 

@@ -13,6 +13,15 @@ def _is_armature(self, obj):
     return obj.type == "ARMATURE"
 
 
+# The picker's armature filter (a PointerProperty poll callback) only where it is safe. bpy 4.2 (seen on the 4.2.23
+# module): a property group with a Python poll callback, once registered, makes the process segfault at exit
+# (bpy_class_free -> PyGILState_Ensure after Python has finalised, from SpaceType's static destructor), even after
+# unregister_class; a Panel or an operator alone does not. 4.5.15 and 5.0 exit cleanly; 4.3/4.4 are untested, so
+# they go without it too. Without the filter the picker lists every object; ops.target_armature still rejects a
+# non-armature target with a one-line error, so only the picker's convenience is lost.
+_TARGET_POLL = {"poll": _is_armature} if bpy.app.version >= (4, 5, 0) else {}
+
+
 class MOTIONMILL_PG_clip(bpy.types.PropertyGroup):
     prompt: StringProperty()
     path: StringProperty(subtype="FILE_PATH")
@@ -31,7 +40,7 @@ class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
     variations: IntProperty(name="Variations", default=1, min=1, max=16)
     temperature: FloatProperty(name="Temperature", default=1.0, min=0.0, max=2.0,
                                description="0 = greedy (deterministic)")
-    target: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
+    target: PointerProperty(name="Armature", type=bpy.types.Object, **_TARGET_POLL,
                             description="The rig to animate (default: the active armature)")
     root_motion: EnumProperty(name="Root motion", items=[(k, n, d) for k, n, d in ROOT_MOTION], default="hips")
     cleanup_feet: BoolProperty(name="Foot cleanup", default=True, description="Remove foot sliding")

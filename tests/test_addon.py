@@ -408,3 +408,14 @@ def test_history_apply_preview_delete(mixamo):
     bpy.data.actions.remove(second)
     with pytest.raises(RuntimeError, match="action no longer exists"):
         bpy.ops.motionmill.history_preview(index=start)
+
+
+def test_process_exits_cleanly_after_register_unregister():
+    """A process that registered the add-on exits with status 0 (bpy 4.2 segfaulted at exit with the target's poll
+    callback registered, props._TARGET_POLL); on 4.5+ the armature picker keeps its poll."""
+    import subprocess
+    code = ("import bpy, blender_addon as a; from blender_addon import props; a.register(); a.unregister(); "
+            "print(bool(props._TARGET_POLL))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert r.stdout.strip().splitlines()[-1] == str(bpy.app.version >= (4, 5, 0))
