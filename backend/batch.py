@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from .user_config import default_model_dir
+
 MANIFEST = "manifest.jsonl"
 
 
@@ -84,7 +86,6 @@ def run_batch(a):
     from retarget.interchange import save_motion
     from .cli import UserError, _check_writable, sampling_options, warn
     from .generation import check_prompts, generate
-    from .user_config import default_model_dir
 
     if a.variations < 1 or a.batch_size < 1:
         raise UserError("--variations and --batch-size must be at least 1")

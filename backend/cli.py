@@ -4,6 +4,8 @@ import os
 import sys
 import tempfile
 
+from .user_config import default_model_dir
+
 ERROR_EXIT = 2
 
 
@@ -174,7 +176,6 @@ def cmd_generate(a):
     from retarget.bvh import write_bvh
     from retarget.interchange import save_motion
     from .generation import check_prompts, expand_variations, generate
-    from .user_config import default_model_dir
 
     prompts = _read_prompts(a)
     if not prompts:
@@ -210,7 +211,7 @@ def cmd_encode(a):
     from models.manifest import load_config
     from models.motion_tokenizer import load_motion_tokenizer
 
-    cfg = load_config(a.model_dir or _default_dir())
+    cfg = load_config(a.model_dir or default_model_dir())
     try:
         features = np.load(a.motion, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -230,14 +231,9 @@ def cmd_encode(a):
     return 0
 
 
-def _default_dir():
-    from .user_config import default_model_dir
-    return default_model_dir()
-
-
 def cmd_doctor(a):
     from .doctor import run_doctor
-    return run_doctor(a.model_dir or _default_dir(), as_json=a.json)
+    return run_doctor(a.model_dir or default_model_dir(), as_json=a.json)
 
 
 def cmd_bench(a):
@@ -266,15 +262,10 @@ COMMANDS = {"generate": cmd_generate, "encode": cmd_encode, "doctor": cmd_doctor
 
 def main(argv=None):
     a = build_parser().parse_args(argv)
-    from models.checkpoint import CheckpointError
-    from models.manifest import ModelDirError
-    try:
-        from retarget.motion import MotionError
-    except ImportError:  # pragma: no cover - retarget is part of this repository
-        MotionError = ValueError
     try:
         return COMMANDS[a.command](a)
-    except (UserError, ModelDirError, CheckpointError, MotionError, ValueError) as err:
+    # ModelDirError, CheckpointError and MotionError are ValueErrors: each carries a one-line message for the user.
+    except (UserError, ValueError) as err:
         if os.environ.get("MOTIONMILL_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

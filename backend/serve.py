@@ -15,6 +15,7 @@ import threading
 from . import __version__
 from .protocol import MAX_LINE_BYTES, OPS, PROTOCOL_VERSION, RequestError, encode_event, parse_line
 from .service_queue import Service, log
+from .user_config import default_model_dir
 
 CAPABILITIES = ["batching", "cancel", "progress", "idle_unload", "oom_backoff", "listen"]
 
@@ -46,7 +47,7 @@ class Server:
         self.out = out_stream
         self.out_lock = threading.Lock()
         self.lock = threading.Lock()      # one line is handled at a time, whichever client sent it
-        self.service = Service(args.model_dir or _default_model_dir(), args.device, args.dtype, args.quant,
+        self.service = Service(args.model_dir or default_model_dir(), args.device, args.dtype, args.quant,
                                batch_size=args.batch_size, cache=args.cache,
                                idle_unload_s=(args.idle_unload_minutes or 0) * 60,
                                memory_limit_mb=args.memory_limit_mb)
@@ -151,11 +152,6 @@ class Server:
                         return
                     authed = True
                 self.handle(raw, sink)
-
-
-def _default_model_dir():
-    from .user_config import default_model_dir
-    return default_model_dir()
 
 
 def parse_listen(value):

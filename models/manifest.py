@@ -143,7 +143,7 @@ def load_config(root):
     """Read `root/config.json`, or recognise a bare release folder."""
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise ModelDirError(f"model directory not found: {root} (run `python install.py --weights 7b` or pass --model-dir)")
+        raise ModelDirError(f"model directory not found: {root} (run `python3.11 install.py --weights 7b` or pass --model-dir)")
     cfg_path = os.path.join(root, "config.json")
     if not os.path.isfile(cfg_path):
         for size in ("7B", "3B"):  # prefer the larger release where both are present
