@@ -2,9 +2,9 @@
 import os
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import apply, paths, rig, session as sess
+from . import apply, paths, session as sess
 from ._rt import MotionError, SkeletonError
 from .props import get_prefs
 
@@ -284,9 +284,9 @@ class MOTIONMILL_OT_retarget(bpy.types.Operator):
             self.report({"ERROR"}, err)
             return {"CANCELLED"}
         s = settings(context)
+        path = bpy.path.abspath(self.filepath) if self.filepath else ""
         try:
-            if self.filepath:
-                path = bpy.path.abspath(self.filepath)
+            if path:
                 motion, name = apply.load_motion(path), apply.clip_name(path)
             else:
                 src = bpy.data.objects.get(self.source) if self.source else next(
@@ -305,7 +305,7 @@ class MOTIONMILL_OT_retarget(bpy.types.Operator):
         except (MotionError, SkeletonError, ValueError) as err:
             self.report({"ERROR"}, str(err).splitlines()[0])
             return {"CANCELLED"}
-        apply.add_history(context.scene, name, self.filepath, action)
+        apply.add_history(context.scene, name, path, action)
         return {"FINISHED"}
 
 
