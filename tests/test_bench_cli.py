@@ -1,0 +1,21 @@
+"""`python -m backend bench` runs end to end as a user runs it and writes its section; no timing is asserted."""
+import re
+import subprocess
+
+from conftest import BACKEND_PYTHON, ROOT
+
+
+def test_bench_writes_its_section_and_keeps_the_others(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    out.write_text("# Benchmarks\n\n## Keying\n\nkept as it is\n")
+    r = subprocess.run([BACKEND_PYTHON, "-m", "backend", "bench", "--size", "cpu-mid", "--tokens", "3",
+                        "--compare-batches", "1", "--batches", "1,2", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "## Keying\n\nkept as it is" in text
+    section = text.split("## Decoder (cpu-mid, cpu)", 1)[1]
+    assert re.search(r"^\| 1 \| [\d.]+ \| [\d.]+ \| \*\*[\d.]+×\*\* \|$", section, re.M)
+    assert re.search(r"^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$", section, re.M)
+    assert re.search(r"streaming read measured in the same run\. At that speed 3 steps cannot take less than "
+                     r"[\d.]+ s, so at batch 1 no cache can beat the recompute by more than [\d.]+×", section)
