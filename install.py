@@ -38,9 +38,11 @@ TORCH_VERSION = "2.13.0"
 RUNTIME = ["transformers==5.23.0", "accelerate==1.15.0", "bitsandbytes==0.50.2", "safetensors==0.8.0",
            "numpy==1.26.4", "PyWavelets==1.9.0", "smplx==0.1.28", "tqdm>=4.66"]
 DEV = ["pytest==9.2.0", "hypothesis==6.170.15", "bpy==5.0.1"]
-# The second, older bpy the tests marked `bpy` also run on (.ci/run makes .venv-bpy45 from these; not part of
-# --dev): the 4.5 LTS, newest 4.5.x on PyPI. The backend those tests start still runs from .venv.
-BPY_LTS_TEST = ["pytest==9.2.0", "hypothesis==6.170.15", "numpy==1.26.4", "bpy==4.5.15"]
+# Older bpy releases the tests marked `bpy` also run on (.ci/run makes .venv-bpy<tag> from each; not part of
+# --dev): both LTS lines the add-on supports, the newest patch of each on PyPI. 4.2 has no slotted actions, 4.5
+# has them beside Action.fcurves. The backend those tests start still runs from .venv.
+BPY_LTS_TEST = {"42": ["pytest==9.2.0", "hypothesis==6.170.15", "numpy==1.26.4", "bpy==4.2.23"],
+                "45": ["pytest==9.2.0", "hypothesis==6.170.15", "numpy==1.26.4", "bpy==4.5.15"]}
 # Oldest driver CUDA version the pinned torch's CUDA wheels run on.
 MIN_DRIVER_CUDA = (12, 6)
 # PyTorch's CUDA wheel indexes, newest first: the installer takes the newest the driver supports.

@@ -4,13 +4,13 @@ Two environment variables matter when the tests run under a Python other than th
 
 MOTIONMILL_SHARED          the folder of real test data (default: ../shared beside this checkout).
 MOTIONMILL_TEST_PYTHON     the Python the add-on tests start the backend with (BACKEND_PYTHON below). It needs
-                           torch, the bpy tests' own Python does not: .ci/run runs the tests marked `bpy` a second
-                           time under bpy 4.5 LTS from .venv-bpy45 (bpy, numpy, pytest, hypothesis only), and the
-                           backend they start is still .venv's. Default: .venv/bin/python of this checkout, else
+                           torch, the bpy tests' own Python does not: .ci/run runs the tests marked `bpy` again
+                           under bpy 4.2 and 4.5 LTS from .venv-bpy42/45 (bpy, numpy, pytest, hypothesis only),
+                           and the backend they start is still .venv's. Default: .venv/bin/python of this checkout, else
                            ../main/.venv/bin/python (a git worktree beside the main checkout), else sys.executable.
 
 Tests marked `bpy` use real bpy (the module): on top of the full suite on bpy 5.0.1 (install.py --dev), .ci/run
-runs `pytest -m bpy` on the files holding them under bpy 4.5 LTS, so mark every new test that uses bpy.
+runs `pytest -m bpy` on the files holding them under bpy 4.2 and 4.5 LTS, so mark every new test that uses bpy.
 """
 import os
 import pathlib
@@ -64,3 +64,23 @@ def isolated_user_folders(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+# Blender 4.2 and 4.3's bpy module segfault at interpreter exit once their bundled rigify add-on has been enabled
+# (tests/rigs.py builds the Rigify metarig); disabling it again does not help, 4.4+ is fine. So under those
+# versions the process ends with pytest's own status right after its report, before Blender's exit code runs.
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    bpy = sys.modules.get("bpy")
+    if bpy is not None and tuple(bpy.app.version) < (4, 4, 0) and _EXIT_STATUS in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[_EXIT_STATUS])
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
