@@ -322,6 +322,9 @@ def fetch_url(url, dest, label, retries=None):
     except requests.exceptions.RequestException as err:
         raise InstallError(f"{label}: could not download {url} ({err.__class__.__name__}); check your connection "
                            f"and {again}") from None
+    except OSError as err:  # the disk, not the network (requests' errors are OSErrors too: caught above)
+        raise InstallError(f"{label}: could not write {dest} ({err.strerror or err}); check the disk and "
+                           f"{again}") from None
     if _looks_like_a_web_page(dest):
         os.remove(dest)
         raise InstallError(f"{label}: the server sent a web page instead of the file (a sign-in or quota page, or a "
@@ -376,7 +379,8 @@ def fetch_hf(repo_id, filename, local_dir, endpoint, label, repo_type=None, revi
             first = str(err).strip().splitlines()[0].rstrip(".")
             raise InstallError(f"{label}: broken download ({first}); it was not kept: re-run to download it "
                                "again") from None
-        raise
+        raise InstallError(f"{label}: could not write it into {local_dir} ({err.strerror or err}); check the disk "
+                           "and re-run") from None
 
 
 def fetch_text_encoder(folder, endpoint, record):
