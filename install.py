@@ -8,11 +8,11 @@
     python3.11 install.py --check         # one table: Python, torch/CUDA, VRAM, Blender, add-on, model directory
     python3.11 install.py --uninstall     # remove what this installer created, and nothing else
 
-Standard library only: it runs before anything is installed. Re-running is safe and fast: pip is skipped
-when .venv already has the pinned versions, finished downloads are kept and cut ones resume.
+Standard library only: it runs before anything is installed. The weights step runs with .venv's Python, which
+has the download libraries (gdown for Google Drive, huggingface_hub for the Hugging Face Hub). Re-running is safe
+and fast: pip is skipped when .venv already has the pinned versions, finished downloads are kept and cut ones resume.
 """
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -21,10 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import venv
 import zipfile
 
@@ -36,7 +33,11 @@ if ROOT not in sys.path:  # backend.user_config and models.manifest are standard
 # Versions tested together (see README, "The libraries it stands on").
 TORCH_VERSION = "2.13.0"
 RUNTIME = ["transformers==5.23.0", "accelerate==1.15.0", "bitsandbytes==0.50.2", "safetensors==0.8.0",
-           "numpy==1.26.4", "PyWavelets==1.9.0", "smplx==0.1.28", "tqdm>=4.66"]
+           "numpy==1.26.4", "PyWavelets==1.9.0", "smplx==0.1.28", "tqdm>=4.66",
+           # the --weights step: gdown for the Google Drive checkpoints, huggingface_hub for flan-t5-xl and mean/std
+           "gdown==6.5.1", "huggingface_hub==2.4.0"]
+# The libraries the --weights step imports (it runs with .venv's Python: see download_weights()).
+DOWNLOAD_LIBS = ("gdown", "huggingface_hub")
 DEV = ["pytest==9.2.0", "hypothesis==6.170.15", "bpy==5.0.1"]
 # Older bpy releases the tests marked `bpy` also run on (.ci/run makes .venv-bpy<tag> from each; not part of
 # --dev): both LTS lines the add-on supports, the newest patch of each on PyPI. 4.2 has no slotted actions, 4.5
@@ -53,34 +54,41 @@ ADDON_MODULE = "motionmill"  # the add-on's folder name inside Blender's scripts
 
 # ---- the release files -------------------------------------------------------------------------------
 # Google Drive file ids of the authors' checkpoints, from the MotionMillion-Codes download script as kept in the fork
-# SoltidueMarquez/MotionMillion-Codes, prepare/download_pretrained_models.sh (the authors' own repository,
-# VankouF/MotionMillion-Codes, is not in the index these were looked up in; its README's "Pretrained models" step
-# runs that script). "all" = trained on all.txt ("7B-all" is the authors' best model); the train.txt models are
-# listed for reference (--url t2m-7B=https://drive.usercontent.google.com/download?id=ID&export=download&confirm=t).
+# SoltidueMarquez/MotionMillion-Codes, prepare/download_pretrained_models.sh (commit 81e28211; the authors' own
+# repository, VankouF/MotionMillion-Codes, whose README's "Pretrained models" step runs that script, is not in the
+# index these were looked up in). The script fetches them with `gdown --fuzzy`, as this installer does. "all" =
+# trained on all.txt ("7B-all" is the authors' best model); the train.txt models are listed for reference
+# (--url t2m-7B=https://drive.google.com/uc?id=ID).
 GDRIVE_IDS = {
     "t2m-7B": "1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ",        # motionmillion_7B_all.pth
     "t2m-3B": "1wP_A4-fa213WqdkDPkaK34sKlJx1hBdP",        # motionmillion_3B_all.pth
     "t2m-7B-train": "1iwMDXEpATRRCxXGbXQewVax2HXpO9nOl",  # the 7B model trained on train.txt
     "t2m-3B-train": "1IV3HDG8MdZz_Dd9xqyoHvh70zi6sodl6",  # the 3B model trained on train.txt
-    # NOT FOUND: no published link for the FSQ tokenizer (fsq_net_6000000.pth) in the README or prepare/*.sh of
-    # SoltidueMarquez/ or JugemTera/MotionMillion-Codes, nor on the VankouF/MotionMillion project page: the download
-    # script lists only the four t2m checkpoints. Fill it in here, or pass --url tokenizer=URL (or
+    # NOT FOUND: no published link for the FSQ tokenizer (fsq_net_6000000.pth). The download script above lists
+    # only the four t2m checkpoints, and neither the README nor prepare/*.sh of SoltidueMarquez/ or
+    # JugemTera/MotionMillion-Codes name one; third-party ports (e.g. ZeyuLing's hftrainer model card) speak of a
+    # released "fsq.zip" but give no link either. Fill it in here, or pass --url tokenizer=URL (or
     # MOTIONMILL_URL_TOKENIZER=URL), or adopt a downloaded copy with --from DIR. If a t2m download is an archive
     # that holds the tokenizer, it is used.
     "tokenizer": None,
 }
-GDRIVE_URL = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
-# The 272-dim mean/std: the MotionMillion dataset on Hugging Face (gated: accept its terms on the dataset page and
-# set HF_TOKEN), files mean_std/Mean.npy and mean_std/Std.npy, as JugemTera/MotionMillion-Codes,
-# prepare/setup_motionmillion_dataset.sh and prepare/arrange_motionmillion.py fetch them. MotionMillion-Codes itself
-# ships no dataset/ folder (its README: the dataset is "coming soon").
+GDRIVE_URL = "https://drive.google.com/uc?id={}"
+# The 272-dim mean/std are not in the code repository: MotionMillion-Codes ships no dataset/ folder (its README's
+# "Prepare the datasets" step says "Comming Soon!" and only draws dataset/MotionMillion/mean_std/vector_272/). They
+# are in the MotionMillion dataset on Hugging Face (gated: accept its terms on the dataset page and set HF_TOKEN),
+# files mean_std/Mean.npy and mean_std/Std.npy, as JugemTera/MotionMillion-Codes,
+# prepare/setup_motionmillion_dataset.sh and prepare/arrange_motionmillion.py fetch them.
 MEAN_STD_REPO = "InternRobotics/MotionMillion"
 MEAN_STD_FILES = {"mean": "mean_std/Mean.npy", "std": "mean_std/Std.npy"}
 HF_ENDPOINT = "https://huggingface.co"
 TEXT_ENCODER_REPO = "google/flan-t5-xl"
-# Only what T5EncoderModel and its tokenizer read (not the PyTorch/TF/Flax duplicates of the weights).
-TEXT_ENCODER_FILES = re.compile(r"^(config\.json|.*\.safetensors|.*\.safetensors\.index\.json|tokenizer.*|"
-                                r"spiece\.model|special_tokens_map\.json|generation_config\.json)$")
+# Only what T5EncoderModel and its tokenizer read (not the PyTorch/TF/Flax duplicates of the weights): these, and
+# the safetensors shards model.safetensors.index.json names.
+TEXT_ENCODER_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                      "spiece.model"]
+TEXT_ENCODER_INDEX = "model.safetensors.index.json"
+# Attempts after a cut connection, per file, before a download step gives up (the next run resumes Drive files).
+DOWNLOAD_RETRIES = 5
 # What each size needs: disk for the release files, VRAM with NF4 decoder weights (see README).
 NEEDS = {
     "7B": dict(disk_gb=16 + 11, vram_decoder_gb=5, vram_total_gb=7.5),
@@ -247,36 +255,10 @@ def setup_env(a, gpu, os_name, record):
 
 
 # ---- downloads -----------------------------------------------------------------------------------------
-
-class Progress:
-    """One line per download: percentage, bytes and speed; redrawn in place on a terminal, every 10% otherwise."""
-
-    def __init__(self, label, total, done=0, stream=None):
-        self.label, self.total, self.start_done, self.stream = label, total, done, stream or sys.stderr
-        self.t0 = self.last = time.monotonic()
-        self.tty = self.stream.isatty()
-        self.last_decile = -1
-        self.update(done)
-
-    def update(self, done, final=False):
-        now = time.monotonic()
-        pct = 100 * done / self.total if self.total else 0
-        if self.tty:
-            if not final and now - self.last < 0.25:
-                return
-            end = "\n" if final else ""
-            speed = (done - self.start_done) / max(now - self.t0, 1e-6)
-            self.stream.write(f"\r[install] {self.label}: {pct:5.1f}% {_size(done)} of {_size(self.total)} "
-                              f"{_size(speed)}/s   {end}")
-        else:
-            decile = int(pct // 10)
-            if decile == self.last_decile:
-                return
-            self.last_decile = decile
-            self.stream.write(f"[install] {self.label}: {pct:.0f}% of {_size(self.total)}\n")
-        self.stream.flush()
-        self.last = now
-
+# Two libraries do the downloading, each where it is the well-kept tool: gdown for the Google Drive checkpoints (and
+# any plain URL given with --url), huggingface_hub for what lives on the Hugging Face Hub. Both are pinned in RUNTIME
+# and so live in .venv, not in the bare Python that runs this file: the weights step runs with .venv's Python
+# (main() starts `install.py --download-step` there) and imports them only then.
 
 def _size(n):
     if n is None:
@@ -287,139 +269,148 @@ def _size(n):
         n /= 1024
 
 
-def hf_token():
-    """A Hugging Face token: $HF_TOKEN (or $HUGGING_FACE_HUB_TOKEN), else the one `huggingface-cli login` saved."""
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    if token:
-        return token.strip()
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    try:
-        with open(os.path.join(home, "token")) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
+def _pins(names):
+    return {spec.split("==")[0]: spec.split("==")[1] for spec in RUNTIME if spec.split("==")[0] in names}
 
 
-def download(url, dest, expected_size=None, label=None, retries=5, timeout=60, chunk=1 << 20, backoff=1.0,
-             token=None):
-    """Fetch `url` into `dest` through `dest.part`: resumes a .part with a Range request, retries cut
-    connections, verifies the size (the server's total, and `expected_size` where known). A finished `dest`
-    of the right size is kept. On a size mismatch the .part stays for the next run to resume."""
-    label = label or os.path.basename(dest)
-    if os.path.isfile(dest) and (expected_size is None or os.path.getsize(dest) == expected_size):
-        say(f"{label}: already downloaded")
-        return dest
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-    part = dest + ".part"
-    attempt = 0
-    while True:
-        have = os.path.getsize(part) if os.path.exists(part) else 0
-        if expected_size is not None and have > expected_size:
-            raise InstallError(f"{label}: {part} is {have} bytes, larger than the expected {expected_size}: "
-                               "delete it and re-run")
-        req = urllib.request.Request(url, headers={"User-Agent": "motionmill-installer"})
-        if have:
-            req.add_header("Range", f"bytes={have}-")
-        if token:  # not forwarded on a redirect to another host (Hugging Face's file CDN needs none)
-            req.add_unredirected_header("Authorization", f"Bearer {token}")
+def download_libs_missing():
+    """What this Python lacks of the pinned download libraries ([] when it can run the weights step itself)."""
+    import importlib.metadata as md
+    missing = []
+    for name, want in _pins(DOWNLOAD_LIBS).items():
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                total = _response_total(resp, have)
-                if resp.status == 200 and have:
-                    have = 0  # the server ignored the Range header: start again
-                if "text/html" in (resp.headers.get("Content-Type") or "") and not url.endswith((".html", ".htm")):
-                    raise InstallError(f"{label}: the server sent a web page instead of the file (Google Drive's "
-                                       f"download quota or a changed link?): open {url} in a browser, download it, "
-                                       "and re-run with --from FOLDER")
-                if expected_size is not None and total is not None and total != expected_size:
-                    raise InstallError(f"{label}: the server offers {total} bytes but {expected_size} were expected: "
-                                       f"the file changed upstream or the link is wrong; {part} is kept, re-run to "
-                                       "resume, or delete it to start over")
-                progress = Progress(label, total, have)
-                with open(part, "ab" if have else "wb") as f:
-                    while True:
-                        block = resp.read(chunk)
-                        if not block:
-                            break
-                        f.write(block)
-                        have += len(block)
-                        progress.update(have)
-                if total is not None and have < total:
-                    raise http.client.IncompleteRead(b"", total - have)
-                progress.update(have, final=True)
-        except urllib.error.HTTPError as err:
-            if err.code == 416 and have and expected_size == have:
-                break  # the .part already holds the whole file
-            if err.code in (401, 403):
-                hint = ("it is in a gated Hugging Face repository: accept its terms on the repository's page, set "
-                        "HF_TOKEN (or run `huggingface-cli login`) and re-run" if "/resolve/" in url else
-                        "download it in a browser and re-run with --from FOLDER")
-                raise InstallError(f"{label}: {url} needs a login (HTTP {err.code}); {hint}, or pass --url NAME=URL "
-                                   "for another copy") from None
-            if err.code in (429, 500, 502, 503, 504) and attempt < retries:
-                attempt += 1
-                time.sleep(backoff * attempt)
-                continue
-            raise InstallError(f"{label}: download failed with HTTP {err.code} from {url}; check the link and your "
-                               "connection, then re-run (the partial file is kept)") from None
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as err:
-            attempt += 1
-            if attempt > retries:
-                raise InstallError(f"{label}: the connection kept dropping ({err}); re-run to resume from "
-                                   f"{_size(os.path.getsize(part) if os.path.exists(part) else 0)}") from None
-            warn(f"{label}: connection cut at {_size(have)} ({err.__class__.__name__}); resuming "
-                 f"(attempt {attempt} of {retries})")
-            time.sleep(backoff * attempt)
+            have = md.version(name)
+        except md.PackageNotFoundError:
+            missing.append(f"{name} missing")
             continue
-        break
-    size = os.path.getsize(part)
-    if expected_size is not None and size != expected_size:
-        raise InstallError(f"{label}: downloaded {size} bytes, expected {expected_size}: {part} is kept; re-run to "
-                           "resume or delete it to start over")
-    os.replace(part, dest)
+        if have != want:
+            missing.append(f"{name} {have} (want {want})")
+    return missing
+
+
+def _looks_like_a_web_page(path):
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def fetch_url(url, dest, label, retries=None):
+    """Download a Google Drive link (or any plain HTTP(S) URL) into `dest` with gdown. A cut connection is resumed
+    with a Range request (up to `retries` times in this run; after that the `<name>XXXXXXXX.part` file gdown keeps
+    beside `dest` is resumed by the next run), gdown's progress bar shows on stderr, and the bytes received must add
+    up to the size the server announced. Every failure is one InstallError line."""
+    import gdown
+    import requests
+    from gdown.exceptions import DownloadError, FileURLRetrievalError
+    retries = DOWNLOAD_RETRIES if retries is None else retries
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    say(f"{label}: downloading from {url}")
+    again = "re-run the same command to resume it"
+    try:
+        gdown.download(url, dest, quiet=False, resume=True, retries=retries, timeout=60, use_cookies=False)
+    except FileURLRetrievalError:
+        raise InstallError(f"{label}: Google Drive would not hand out the file (its download quota for the day, or a "
+                           f"changed link): open {url} in a browser, download it, and re-run with --from FOLDER, or "
+                           f"pass --url NAME=URL for another copy") from None
+    except DownloadError as err:  # fewer bytes than announced, a resume the server did not honour, ...
+        first = str(err).strip().splitlines()[0].rstrip(".")
+        raise InstallError(f"{label}: broken download ({first}); the partial file is kept beside {dest}: {again}, or "
+                           "delete it to start over") from None
+    except requests.exceptions.HTTPError as err:
+        code = err.response.status_code if err.response is not None else "?"
+        hint = ("it needs a login: download it in a browser and re-run with --from FOLDER" if code in (401, 403)
+                else "check the link (--url NAME=URL) and your connection, then re-run")
+        raise InstallError(f"{label}: download failed with HTTP {code} from {url}; {hint}") from None
+    except requests.exceptions.RequestException as err:
+        raise InstallError(f"{label}: could not download {url} ({err.__class__.__name__}); check your connection "
+                           f"and {again}") from None
+    except OSError as err:  # the disk, not the network (requests' errors are OSErrors too: caught above)
+        raise InstallError(f"{label}: could not write {dest} ({err.strerror or err}); check the disk and "
+                           f"{again}") from None
+    if _looks_like_a_web_page(dest):
+        os.remove(dest)
+        raise InstallError(f"{label}: the server sent a web page instead of the file (a sign-in or quota page, or a "
+                           f"changed link): open {url} in a browser, download it, and re-run with --from FOLDER")
     return dest
 
 
-def _response_total(resp, have):
-    """The full file size the server reports, or None."""
-    if resp.status == 206:
-        m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
-        if not m or int(m.group(1)) != have:
-            raise InstallError(f"the server answered a resume request with the wrong range "
-                               f"({resp.headers.get('Content-Range')}); delete the .part file and re-run")
-        return int(m.group(2)) if m.group(2) != "*" else None
-    length = resp.headers.get("Content-Length")
-    return int(length) if length and length.isdigit() else None
+def _hub():
+    """huggingface_hub, imported with its telemetry off."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import huggingface_hub
+    return huggingface_hub
 
 
-def hf_file_list(repo, endpoint, revision="main"):
-    """[(file name, size or None)] of a Hugging Face model repository's files (its public JSON API)."""
-    url = f"{endpoint.rstrip('/')}/api/models/{repo}/revision/{revision}?blobs=true"
+def fetch_hf(repo_id, filename, local_dir, endpoint, label, repo_type=None, revision="main"):
+    """One file of a Hugging Face repository into `local_dir`/`filename` with huggingface_hub's hf_hub_download:
+    it reads the size and ETag from the resolve endpoint (HEAD), resumes a cut connection in this run with a Range
+    request, shows its progress bar, checks the size, and moves the file into place only when it is whole.
+    Authentication is huggingface_hub's own ($HF_TOKEN or `hf auth login`). Every failure is one InstallError line."""
+    import httpx2
+    hub = _hub()
+    from huggingface_hub import errors
+    where = f"{endpoint.rstrip('/')}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+    # A plain tqdm bar shows on stderr whether or not it is a terminal, as gdown's does (huggingface_hub's own bar
+    # hides itself off a terminal); HF_HUB_DISABLE_PROGRESS_BARS=1 still turns it off.
+    import tqdm
+    from huggingface_hub import constants
+    bar = None if constants.HF_HUB_DISABLE_PROGRESS_BARS else tqdm.tqdm
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "motionmill-installer"}),
-                                    timeout=60) as resp:
-            info = json.load(resp)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise InstallError(f"could not list {repo} on {endpoint} ({err}); check your connection and re-run") from None
-    return [(s["rfilename"], s.get("lfs", {}).get("size", s.get("size"))) for s in info.get("siblings", [])]
+        return hub.hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision, local_dir=local_dir,
+                                   endpoint=endpoint.rstrip("/"), tqdm_class=bar)
+    except errors.GatedRepoError:
+        raise InstallError(f"{label}: {where} is a gated Hugging Face repository: accept its terms on its page, set "
+                           "HF_TOKEN (or run `hf auth login`) and re-run, or pass --url NAME=URL for another "
+                           "copy") from None
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.RemoteEntryNotFoundError) as err:
+        code = err.response.status_code if getattr(err, "response", None) is not None else "?"
+        raise InstallError(f"{label}: {filename} was not found in {where} (HTTP {code}); if it needs a login set "
+                           "HF_TOKEN, otherwise pass --url NAME=URL for another copy") from None
+    except errors.HfHubHTTPError as err:
+        code = err.response.status_code if err.response is not None else "?"
+        raise InstallError(f"{label}: download failed with HTTP {code} from {where}; re-run later") from None
+    except errors.LocalEntryNotFoundError as err:  # no answer from the endpoint at all
+        cause = err.__cause__.__class__.__name__ if err.__cause__ else "no connection"
+        raise InstallError(f"{label}: could not reach {endpoint} ({cause}); check your connection (or HF_ENDPOINT) "
+                           "and re-run") from None
+    except httpx2.TransportError as err:  # cut again and again, past huggingface_hub's retries
+        raise InstallError(f"{label}: the connection to {endpoint} kept dropping ({err.__class__.__name__}); "
+                           "re-run the same command (finished files are kept)") from None
+    except OSError as err:
+        if "Consistency check failed" in str(err):  # fewer or more bytes than the Hub announced
+            first = str(err).strip().splitlines()[0].rstrip(".")
+            raise InstallError(f"{label}: broken download ({first}); it was not kept: re-run to download it "
+                               "again") from None
+        raise InstallError(f"{label}: could not write it into {local_dir} ({err.strerror or err}); check the disk "
+                           "and re-run") from None
 
 
-def release_sources(size, overrides, hf_endpoint):
-    """[(key, relative path in the model dir, url or None, expected size or None)] for one model size."""
-    from models.manifest import RELEASE_FILES
-    items = []
-    for key, rel in (("tokenizer", RELEASE_FILES["tokenizer"]), (f"t2m-{size}", RELEASE_FILES["t2m"][size])):
-        gid = GDRIVE_IDS[key]
-        items.append((key, rel, overrides.get(key) or (GDRIVE_URL.format(gid) if gid else None), None))
-    for key in ("mean", "std"):
-        url = f"{hf_endpoint.rstrip('/')}/datasets/{MEAN_STD_REPO}/resolve/main/{MEAN_STD_FILES[key]}"
-        items.append((key, RELEASE_FILES[key], overrides.get(key) or url, None))
-    te = RELEASE_FILES["text_encoder"]
-    for name, fsize in hf_file_list(TEXT_ENCODER_REPO, hf_endpoint):
-        if TEXT_ENCODER_FILES.match(name):
-            url = f"{hf_endpoint.rstrip('/')}/{TEXT_ENCODER_REPO}/resolve/main/{urllib.parse.quote(name)}"
-            items.append(("text_encoder", os.path.join(te, name), url, fsize))
-    return items
+def fetch_text_encoder(folder, endpoint, record):
+    """google/flan-t5-xl into `folder`: config, tokenizer files and the safetensors shards its index names."""
+    os.makedirs(folder, exist_ok=True)
+    record.add_dir(folder, downloaded=True)
+    rel = os.path.basename(folder)
+    wanted = TEXT_ENCODER_FILES + [TEXT_ENCODER_INDEX]
+    index = os.path.join(folder, TEXT_ENCODER_INDEX)
+    if not os.path.isfile(index):
+        fetch_hf(TEXT_ENCODER_REPO, TEXT_ENCODER_INDEX, folder, endpoint, f"{rel}/{TEXT_ENCODER_INDEX}")
+    try:
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+    except (OSError, ValueError, KeyError, AttributeError):
+        os.remove(index)
+        raise InstallError(f"{rel}/{TEXT_ENCODER_INDEX} is not a safetensors index (the repository changed?); "
+                           "it was deleted: re-run, or adopt a downloaded copy with --from DIR") from None
+    wanted += shards
+    for name in wanted:
+        if os.path.isfile(os.path.join(folder, name)):  # hf_hub_download moves a file into place only when whole
+            continue
+        fetch_hf(TEXT_ENCODER_REPO, name, folder, endpoint, f"{rel}/{name}")
+    for name in wanted:
+        record.add_file(os.path.join(folder, name), downloaded=True)
+    meta = os.path.join(folder, ".cache")  # huggingface_hub's notes on what it downloaded
+    if os.path.isdir(meta):
+        record.add_file(meta, downloaded=True)
 
 
 def url_overrides(pairs):
@@ -445,34 +436,69 @@ def check_disk(path, need_bytes):
 
 
 def download_weights(size, model_dir, overrides, hf_endpoint, record):
+    """The release into `model_dir`; runs with a Python that has DOWNLOAD_LIBS (see main()). A file already in
+    place is kept (each library moves a file into place only when it is whole)."""
+    from models.manifest import RELEASE_FILES
     needs = NEEDS[size]
     say(f"{size} release: about {needs['disk_gb']} GB of disk; VRAM about {needs['vram_decoder_gb']} GB for the "
         f"decoder (NF4), {needs['vram_total_gb']} GB with the T5-XL text encoder")
     check_disk(model_dir, needs["disk_gb"] * 10 ** 9)
-    items = release_sources(size, overrides, hf_endpoint)
-    unknown = [rel for key, rel, url, _ in items if url is None and not os.path.isfile(os.path.join(model_dir, rel))]
     os.makedirs(model_dir, exist_ok=True)
     record.add_dir(model_dir, downloaded=True)
-    # mean/std first (small, and gated: a missing login shows before the big downloads), then the t2m checkpoint
-    # (an archive of it may hold the tokenizer), then the rest
-    order = {"mean": 0, "std": 0, f"t2m-{size}": 1}
-    for key, rel, url, fsize in sorted(items, key=lambda i: order.get(i[0], 2)):
-        dest = os.path.join(model_dir, rel)
-        if url is None:
-            continue
-        if os.path.isfile(dest) and (fsize is None or os.path.getsize(dest) == fsize):
+
+    def placed(rel):
+        if os.path.isfile(os.path.join(model_dir, rel)):
             say(f"{rel}: already in place")
+            return True
+        return False
+
+    # mean/std first (small, and gated: a missing login shows before the big downloads)
+    staging = os.path.join(model_dir, ".hf-download")
+    for key in ("mean", "std"):
+        rel = RELEASE_FILES[key]
+        dest = os.path.join(model_dir, rel)
+        if placed(rel):
             continue
-        record.add_dir(os.path.dirname(dest), downloaded=True)
-        on_hf = url.startswith(hf_endpoint.rstrip("/") + "/")
-        download(url, dest, expected_size=fsize, label=rel, token=hf_token() if on_hf else None)
+        if overrides.get(key):
+            fetch_url(overrides[key], dest, rel)
+        else:
+            got = fetch_hf(MEAN_STD_REPO, MEAN_STD_FILES[key], staging, hf_endpoint, rel, repo_type="dataset")
+            os.replace(got, dest)
         record.add_file(dest, downloaded=True)
-        if key.startswith("t2m") or key == "tokenizer":
-            _unpack_if_archive(dest, model_dir, record)
+    shutil.rmtree(staging, ignore_errors=True)
+    # then the t2m checkpoint (an archive of it may hold the tokenizer), the tokenizer and the text encoder
+    unknown = []
+    for key, rel in ((f"t2m-{size}", RELEASE_FILES["t2m"][size]), ("tokenizer", RELEASE_FILES["tokenizer"])):
+        if placed(rel):
+            continue
+        gid = GDRIVE_IDS.get(key)
+        url = overrides.get(key) or (GDRIVE_URL.format(gid) if gid else None)
+        if url is None:
+            unknown.append(rel)
+            continue
+        dest = os.path.join(model_dir, rel)
+        fetch_url(url, dest, rel)
+        record.add_file(dest, downloaded=True)
+        _unpack_if_archive(dest, model_dir, record)
+    fetch_text_encoder(os.path.join(model_dir, RELEASE_FILES["text_encoder"]), hf_endpoint, record)
     unknown = [rel for rel in unknown if not os.path.isfile(os.path.join(model_dir, rel))]
     if unknown:
         raise InstallError(f"no download link is known for {', '.join(unknown)}: download it from the MotionMillion "
                            f"README's Google Drive links into {model_dir} (or pass --url tokenizer=URL) and re-run")
+
+
+def download_in_venv(a, model_dir):
+    """Run the weights step with .venv's Python, where gdown and huggingface_hub are; returns its exit status."""
+    py = venv_python(a.venv)
+    if not os.path.exists(py):
+        raise InstallError(f"the download step runs in {a.venv}, which does not exist: run `python3.11 install.py "
+                           f"--weights {a.weights}` without --no-env")
+    cmd = [py, os.path.abspath(__file__), "--download-step", "--weights", a.weights, "--model-dir", model_dir,
+           "--venv", a.venv, "--hf-endpoint", a.hf_endpoint]
+    for pair in a.url or ():
+        cmd += ["--url", pair]
+    say(f"downloading with {py} (gdown, huggingface_hub)")
+    return subprocess.run(cmd, cwd=ROOT).returncode
 
 
 def _unpack_if_archive(path, model_dir, record):
@@ -979,6 +1005,30 @@ def check(a, os_name):
 
 # ---- main ---------------------------------------------------------------------------------------------------
 
+def model_dir_for(a, size):
+    from backend.user_config import data_dir
+    return os.path.abspath(a.model_dir or os.path.join(data_dir(), "models", f"motionmillion-{(size or '7B').lower()}"))
+
+
+def setup_model(a, size, record):
+    """Adopt (--from) or download (--weights) the release, then write the model directory's manifest."""
+    model_dir = model_dir_for(a, size)
+    if a.from_dir:
+        size = adopt(a.from_dir, model_dir, size, a.copy, record)
+    else:
+        missing = download_libs_missing()
+        if missing:
+            raise InstallError(f"the download step needs {', '.join(missing)} in {sys.prefix}: re-run "
+                               f"`python3.11 install.py --weights {a.weights}` without --no-env to install them")
+        download_weights(size, model_dir, url_overrides(a.url), a.hf_endpoint, record)
+    cfg = write_manifest(model_dir, size)
+    record.add_file(cfg, downloaded=False)
+    record.settings(model_dir=model_dir)
+    needs = NEEDS[size]
+    say(f"model directory ready: {model_dir} ({size}; needs about {needs['vram_total_gb']} GB of VRAM "
+        "with the text encoder)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dev", action="store_true", help="also install pytest, hypothesis and bpy for the tests")
@@ -996,6 +1046,8 @@ def main(argv=None):
     ap.add_argument("--url", action="append", metavar="NAME=URL", help="download NAME (tokenizer, t2m-7B, "
                     "t2m-3B, mean, std) from URL instead")
     ap.add_argument("--hf-endpoint", default=os.environ.get("HF_ENDPOINT", HF_ENDPOINT), help=argparse.SUPPRESS)
+    # the weights step alone, run by download_in_venv() with .venv's Python
+    ap.add_argument("--download-step", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dry-run", action="store_true", help="detect and say what would be installed; change nothing")
     ap.add_argument("--check", action="store_true", help="check the set-up and print one table")
     ap.add_argument("--uninstall", action="store_true", help="remove what this installer created")
@@ -1008,6 +1060,9 @@ def main(argv=None):
             return check(a, os_name)
         if a.uninstall:
             return uninstall(a.yes)
+        if a.download_step:
+            setup_model(a, {"7b": "7B", "3b": "3B"}[a.weights], Record(record_path()))
+            return 0
         check_python()
         say(f"{platform.system()} {platform.machine()}, Python {platform.python_version()}")
         record = Record(record_path()) if not a.dry_run else Record(os.devnull + ".unused")
@@ -1030,19 +1085,13 @@ def main(argv=None):
             setup_blender(a, os_name, py, record)
         size = {"7b": "7B", "3b": "3B"}.get(a.weights)
         if a.from_dir or size:
-            from backend.user_config import data_dir
-            model_dir = os.path.abspath(a.model_dir or os.path.join(
-                data_dir(), "models", f"motionmillion-{(size or '7B').lower()}"))
-            if a.from_dir:
-                size = adopt(a.from_dir, model_dir, size, a.copy, record)
+            missing = [] if a.from_dir else download_libs_missing()
+            if missing:  # the usual case: this is the bare Python that made .venv
+                rc = download_in_venv(a, model_dir_for(a, size))
+                if rc:
+                    return rc
             else:
-                download_weights(size, model_dir, url_overrides(a.url), a.hf_endpoint, record)
-            cfg = write_manifest(model_dir, size)
-            record.add_file(cfg, downloaded=False)
-            record.settings(model_dir=model_dir)
-            needs = NEEDS[size]
-            say(f"model directory ready: {model_dir} ({size}; needs about {needs['vram_total_gb']} GB of VRAM "
-                "with the text encoder)")
+                setup_model(a, size, record)
         else:
             say("no model yet: add one with `python3.11 install.py --weights 7b` (about 27 GB) or --weights 3b "
                 "(about 18 GB), or --from DIR")

@@ -1,10 +1,14 @@
-"""install.py: GPU detection at the nvidia-smi boundary, the resumable downloader on a loopback server, adopting
-a downloaded release, installing the add-on into a Blender scripts folder (checked with real bpy), --check and
---uninstall. No real pip installs, no venv creation, nothing reaches the internet."""
+"""install.py: GPU detection at the nvidia-smi boundary, the downloads (gdown, huggingface_hub) against a loopback
+server, adopting a downloaded release, installing the add-on into a Blender scripts folder (checked with real bpy),
+--check and --uninstall. No real pip installs, no venv creation, nothing reaches the internet."""
+import hashlib
 import http.server
 import json
 import os
 import pathlib
+import random
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -146,60 +150,128 @@ def test_pip_is_skipped_only_when_the_venv_has_the_pins():
     assert any(m.startswith("torch ") and "+cu128" in m for m in wrong_build)
 
 
-# ---- the downloader on a loopback server ------------------------------------------------------------------------
+# ---- the downloads, on a loopback server ------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch):
+    """Nothing here may leave the machine: a connection to anything but loopback fails the test, and the Hugging
+    Face endpoint defaults to a closed loopback port (a test that forgets --hf-endpoint fails, it does not download)."""
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"a test tried to reach {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
 
 class Server:
-    """Serves `files` with Range support; `cut[path] = n` sends only n bytes of the first GET, then hangs up."""
+    """Serves `files` over HTTP on 127.0.0.1 with what the two download libraries rely on: Content-Length, an ETag,
+    Range and If-Range. Paths `/<repo>/resolve/<rev>/<file>` (and `/datasets/...`) answer HEAD as the Hugging Face
+    Hub's resolve endpoint does (X-Repo-Commit, ETag, Content-Length). Faults:
+      cut[path] = n       the next GET sends only n bytes of its body, then hangs up (once);
+      short[path] = n     every GET announces the whole body but sends at most n bytes of it;
+      head_size[path] = n HEAD announces n bytes whatever the body is;
+      tokens[path] = t    needs `Authorization: Bearer t`, else 401 with X-Error-Code: GatedRepo (as the Hub does)."""
 
     def __init__(self):
-        self.files, self.cut, self.requests, self.ignore_range, self.content_type = {}, {}, [], set(), {}
-        self.tokens = {}  # path -> the bearer token it needs
+        self.files, self.cut, self.short, self.head_size, self.tokens, self.content_type = {}, {}, {}, {}, {}, {}
+        self.requests = []  # (method, path, Range header)
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *a):
                 pass
 
-            def do_GET(self):
+            def _headers_for(self, path, body):
+                tag = '"' + hashlib.sha1(body).hexdigest() + '"'
+                self.send_header("ETag", tag)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Type", server.content_type.get(path, "application/octet-stream"))
+                if "/resolve/" in path:
+                    self.send_header("X-Repo-Commit", COMMIT)
+                return tag
+
+            def _lookup(self, method):
                 path = self.path
-                server.requests.append((path, self.headers.get("Range")))
-                body = server.files.get(path)
+                server.requests.append((method, path, self.headers.get("Range")))
                 if path in server.tokens and self.headers.get("Authorization") != f"Bearer {server.tokens[path]}":
-                    self.send_error(401)
-                    return
+                    self.send_response(401)
+                    self.send_header("X-Error-Code", "GatedRepo")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None, None
+                body = server.files.get(path)
                 if body is None:
-                    self.send_error(404)
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None, None
+                return path, body
+
+            def do_HEAD(self):
+                path, body = self._lookup("HEAD")
+                if path is None:
                     return
-                if callable(body):
-                    body = body()
+                self.send_response(200)
+                self._headers_for(path, body)
+                self.send_header("Content-Length", str(server.head_size.get(path, len(body))))
+                self.end_headers()
+
+            def do_GET(self):
+                path, body = self._lookup("GET")
+                if path is None:
+                    return
                 start, status = 0, 200
-                rng = self.headers.get("Range")
-                if rng and path not in server.ignore_range:
+                rng, if_range = self.headers.get("Range"), self.headers.get("If-Range")
+                etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+                if rng and (if_range is None or if_range == etag):
                     start = int(rng.split("=")[1].split("-")[0])
                     if start >= len(body):
                         self.send_response(416)
                         self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
                         self.end_headers()
                         return
                     status = 206
                 self.send_response(status)
-                self.send_header("Content-Type", server.content_type.get(path, "application/octet-stream"))
+                self._headers_for(path, body)
                 self.send_header("Content-Length", str(len(body) - start))
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.end_headers()
                 chunk = body[start:]
-                if path in server.cut:
-                    n = server.cut.pop(path)
-                    self.wfile.write(chunk[:n])
+                n = server.cut.pop(path, None)
+                if n is None:
+                    n = server.short.get(path)
+                try:
+                    self.wfile.write(chunk if n is None else chunk[:n])
                     self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                if n is not None:
                     self.close_connection = True
-                    return
-                self.wfile.write(chunk)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def gets(self, path=None):
+        return [(p, r) for m, p, r in self.requests if m == "GET" and (path is None or p == path)]
 
     def close(self):
         self.httpd.shutdown()
@@ -214,91 +286,167 @@ def server():
 
 
 def blob(n, seed=1):
-    return bytes((i * 7 + seed * 13 + (i >> 8)) % 251 for i in range(n))
+    return random.Random(seed).randbytes(n)
 
 
-def test_download_resumes_after_a_cut_connection(server, tmp_path):
-    data = blob(300_000)
+def parts(folder):
+    return sorted(p.name for p in pathlib.Path(folder).iterdir() if p.name.endswith(".part"))
+
+
+# -- gdown: Google Drive checkpoints and plain URLs --
+
+def kept(n):
+    """The bytes of a cut answer gdown keeps: whole reads of its CHUNK_SIZE (urllib3 drops a read cut short)."""
+    import importlib
+    chunk = importlib.import_module("gdown.download").CHUNK_SIZE  # (the module: gdown.download is also a function)
+    return n // chunk * chunk
+
+
+def test_gdown_resumes_a_cut_connection_and_shows_progress(server, tmp_path, capsys):
+    data = blob(1_500_000)
     server.files["/w.bin"] = data
-    server.cut["/w.bin"] = 123_457
+    server.cut["/w.bin"] = 1_100_000
     dest = tmp_path / "m" / "w.bin"
-    install.download(server.url + "/w.bin", str(dest), backoff=0, chunk=4096)
+    install.fetch_url(server.url + "/w.bin", str(dest), "w.bin", retries=2)
     assert dest.read_bytes() == data
-    assert not (tmp_path / "m" / "w.bin.part").exists()
-    assert server.requests == [("/w.bin", None), ("/w.bin", "bytes=123457-")]
+    assert parts(tmp_path / "m") == []
+    assert kept(1_100_000) > 0
+    assert server.gets() == [("/w.bin", None), ("/w.bin", f"bytes={kept(1_100_000)}-")]  # the rest, not all again
+    err = capsys.readouterr().err
+    assert "100%" in err and "1.50M/1.50M" in err  # gdown's progress bar, on stderr
 
 
-def test_cut_download_keeps_the_part_and_the_next_run_resumes(server, tmp_path):
-    data = blob(200_000, seed=2)
+def test_gdown_cut_download_is_kept_and_the_next_run_resumes(server, tmp_path):
+    data = blob(1_500_000, seed=2)
     server.files["/w.bin"] = data
-    server.cut["/w.bin"] = 50_000
+    server.cut["/w.bin"] = 700_000
     dest = tmp_path / "w.bin"
-    with pytest.raises(install.InstallError, match="re-run to resume"):
-        install.download(server.url + "/w.bin", str(dest), retries=0, backoff=0)
-    part = tmp_path / "w.bin.part"
-    assert part.read_bytes() == data[:50_000] and not dest.exists()
-    install.download(server.url + "/w.bin", str(dest), backoff=0)  # "the next run"
-    assert dest.read_bytes() == data
-    assert server.requests[-1] == ("/w.bin", "bytes=50000-")
-
-
-def test_size_mismatch_is_a_clear_error_and_keeps_the_part(server, tmp_path):
-    data = blob(10_000, seed=3)
-    server.files["/w.bin"] = data
-    dest = tmp_path / "w.bin"
-    part = tmp_path / "w.bin.part"
-    part.write_bytes(data[:4000])
     with pytest.raises(install.InstallError) as err:
-        install.download(server.url + "/w.bin", str(dest), expected_size=12_345, backoff=0)
+        install.fetch_url(server.url + "/w.bin", str(dest), "w.bin", retries=0)
     msg = str(err.value)
-    assert "10000 bytes but 12345 were expected" in msg and "kept" in msg and "\n" not in msg
-    assert part.read_bytes() == data[:4000] and not dest.exists()
-    # with the right size it resumes from the kept .part
-    install.download(server.url + "/w.bin", str(dest), expected_size=10_000, backoff=0)
-    assert dest.read_bytes() == data and server.requests[-1] == ("/w.bin", "bytes=4000-")
+    assert msg.startswith("w.bin: broken download") and "re-run the same command to resume" in msg
+    assert "\n" not in msg and not dest.exists()
+    (part,) = parts(tmp_path)
+    assert (tmp_path / part).read_bytes() == data[:kept(700_000)]
+    install.fetch_url(server.url + "/w.bin", str(dest), "w.bin", retries=0)  # "the next run"
+    assert dest.read_bytes() == data and parts(tmp_path) == []
+    assert server.gets()[-1] == ("/w.bin", f"bytes={kept(700_000)}-")
 
 
-def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
-    data = blob(5000, seed=4)
-    server.files["/w.bin"] = data
-    server.ignore_range.add("/w.bin")
-    (tmp_path / "w.bin.part").write_bytes(b"\0" * 1000)  # stale junk that must not stay in front
-    install.download(server.url + "/w.bin", str(tmp_path / "w.bin"), backoff=0)
-    assert (tmp_path / "w.bin").read_bytes() == data
+def test_gdown_size_mismatch_is_a_one_line_broken_download_error(server, tmp_path):
+    """The server announces 2 000 000 bytes and never sends more than 600 000 per answer: the sizes never add up."""
+    server.files["/w.bin"] = blob(2_000_000, seed=3)
+    server.short["/w.bin"] = 600_000
+    dest = tmp_path / "w.bin"
+    with pytest.raises(install.InstallError) as err:
+        install.fetch_url(server.url + "/w.bin", str(dest), "motionmillion_3B_all.pth", retries=1)
+    msg = str(err.value)
+    got = 2 * kept(600_000)
+    assert msg.startswith("motionmillion_3B_all.pth: broken download (")
+    assert f"received {got} bytes but the server announced 2000000 bytes" in msg and "\n" not in msg
+    assert not dest.exists()
+    assert server.gets()[-1] == ("/w.bin", f"bytes={kept(600_000)}-")  # it did try to resume before giving up
+    (part,) = parts(tmp_path)
+    assert (tmp_path / part).stat().st_size == got  # kept for the next run
 
 
-def test_web_page_instead_of_file_and_http_errors(server, tmp_path):
-    server.files["/drive"] = b"<html>Google Drive - quota exceeded</html>"
+def test_gdown_web_page_and_http_errors(server, tmp_path):
+    server.files["/drive"] = b"<!DOCTYPE html><html>Google Drive - quota exceeded</html>"
     server.content_type["/drive"] = "text/html; charset=utf-8"
     with pytest.raises(install.InstallError, match="sent a web page instead of the file"):
-        install.download(server.url + "/drive", str(tmp_path / "x.pth"), backoff=0)
-    with pytest.raises(install.InstallError, match="HTTP 404"):
-        install.download(server.url + "/missing", str(tmp_path / "y.pth"), backoff=0)
+        install.fetch_url(server.url + "/drive", str(tmp_path / "x.pth"), "x.pth")
+    assert not (tmp_path / "x.pth").exists()
+    with pytest.raises(install.InstallError, match=r"y\.pth: download failed with HTTP 404"):
+        install.fetch_url(server.url + "/missing", str(tmp_path / "y.pth"), "y.pth")
 
 
-def test_progress_is_shown(server, tmp_path, capsys):
-    server.files["/w.bin"] = blob(100_000)
-    install.download(server.url + "/w.bin", str(tmp_path / "w.bin"), chunk=5000, backoff=0)
+def test_drive_ids_go_to_gdown_as_drive_links(monkeypatch, tmp_path):
+    """Without --url the checkpoints are the authors' Drive files, handed to gdown (which knows Drive's pages)."""
+    import gdown
+    asked = []
+    monkeypatch.setattr(gdown, "download", lambda url, out, **kw: asked.append((url, kw)) or pathlib.Path(out).write_bytes(b"PK"))
+    install.fetch_url(install.GDRIVE_URL.format(install.GDRIVE_IDS["t2m-7B"]), str(tmp_path / "a.pth"), "a.pth")
+    (url, kw), = asked
+    assert url == "https://drive.google.com/uc?id=1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ"
+    assert gdown.parse_url.parse_url(url) == ("1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ", True)
+    assert kw["resume"] is True and kw["retries"] == install.DOWNLOAD_RETRIES and kw["quiet"] is False
+
+
+# -- huggingface_hub: flan-t5-xl and the gated mean/std --
+
+def serve_text_encoder(server):
+    # the first shard is larger than huggingface_hub's read size (10 MiB), so a cut in it can be resumed
+    shards = {"model-00001-of-00002.safetensors": blob(12_000_000, 9), "model-00002-of-00002.safetensors": blob(10_000, 10)}
+    index = {"metadata": {"total_size": 12_010_000},
+             "weight_map": {"encoder.block.0.w": "model-00001-of-00002.safetensors",
+                            "encoder.block.1.w": "model-00001-of-00002.safetensors",
+                            "encoder.final_layer_norm.weight": "model-00002-of-00002.safetensors"}}
+    hf = {"config.json": b'{"d_model": 2048}', "model.safetensors.index.json": json.dumps(index).encode(),
+          "spiece.model": blob(700, 11), "tokenizer.json": b"{}", "tokenizer_config.json": b"{}",
+          "special_tokens_map.json": b"{}", **shards,
+          # in the repository, never wanted
+          "pytorch_model-00001-of-00002.bin": blob(40_000, 12), "flax_model.msgpack": blob(999, 1), "README.md": b"#"}
+    for name, body in hf.items():
+        server.files[f"/google/flan-t5-xl/resolve/main/{name}"] = body
+    return hf
+
+
+def te_files(folder):
+    return sorted(p.name for p in pathlib.Path(folder).iterdir() if not p.name.startswith("."))
+
+
+def test_hf_text_encoder_resumes_a_cut_connection_and_shows_progress(server, tmp_path, capsys):
+    hf = serve_text_encoder(server)
+    shard = "/google/flan-t5-xl/resolve/main/model-00001-of-00002.safetensors"
+    server.cut[shard] = 11_000_000
+    rec = install.Record(str(tmp_path / "rec.json"))
+    te = tmp_path / "flan-t5-xl"
+    install.fetch_text_encoder(str(te), server.url, rec)
+    wanted = [n for n in hf if not n.startswith(("pytorch_model", "flax", "README"))]
+    assert te_files(te) == sorted(wanted)
+    for name in wanted:
+        assert (te / name).read_bytes() == hf[name], name
+    chunk = __import__("huggingface_hub").constants.DOWNLOAD_CHUNK_SIZE  # whole reads are what it keeps of a cut
+    assert server.gets(shard) == [(shard, None), (shard, f"bytes={11_000_000 // chunk * chunk}-")]  # resumed
+    assert not any("pytorch_model" in p or "flax" in p or "README" in p for _, p, _ in server.requests)
     err = capsys.readouterr().err
-    assert "w.bin: 0% of 97.7 KB" in err and "w.bin: 100% of 97.7 KB" in err and "w.bin: 50%" in err
+    assert "Trying to resume download" in err  # huggingface_hub says so
+    assert "model-00001-of-00002.safetensors" in err and "100%" in err  # and shows its progress bar
+    # everything is recorded, huggingface_hub's own notes (.cache) included, so --uninstall can remove it
+    recorded = {e["path"] for e in rec.data["files"]}
+    assert recorded == {str(te / n) for n in wanted} | {str(te / ".cache")}
+
+    n = len(server.requests)
+    install.fetch_text_encoder(str(te), server.url, rec)  # a second run asks for nothing
+    assert server.requests[n:] == []
+
+
+def test_hf_size_mismatch_is_a_one_line_broken_download_error(server, tmp_path):
+    hf = serve_text_encoder(server)
+    path = "/google/flan-t5-xl/resolve/main/spiece.model"
+    server.head_size[path] = len(hf["spiece.model"]) + 50  # the Hub says one size, the file has another
+    rec = install.Record(str(tmp_path / "rec.json"))
+    with pytest.raises(install.InstallError) as err:
+        install.fetch_text_encoder(str(tmp_path / "flan-t5-xl"), server.url, rec)
+    msg = str(err.value)
+    assert msg.startswith("flan-t5-xl/spiece.model: broken download (Consistency check failed: file should be of "
+                          "size 750 but has size 700") and "\n" not in msg
+    assert not (tmp_path / "flan-t5-xl" / "spiece.model").exists()  # nothing broken is left in place
+
+
+def test_hf_endpoint_down_is_one_line(tmp_path):
+    rec = install.Record(str(tmp_path / "rec.json"))
+    with pytest.raises(install.InstallError) as err:
+        install.fetch_text_encoder(str(tmp_path / "te"), "http://127.0.0.1:9", rec)
+    assert "could not reach http://127.0.0.1:9" in str(err.value) and "\n" not in str(err.value)
 
 
 def serve_release(server, size="3B"):
-    """The release on the loopback server: Drive-style checkpoints, mean/std, an HF-style API."""
-    files = {
-        "/gd/tok": blob(20_000, 5), f"/gd/t2m{size}": blob(70_000, 6), "/gh/mean.npy": blob(2176, 7),
-        "/gh/std.npy": blob(2176, 8),
-    }
-    hf = {"config.json": b'{"d_model": 2048}', "model-00001-of-00002.safetensors": blob(30_000, 9),
-          "model-00002-of-00002.safetensors": blob(10_000, 10), "model.safetensors.index.json": b"{}",
-          "spiece.model": blob(700, 11), "tokenizer.json": b"{}", "tokenizer_config.json": b"{}",
-          "special_tokens_map.json": b"{}", "pytorch_model.bin": blob(40_000, 12), "flax_model.msgpack": blob(999, 1),
-          "README.md": b"# flan"}
-    for name, body in hf.items():
-        files[f"/google/flan-t5-xl/resolve/main/{name}"] = body
+    """The release on the loopback server: Drive-style checkpoints and plain mean/std URLs, flan-t5-xl on a Hub."""
+    files = {"/gd/tok": blob(20_000, 5), f"/gd/t2m{size}": blob(1_200_000, 6), "/gh/mean.npy": blob(2176, 7),
+             "/gh/std.npy": blob(2176, 8)}
     server.files.update(files)
-    server.files["/api/models/google/flan-t5-xl/revision/main?blobs=true"] = json.dumps(
-        {"siblings": [{"rfilename": n, "size": len(b)} for n, b in hf.items()]}).encode()
+    hf = serve_text_encoder(server)
     args = ["--url", f"tokenizer={server.url}/gd/tok", "--url", f"t2m-{size}={server.url}/gd/t2m{size}",
             "--url", f"mean={server.url}/gh/mean.npy", "--url", f"std={server.url}/gh/std.npy",
             "--hf-endpoint", server.url]
@@ -307,17 +455,17 @@ def serve_release(server, size="3B"):
 
 def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, capsys):
     files, hf, args = serve_release(server, "3B")
-    server.cut["/google/flan-t5-xl/resolve/main/model-00001-of-00002.safetensors"] = 10_000
-    free = 10 ** 12
-    monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": free})())
+    server.cut["/gd/t2m3B"] = 700_000
+    server.cut["/google/flan-t5-xl/resolve/main/model-00001-of-00002.safetensors"] = 11_000_000
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
     assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 0
     model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
     assert (model_dir / "fsq_net_6000000.pth").read_bytes() == files["/gd/tok"]
     assert (model_dir / "motionmillion_3B_all.pth").read_bytes() == files["/gd/t2m3B"]
     assert (model_dir / "mean.npy").read_bytes() == files["/gh/mean.npy"]
+    assert server.gets("/gd/t2m3B") == [("/gd/t2m3B", None), ("/gd/t2m3B", f"bytes={kept(700_000)}-")]
     te = model_dir / "flan-t5-xl"
-    assert sorted(os.listdir(te)) == sorted(n for n in hf if n not in ("pytorch_model.bin", "flax_model.msgpack",
-                                                                         "README.md"))
+    assert te_files(te) == sorted(n for n in hf if not n.startswith(("pytorch_model", "flax", "README")))
     assert (te / "model-00001-of-00002.safetensors").read_bytes() == hf["model-00001-of-00002.safetensors"]
     cfg = load_config(model_dir)
     assert (cfg.t2m.n_layer, cfg.t2m.n_embd, cfg.t2m.file) == (24, 3200, "motionmillion_3B_all.pth")
@@ -326,14 +474,14 @@ def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, ca
     assert settings["model_dir"] == str(model_dir)
     out = capsys.readouterr()
     assert "about 18 GB of disk" in out.out and "2.5 GB for the decoder" in out.out
-    assert "connection cut" in out.err
+    assert "Retrying (1/5)" in out.err and "Trying to resume download" in out.err  # each library's own resume
 
     # a second run downloads nothing
     n = len(server.requests)
     assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 0
-    assert [p for p, _ in server.requests[n:]] == ["/api/models/google/flan-t5-xl/revision/main?blobs=true"]
+    assert server.requests[n:] == []
 
-    # uninstall: answering no keeps the weights, --yes removes them
+    # uninstall: answering no keeps the weights, --yes removes them (huggingface_hub's .cache notes too)
     (model_dir / "my_notes.txt").write_text("mine")
     install.uninstall(False, ask=lambda q: "n")
     assert json.loads(pathlib.Path(env["MOTIONMILL_CONFIG"]).read_text()) == {"model_dir": str(model_dir)}
@@ -347,6 +495,7 @@ def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, ca
 
 def test_mean_std_come_from_the_gated_hf_dataset_with_a_token(env, server, monkeypatch, capsys):
     """Without --url mean/std they come from <hf endpoint>/datasets/InternRobotics/MotionMillion, with HF_TOKEN."""
+    import huggingface_hub.constants
     files, hf, args = serve_release(server, "3B")
     args = args[:4] + args[8:]  # tokenizer and t2m-3B URLs, the HF endpoint; no mean/std URLs
     for key, name in install.MEAN_STD_FILES.items():
@@ -356,16 +505,17 @@ def test_mean_std_come_from_the_gated_hf_dataset_with_a_token(env, server, monke
     monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(pathlib.Path(env["HOME"]) / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(pathlib.Path(env["HOME"]) / "no-token"))
     assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 1
     line = one_error_line(capsys.readouterr().err)
-    assert "mean.npy" in line and "HTTP 401" in line and "gated Hugging Face repository" in line and "HF_TOKEN" in line
-    assert not any(p.startswith("/gd/") for p, _ in server.requests)  # failed before the big downloads
+    assert "mean.npy" in line and "gated Hugging Face repository" in line and "HF_TOKEN" in line
+    assert not any(p.startswith("/gd/") for _, p, _ in server.requests)  # failed before the big downloads
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 0
     model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
     assert (model_dir / "mean.npy").read_bytes() == files["/gh/mean.npy"]
     assert (model_dir / "std.npy").read_bytes() == files["/gh/std.npy"]
+    assert not (model_dir / ".hf-download").exists()
 
 
 def test_not_enough_disk_space(env, server, monkeypatch, capsys):
@@ -374,7 +524,7 @@ def test_not_enough_disk_space(env, server, monkeypatch, capsys):
     assert install.main(["--weights", "7b", "--no-env", "--no-blender", *args]) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "not enough disk space" in line and "2.8 GB free" in line and "25.1 GB" in line
-    assert not any(p.startswith("/gd/") for p, _ in server.requests)
+    assert server.requests == []
 
 
 def test_unknown_tokenizer_link_is_a_clear_error(env, server, monkeypatch, capsys):
@@ -386,6 +536,63 @@ def test_unknown_tokenizer_link_is_a_clear_error(env, server, monkeypatch, capsy
     assert install.main(["--weights", "7b", "--no-env", "--no-blender", *args]) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "no download link is known for fsq_net_6000000.pth" in line and "--url tokenizer=URL" in line
+
+
+def bare_python311():
+    """A Python 3.11 without gdown (as the one that runs install.py before .venv exists), or None."""
+    exe = shutil.which("python3.11", path=os.environ.get("PATH"))
+    if not exe:
+        return None
+    out = subprocess.run([exe, "-c", "import sys; print(sys.executable)\ntry:\n import gdown\nexcept ImportError:\n"
+                          " print('bare')"], capture_output=True, text=True)
+    lines = out.stdout.split()
+    return lines[0] if out.returncode == 0 and lines[-1:] == ["bare"] else None
+
+
+def test_bare_python_runs_the_download_step_with_the_venv_python(env, server, tmp_path):
+    """install.py on a Python without gdown hands the weights step to .venv's Python (here the test venv's)."""
+    bare = bare_python311()
+    if bare is None:
+        pytest.skip("no Python 3.11 without gdown on PATH")
+    if shutil.disk_usage(tmp_path).free < install.NEEDS["3B"]["disk_gb"] * 10 ** 9:
+        pytest.skip("the 3B release's disk check needs 18 GB free")
+    files, hf, args = serve_release(server, "3B")
+    venv_dir = tmp_path / "venv"
+    (venv_dir / "bin").mkdir(parents=True)
+    fake_exe(venv_dir / "bin" / "python", f"#!/bin/sh\nexec {PY} \"$@\"\n")
+    child = {**os.environ, **{k: v for k, v in env.items() if k != "bin"}}
+    out = subprocess.run([bare, str(ROOT / "install.py"), "--weights", "3b", "--no-env", "--no-blender",
+                          "--venv", str(venv_dir), *args], capture_output=True, text=True, env=child, timeout=300,
+                         cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr
+    assert f"downloading with {venv_dir / 'bin' / 'python'} (gdown, huggingface_hub)" in out.stdout
+    model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
+    assert (model_dir / "motionmillion_3B_all.pth").read_bytes() == files["/gd/t2m3B"]
+    assert load_config(model_dir).missing_files() == []
+    assert "100%" in out.stderr  # the libraries' progress bars reach the user
+
+    # a .venv without the download libraries: one line saying how to get them
+    (venv_dir / "bin" / "python").unlink()
+    fake_exe(venv_dir / "bin" / "python", f"#!/bin/sh\nexec {bare} \"$@\"\n")
+    out = subprocess.run([bare, str(ROOT / "install.py"), "--weights", "3b", "--no-env", "--no-blender",
+                          "--venv", str(venv_dir), "--model-dir", str(tmp_path / "other"), *args],
+                         capture_output=True, text=True, env=child, timeout=300, cwd=str(ROOT))
+    assert out.returncode == 1
+    line = one_error_line(out.stderr)
+    assert "gdown missing" in line and "huggingface_hub missing" in line and "without --no-env" in line
+
+
+def test_download_libraries_are_pinned_and_checked(monkeypatch):
+    """The libraries the weights step imports are pinned with the others; a Python whose versions differ from the
+    pins does not run the step itself."""
+    import importlib.metadata as md
+    pins = dict(spec.split("==") for spec in install.RUNTIME if "==" in spec)
+    assert set(install.DOWNLOAD_LIBS) == {"gdown", "huggingface_hub"} <= set(pins)
+    have = {n: md.version(n) for n in install.DOWNLOAD_LIBS}
+    expected = [f"{n} {have[n]} (want {pins[n]})" for n in install.DOWNLOAD_LIBS if have[n] != pins[n]]
+    assert install.download_libs_missing() == expected
+    monkeypatch.setattr(install, "RUNTIME", [s for s in install.RUNTIME if not s.startswith("gdown")] + ["gdown==0.0.1"])
+    assert f"gdown {have['gdown']} (want 0.0.1)" in install.download_libs_missing()
 
 
 # ---- adopting a downloaded release -------------------------------------------------------------------------------
