@@ -211,6 +211,25 @@ def pip_install(py, packages, extra_args=()):
                            "`python3.11 install.py` (finished packages are kept)")
 
 
+def link_project(py, record):
+    """Make the repository's packages (backend, models, retarget, blender_addon) importable by the venv's Python from
+    any folder, so pipeline scripts need not run from the repository: a `motionmill.pth` naming the repository in
+    the venv's site-packages (Python's own site mechanism; no copy, no build)."""
+    out = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise InstallError(f"could not ask {py} for its site-packages folder; delete {os.path.dirname(os.path.dirname(py))} "
+                           "and re-run `python3.11 install.py`")
+    pth = os.path.join(out.stdout.strip(), "motionmill.pth")
+    if os.path.isfile(pth) and open(pth).read().strip() == ROOT:
+        return pth
+    with open(pth, "w") as f:
+        f.write(ROOT + "\n")
+    record.add_file(pth, downloaded=False)
+    say(f"linked {ROOT} into {os.path.basename(os.path.dirname(os.path.dirname(py)))}: `python -m backend` works from any folder")
+    return pth
+
+
 def index_reachable(url, timeout=5):
     """Whether the host of a package index answers at all (pip would otherwise retry it for minutes)."""
     host = urllib.parse.urlsplit(url).hostname
@@ -242,6 +261,7 @@ def setup_env(a, gpu, os_name, record):
     py, created = make_venv(a.venv)
     if created:
         record.add("venv", a.venv)
+    link_project(py, record)
     missing = venv_missing(py, packages, tag)
     if missing == []:
         say(f"{a.venv} already has torch {TORCH_VERSION}{'+' + tag if tag else ''} and every pinned package: "

@@ -150,6 +150,32 @@ def test_pip_is_skipped_only_when_the_venv_has_the_pins():
     assert any(m.startswith("torch ") and "+cu128" in m for m in wrong_build)
 
 
+
+def test_the_venv_imports_the_project_from_any_folder_and_uninstall_unlinks_it(env, tmp_path):
+    """A pipeline script in its own folder runs `.venv/bin/python -m backend`: a real (pip-less) venv gets the
+    link, a re-run does not add it twice, and --uninstall removes the link but not a venv it did not create."""
+    import venv
+    venv_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(venv_dir)
+    py = str(venv_dir / "bin" / "python")
+    elsewhere = tmp_path / "pipeline"
+    elsewhere.mkdir()
+    where = "import importlib.util as u; print(*(u.find_spec(m) and u.find_spec(m).origin for m in ('backend', 'retarget')))"
+    before = subprocess.run([py, "-c", where], cwd=elsewhere, capture_output=True, text=True)
+    assert before.stdout.split() == ["None", "None"], before.stderr
+
+    record = install.Record(install.record_path())
+    pth = install.link_project(py, record)
+    assert install.link_project(py, record) == pth
+    after = subprocess.run([py, "-c", where], cwd=elsewhere, capture_output=True, text=True)
+    assert after.stdout.split() == [str(ROOT / "backend" / "__init__.py"), str(ROOT / "retarget" / "__init__.py")]
+    assert [e["path"] for e in json.loads(pathlib.Path(install.record_path()).read_text())["files"]] == [pth]
+
+    out = run_install(env, "--uninstall")
+    assert out.returncode == 0, out.stderr
+    assert not os.path.exists(pth) and os.path.isfile(py)
+
+
 # ---- the downloads, on a loopback server ------------------------------------------------------------------------
 
 @pytest.fixture(autouse=True)
