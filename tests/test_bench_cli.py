@@ -17,5 +17,5 @@ def test_bench_writes_its_section_and_keeps_the_others(tmp_path):
     section = text.split("## Decoder (cpu-mid, cpu)", 1)[1]
     assert re.search(r"^\| 1 \| [\d.]+ \| [\d.]+ \| \*\*[\d.]+×\*\* \|$", section, re.M)
     assert re.search(r"^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$", section, re.M)
-    assert re.search(r"streaming read measured in the same run\. At that speed 3 steps cannot take less than "
+    assert re.search(r"fastest plain streaming read measured in the same run\. At that speed 3 steps cannot take less than "
                      r"[\d.]+ s, so at batch 1 no cache can beat the recompute by more than [\d.]+×", section)
