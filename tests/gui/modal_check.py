@@ -186,6 +186,9 @@ def script():
         RESULT["sidebar_tab_note"] = repr(err)
     spy = PanelSpy(getattr(bpy.types, "MOTIONMILL_PT_panel"))
     spy.panel_cls.append(spy)
+    viewport_draws = []   # draws of the 3D viewport itself (its WINDOW region), the expensive redraw
+    vp_handle = bpy.types.SpaceView3D.draw_handler_add(lambda: viewport_draws.append(time.monotonic()), (),
+                                                       "WINDOW", "POST_PIXEL")
     for _ in range(100):   # let the window draw the sidebar with the tab
         if spy.draws:
             break
@@ -210,7 +213,7 @@ def script():
         rt = bpy.context.window_manager.motionmill
         info = {"prompt": prompt, "seconds": seconds, "statuses": [], "progress": [], "esc": None}
         RESULT["runs"][label] = info
-        n_draws = len(spy.draws)
+        n_draws, n_vp = len(spy.draws), len(viewport_draws)
         t0 = time.monotonic()
         info["invoke_result"] = sorted(invoke())
         info["invoke_s"] = round(time.monotonic() - t0, 3)
@@ -246,6 +249,7 @@ def script():
         info["largest_gaps"] = [[round(1000 * gaps[i], 1), tick_status[i], tick_status[i + 1]] for i in sorted(worst)]
         drawn = spy.draws[n_draws:]
         info["panel_draws"] = len(drawn)
+        info["viewport_draws"] = len(viewport_draws) - n_vp
         info["panel_statuses_while_running"] = list(dict.fromkeys(d[2] for d in drawn if d[1]))
         if esc and info["esc"] is not None:
             info["esc"]["to_stopped_s"] = round(t_end - esc_t, 3)
@@ -253,8 +257,9 @@ def script():
         check(f"{label}_invoke_returned_fast", info["invoke_s"] < 2.0, f"invoke took {info['invoke_s']} s")
         check(f"{label}_ui_never_blocked", gaps and max(gaps) < 1.0,
               f"largest gap between timer ticks {info['max_tick_gap_ms']} ms")
-        check(f"{label}_panel_redrawn_while_running", len(info["panel_statuses_while_running"]) >= 2,
-              str(info["panel_statuses_while_running"]))
+        if label != "run3":   # run 3 (model loaded, 2 s) can be over within a tick or two
+            check(f"{label}_panel_redrawn_while_running", len(info["panel_statuses_while_running"]) >= 2,
+                  str(info["panel_statuses_while_running"]))
         return info
 
     # ---- run 1: a clip, start to end
@@ -263,6 +268,7 @@ def script():
     info = yield from run("run1", "a person walks forward", 2.0, screenshot=ARGS.screenshot)
     act = obj.animation_data.action if obj.animation_data else None
     check("run1_done", info["final_status"] == "done: 1 clip(s)", info["final_status"])
+    check("run1_says_starting_backend", info["statuses"][0] == "starting backend…", str(info["statuses"]))
     tokens = [st for st in info["statuses"] if st.startswith("token ")]
     check("run1_token_progress_seen", len(tokens) >= 1, str(info["statuses"]))
     check("run1_progress_rises", info["progress"][-1] == 1.0 and any(0.1 < p < 0.9 for p in info["progress"]),
@@ -288,6 +294,7 @@ def script():
     info = yield from run("run2_esc", "a person runs in a circle", 10.0, esc=True)
     check("run2_esc_pressed", info["esc"] is not None, "no 'token' status was ever shown")
     check("run2_cancelled", info["final_status"] == "cancelled", info["final_status"])
+    check("run2_backend_not_starting_again", "starting backend…" not in info["statuses"], str(info["statuses"]))
     last_token = [st for st in info["statuses"] if st.startswith("token ")]
     if last_token:
         step, total = map(int, last_token[-1].split()[1].split("/"))
@@ -326,6 +333,7 @@ def script():
           RESULT["undo"]["active_after_ctrl_z"])
 
     spy.panel_cls.remove(spy)
+    bpy.types.SpaceView3D.draw_handler_remove(vp_handle, "WINDOW")
     SESSION.close()
 
 
