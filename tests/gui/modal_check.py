@@ -268,6 +268,9 @@ def script():
     info = yield from run("run1", "a person walks forward", 2.0, screenshot=ARGS.screenshot)
     act = obj.animation_data.action if obj.animation_data else None
     check("run1_done", info["final_status"] == "done: 1 clip(s)", info["final_status"])
+    # the 3D viewport is redrawn for what changed (each status, the new pose), not on every timer tick
+    check("run1_viewport_not_redrawn_every_tick", info["viewport_draws"] <= len(info["statuses"]) + 3,
+          f"{info['viewport_draws']} viewport redraws for {len(info['statuses'])} statuses in {info['ticks']} ticks")
     check("run1_says_starting_backend", info["statuses"][0] == "starting backend…", str(info["statuses"]))
     tokens = [st for st in info["statuses"] if st.startswith("token ")]
     check("run1_token_progress_seen", len(tokens) >= 1, str(info["statuses"]))
