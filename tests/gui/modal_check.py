@@ -46,7 +46,6 @@ def parse_args():
     p.add_argument("--backend-python", required=True)
     p.add_argument("--model-dir", required=True)
     p.add_argument("--backend-dir", default=ROOT)
-    p.add_argument("--screenshot", default="", help="PNG of the window while run 1 decodes")
     p.add_argument("--timeout", type=float, default=400.0, help="watchdog for the whole check, seconds")
     return p.parse_args(argv)
 
@@ -207,7 +206,7 @@ def script():
         with bpy.context.temp_override(window=win, area=area, region=region):
             return bpy.ops.motionmill.generate("INVOKE_DEFAULT")
 
-    def run(label, prompt, seconds, esc=False, screenshot=""):
+    def run(label, prompt, seconds, esc=False):
         """Generator: invoke Generate, sample the panel's properties every tick until it stops running."""
         s.prompt, s.seconds = prompt, seconds
         rt = bpy.context.window_manager.motionmill
@@ -229,9 +228,6 @@ def script():
                 win.event_simulate(type="ESC", value="RELEASE")
                 info["esc"] = {"at_s": round(time.monotonic() - t0, 3), "status_then": rt.status}
                 esc_t = time.monotonic()
-            if screenshot and rt.running and rt.status.startswith("token ") and "screenshot" not in info:
-                with bpy.context.temp_override(window=win, area=area, region=region):
-                    info["screenshot"] = sorted(bpy.ops.screen.screenshot(filepath=screenshot))
             if not rt.running:
                 break
             if time.monotonic() - t0 > 240:
@@ -265,7 +261,7 @@ def script():
     # ---- run 1: a clip, start to end
     scene.frame_current = 11
     n_actions = len(bpy.data.actions)
-    info = yield from run("run1", "a person walks forward", 2.0, screenshot=ARGS.screenshot)
+    info = yield from run("run1", "a person walks forward", 2.0)
     act = obj.animation_data.action if obj.animation_data else None
     check("run1_done", info["final_status"] == "done: 1 clip(s)", info["final_status"])
     # the 3D viewport is redrawn for what changed (each status, the new pose), not on every timer tick
