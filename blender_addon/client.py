@@ -52,6 +52,7 @@ class BackendClient:
         self.env["PYTHONUNBUFFERED"] = "1"
         self.log = log
         self.proc = None
+        self.answered = False
         self._ids = itertools.count(1)
         self._prefix = f"c{os.getpid()}-{int(time.time() * 1000) % 100000}-"
         if start:
@@ -67,6 +68,7 @@ class BackendClient:
         self._lock = threading.Lock()
         self._stderr = collections.deque(maxlen=STDERR_LINES)
         self._closing = False
+        self.answered = False        # an event has come from this service process (it is up, not starting)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      cwd=self.cwd, env=self.env, bufsize=0)
         self._err_thread = threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True)
@@ -98,6 +100,7 @@ class BackendClient:
             except ValueError:
                 self._stderr.append(f"(unparsable output) {raw[:200]!r}")
                 continue
+            self.answered = True
             if event.get("final"):
                 with self._lock:
                     self._open.discard(event.get("id"))

@@ -46,11 +46,20 @@ def _runtime(context):
     return context.window_manager.motionmill
 
 
-def _redraw(context):
+def _redraw(context, viewport=False):
+    """Redraw the MotionMill sidebar (the progress bar) of every 3D View; with viewport=True the whole 3D View
+    (the rig's pose changed). The progress alone must not redraw the viewport: in a heavy scene, or with software
+    OpenGL, that is the costly part of a redraw, and it would be paid on every timer tick of a generation."""
     for window in getattr(context.window_manager, "windows", ()):
         for area in window.screen.areas:
-            if area.type == "VIEW_3D":
+            if area.type != "VIEW_3D":
+                continue
+            if viewport:
                 area.tag_redraw()
+                continue
+            for region in area.regions:
+                if region.type == "UI":
+                    region.tag_redraw()
 
 
 class _BackendOp:
@@ -101,6 +110,7 @@ class _BackendOp:
             self._job.wait(WAIT_S)
             return self.finish(context)
         wm = context.window_manager
+        self._shown = None
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -111,14 +121,19 @@ class _BackendOp:
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         done = self._job.pump()
-        rt = _runtime(context)
-        rt.status, rt.progress = self._job.status, self._job.progress
-        _redraw(context)
+        shown = (self._job.status, self._job.progress)
+        if shown != self._shown:   # only a change is drawn: no redraw on the ticks where nothing happened
+            self._shown = shown
+            rt = _runtime(context)
+            rt.status, rt.progress = shown
+            _redraw(context)
         if not done:
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)
         self._timer = None
-        return self.finish(context)
+        result = self.finish(context)
+        _redraw(context, viewport=True)
+        return result
 
     def finish(self, context):
         job, rt = self._job, _runtime(context)

@@ -69,9 +69,9 @@ class Session:
 class Job:
     """One generate request: progress text/fraction, then .result (the final event) or .error (one line)."""
 
-    def __init__(self, session, rid, kind="generate"):
+    def __init__(self, session, rid, kind="generate", status="queued…"):
         self.session, self.rid, self.kind = session, rid, kind
-        self.status, self.progress = "starting backend…", 0.0
+        self.status, self.progress = status, 0.0
         self.result = self.error = None
         self.error_code = None
         self.done = False
@@ -159,7 +159,8 @@ def start_generate(session, prompts, out, **options):
             rid = client.generate(prompts=prompts, out=out, **fields)
     except BackendError as err:
         raise SessionError(_one_line(err.code, err.message)) from None
-    job = Job(session, rid)
+    # what the panel shows until the first event: a service that has never answered is still starting up
+    job = Job(session, rid, status=PHASE_TEXT["queued"] if client.answered else "starting backend…")
     session.job = job
     return job
 

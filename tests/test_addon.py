@@ -250,6 +250,20 @@ def test_cancel_in_the_middle(backend, mixamo):
     assert bpy.ops.motionmill.generate() == {"FINISHED"}
 
 
+def test_status_says_starting_only_until_the_backend_has_answered(backend, tmp_path):
+    """The panel's first status: "starting backend…" for a service that has not answered yet (python + torch are
+    still loading), "queued…" once it has (seen in the windowed check: it said "starting" on every request)."""
+    from blender_addon import ops
+    mm_session.SESSION.close()
+    ops.ensure_backend(bpy.context)
+    job = mm_session.start_generate(mm_session.SESSION, ["a person waves"], str(tmp_path), seconds=1.0)
+    assert job.status == "starting backend…"
+    assert job.wait(120).result is not None, job.error
+    job = mm_session.start_generate(mm_session.SESSION, ["a person waves"], str(tmp_path), seconds=1.0)
+    assert job.status == "queued…"
+    assert job.wait(120).result is not None, job.error
+
+
 def test_wrong_python_and_missing_model_dir(backend, mixamo, tmp_path):
     s = bpy.context.scene.motionmill
     s.prompt = "a person walks"
