@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError
+from .cpu_linear import can_pack, pack_linears
 from .manifest import ModelConfig, ModelDirError, load_config
 from .motion_tokenizer import MotionTokenizer, load_motion_tokenizer
 from .quantize import DTYPES, QUANT_MODES, materialize
@@ -78,6 +79,12 @@ def load_normalization(cfg):
     return out
 
 
+def pack_decoder(decoder):
+    """The decoder's layers and head on oneDNN-packed weights (models/cpu_linear.py). llama_proj stays a plain
+    Linear: it runs once per prompt, and its weight tells callers the decoder's device and dtype."""
+    return pack_linears(decoder, skip=("llama_proj",))
+
+
 def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=False, progress=None):
     """Load everything; `progress(phase)` is called before each part. Raises ModelDirError / CheckpointError."""
     say = progress or (lambda phase: None)
@@ -109,6 +116,8 @@ def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=Fa
     # Non-persistent RoPE frequencies were created on the meta device: rebuild them where the model lives.
     decoder.llama.rotary_emb = type(decoder.llama.rotary_emb)(decoder.llama.config).to(dev)
     decoder.eval()
+    if quant == "none" and can_pack(dev, torch_dtype):
+        pack_decoder(decoder)
 
     say("loading motion tokenizer")
     tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer).to(dev)

@@ -15,7 +15,9 @@ def test_bench_writes_its_section_and_keeps_the_others(tmp_path):
     text = out.read_text()
     assert "## Keying\n\nkept as it is" in text
     section = text.split("## Decoder (cpu-mid, cpu)", 1)[1]
-    assert re.search(r"^\| 1 \| [\d.]+ \| [\d.]+ \| \*\*[\d.]+×\*\* \|$", section, re.M)
+    # on the CPU: reference-style recompute, recompute on the packed weights, cached, speed-up, the cache alone
+    assert re.search(r"^\| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \*\*[\d.]+×\*\* \| [\d.]+× \|$", section, re.M)
+    assert "packed for oneDNN" in section
     assert re.search(r"^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$", section, re.M)
     assert re.search(r"fastest plain streaming read measured in the same run\. At that speed 3 steps cannot take less than "
                      r"[\d.]+ s, so at batch 1 no cache can beat the recompute by more than [\d.]+×", section)

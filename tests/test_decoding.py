@@ -8,8 +8,9 @@ import torch
 
 from backend.generation import expand_variations, generate, seconds_to_tokens
 from backend.sampling import Cancelled, SamplingOptions, generate_tokens
+from models.cpu_linear import PACKED_DTYPES, PackedLinear
 from models.loader import load_model
-from models.t2m import interleaved_to_half_rotation
+from models.t2m import interleaved_to_half_rotation, load_t2m_state
 from tests.conftest import shared_path
 
 
@@ -119,10 +120,11 @@ def test_top_k_one_is_greedy(model, references):
 def end_loving_model(fixture_dir):
     """The tiny model with a head bias that makes END win every step: a real way to exercise stopping."""
     m = load_model(fixture_dir / "model", device="cpu", dtype="float32", quant="none")
+    _, state = load_t2m_state(m.config.path(m.config.t2m.file), m.config.t2m)
     old = m.decoder.lm_head
     head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
     with torch.no_grad():
-        head.weight.copy_(old.weight)
+        head.weight.copy_(state["lm_head.weight"])
         head.bias.zero_()
         head.bias[m.decoder.end_token] = 1e4
     m.decoder.lm_head = head
@@ -173,7 +175,10 @@ def test_reduced_precision_on_cpu_keeps_logits_close_to_fp32(model, fixture_dir,
     q = load_model(fixture_dir / "model", device="cpu", quant=quant, dtype=dtype)
     layer = q.decoder.llama.layers[0].self_attn.q_proj
     if quant == "none":
-        assert layer.weight.dtype == getattr(torch, dtype)
+        # CPU weights run packed for oneDNN where it takes the dtype (fp32, bf16), plain otherwise
+        packed = getattr(torch, dtype) in PACKED_DTYPES
+        assert isinstance(layer, PackedLinear) == packed
+        assert (layer.packed if packed else layer.weight).dtype == getattr(torch, dtype)
     else:
         assert any("CPU" in n for n in q.notes)
         assert type(layer).__module__.startswith("bitsandbytes")
