@@ -19,7 +19,9 @@ class PackedLinear(nn.Module):
     def __init__(self, weight, bias=None):
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)  # layout for one row at a time
+        # The layout oneDNN picks for 16-row inputs: measured here faster than the 1-row layout even for one row,
+        # and as fast for the 4-20 rows of batched steps and prefills (hints 2-64 all tie).
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 16)
         self.bias = None if bias is None else bias.detach()
 
     def forward(self, x):
