@@ -128,7 +128,7 @@ def run_bench(a):
     compare = [int(v) for v in a.compare_batches.split(",")]
     cached_first = first_recompute = None
     for b in compare:
-        cached = time_decode(decoder, b, tokens, cache, repeats=2)
+        cached = time_decode(decoder, b, tokens, cache, repeats=3)  # short runs: best of three, as timeit does
         recompute = time_decode(reference, b, tokens, "none")
         cached_first = cached_first or cached
         first_recompute = first_recompute or recompute
