@@ -7,6 +7,8 @@ its own blocked layout, reads it at about 49 GB/s and the whole cpu-mid step at 
 The packed weight replaces the plain one, so nothing is held twice. Results differ from nn.Linear's only by float
 rounding, as any two matrix-multiply kernels do.
 """
+import platform
+
 import torch
 from torch import nn
 
@@ -32,8 +34,13 @@ class PackedLinear(nn.Module):
 
 
 def can_pack(device, dtype):
-    return (device.type == "cpu" and dtype in PACKED_DTYPES and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+    """x86-64 CPUs with torch's oneDNN; bf16 only where the CPU has the instructions oneDNN needs for it (else
+    the plain nn.Linear path runs, as on ARM)."""
+    if device.type != "cpu" or dtype not in PACKED_DTYPES or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+        return False
+    return dtype != torch.bfloat16 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def pack_linears(model, skip=()):
