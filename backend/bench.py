@@ -12,8 +12,7 @@ import time
 
 import torch
 
-from models.cpu_linear import can_pack
-from models.loader import pack_decoder, resolve_device, resolve_precision
+from models.loader import pack_decoder, packs_weights, resolve_device, resolve_precision
 from models.manifest import PRESETS
 from models.quantize import materialize
 from models.t2m import DecoderShape, MotionDecoder
@@ -95,7 +94,7 @@ def run_bench(a):
     decoder = random_decoder(shape, device, dtype, quant)
     build_s = time.perf_counter() - t0
     cache = "static" if device.type == "cuda" else "dynamic"
-    packed = quant == "none" and can_pack(device, dtype)
+    packed = packs_weights(device, dtype, quant)
     tokens = a.tokens
     lines = []
     where = (torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, "

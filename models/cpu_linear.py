@@ -3,7 +3,7 @@
 A cached decoding step multiplies one row per prompt by every weight matrix, so it is a matrix-vector product
 whose speed is how fast the weights stream from memory. nn.Linear hands that to MKL's gemv, which on the AMD EPYC
 this was measured on reads the 64001-row head at about 16 GB/s; oneDNN's linear, on a weight reordered once into
-its own blocked layout, reads it at about 49 GB/s and the whole cpu-mid step at about 34 GB/s (docs/benchmarks.md).
+its own blocked layout, reads it at about 46 GB/s and a cpu-mid step's layers at about 35 GB/s (docs/benchmarks.md).
 The packed weight replaces the plain one, so nothing is held twice. Results differ from nn.Linear's only by float
 rounding, as any two matrix-multiply kernels do.
 """

@@ -79,6 +79,11 @@ def load_normalization(cfg):
     return out
 
 
+def packs_weights(device, dtype, quant):
+    """Whether load_model runs the decoder on oneDNN-packed weights: unquantised, on a CPU oneDNN serves."""
+    return quant == "none" and can_pack(device, dtype)
+
+
 def pack_decoder(decoder):
     """The decoder's layers and head on oneDNN-packed weights (models/cpu_linear.py). llama_proj stays a plain
     Linear: it runs once per prompt, and its weight tells callers the decoder's device and dtype."""
@@ -116,7 +121,7 @@ def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=Fa
     # Non-persistent RoPE frequencies were created on the meta device: rebuild them where the model lives.
     decoder.llama.rotary_emb = type(decoder.llama.rotary_emb)(decoder.llama.config).to(dev)
     decoder.eval()
-    if quant == "none" and can_pack(dev, torch_dtype):
+    if packs_weights(dev, torch_dtype, quant):
         pack_decoder(decoder)
 
     say("loading motion tokenizer")
