@@ -26,8 +26,12 @@ def collect(model_dir):
                             "vram_total_gb": round(total / 2 ** 30, 1), "vram_free_gb": round(free / 2 ** 30, 1),
                             "capability": f"{props.major}.{props.minor}"}
     else:
+        from models.loader import packs_weights
+        packed = packs_weights(torch.device("cpu"), torch.float32, "none")
         report["device"] = {"kind": "cpu", "name": platform.processor() or platform.machine(), "cuda": None,
-                            "note": "no CUDA GPU: generation runs on the CPU in float32 (slow for 3B/7B)"}
+                            "packed_weights": packed,
+                            "note": "no CUDA GPU: generation runs on the CPU in float32"
+                                    f"{', weights packed for oneDNN' if packed else ''} (slow for 3B/7B)"}
     model = {"dir": model_dir}
     try:
         cfg = load_config(model_dir)

@@ -6,7 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
+from models.loader import packs_weights
 from retarget.bvh import read_bvh
 from retarget.interchange import load_interchange
 from tests.conftest import ROOT, shared_path
@@ -125,5 +127,8 @@ def test_broken_model_directories_name_the_file(model_dir, tmp_path):
 def test_doctor_reports_the_model_directory(model_dir, tmp_path):
     p = backend("doctor", "--model-dir", model_dir)
     assert p.returncode == 0 and "complete" in p.stdout and "transformers" in p.stdout
+    if not torch.cuda.is_available():  # says how the CPU runs the weights, as load_model will
+        packed = packs_weights(torch.device("cpu"), torch.float32, "none")
+        assert ("weights packed for oneDNN" in p.stdout) == packed
     p = backend("doctor", "--model-dir", tmp_path)
     assert p.returncode == 1 and "INCOMPLETE" in p.stdout
