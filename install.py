@@ -1005,7 +1005,7 @@ def check(a, os_name):
                      (f", CUDA {dev['cuda']}" if dev["kind"] == "cuda" else ", no CUDA (CPU only)")))
         rows.append(("bitsandbytes", libs.get("bitsandbytes") or "NOT INSTALLED (needed for NF4/int8 on the GPU)"))
         rows.append(("GPU / VRAM", f"{dev['name']}: {dev['vram_free_gb']} GB free of {dev['vram_total_gb']} GB"
-                     if dev["kind"] == "cuda" else "no CUDA GPU: generation runs on the CPU (slow for 3B/7B)"))
+                     if dev["kind"] == "cuda" else dev["note"]))
         m = report["model"]
         rows.append(("Model directory", f"{m['dir']}: " + ("complete" if m["complete"] else
                                                            "INCOMPLETE: " + "; ".join(m["missing"]))))
