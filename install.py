@@ -53,31 +53,25 @@ TORCH_INDEX = "https://download.pytorch.org/whl/{}"
 ADDON_MODULE = "motionmill"  # the add-on's folder name inside Blender's scripts/addons or extensions
 
 # ---- the release files -------------------------------------------------------------------------------
-# Google Drive file ids of the authors' checkpoints, from the MotionMillion-Codes download script as kept in the fork
-# SoltidueMarquez/MotionMillion-Codes, prepare/download_pretrained_models.sh (commit 81e28211; the authors' own
-# repository, VankouF/MotionMillion-Codes, whose README's "Pretrained models" step runs that script, is not in the
-# index these were looked up in). The script fetches them with `gdown --fuzzy`, as this installer does. "all" =
-# trained on all.txt ("7B-all" is the authors' best model); the train.txt models are listed for reference
-# (--url t2m-7B=https://drive.google.com/uc?id=ID).
+# Google Drive file ids of the authors' checkpoints, from VankouF/MotionMillion-Codes,
+# prepare/download_pretrained_models.sh (commit c026ec6 onwards), which fetches them with `gdown --fuzzy` as this
+# installer does. "all" = trained on all.txt ("7B-all" is the authors' best model); the train.txt models are listed
+# for reference (--url t2m-7B=https://drive.google.com/uc?id=ID).
 GDRIVE_IDS = {
+    "tokenizer": "1m8p5wDuZvpjsk1i2vZzA2Mxf9_oFVnmn",     # fsq_net_6000000.pth, the FSQ motion tokenizer
     "t2m-7B": "1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ",        # motionmillion_7B_all.pth
     "t2m-3B": "1wP_A4-fa213WqdkDPkaK34sKlJx1hBdP",        # motionmillion_3B_all.pth
     "t2m-7B-train": "1iwMDXEpATRRCxXGbXQewVax2HXpO9nOl",  # the 7B model trained on train.txt
     "t2m-3B-train": "1IV3HDG8MdZz_Dd9xqyoHvh70zi6sodl6",  # the 3B model trained on train.txt
-    # NOT FOUND: no published link for the FSQ tokenizer (fsq_net_6000000.pth). The download script above lists
-    # only the four t2m checkpoints, and neither the README nor prepare/*.sh of SoltidueMarquez/ or
-    # JugemTera/MotionMillion-Codes name one; third-party ports (e.g. ZeyuLing's hftrainer model card) speak of a
-    # released "fsq.zip" but give no link either. Fill it in here, or pass --url tokenizer=URL (or
-    # MOTIONMILL_URL_TOKENIZER=URL), or adopt a downloaded copy with --from DIR. If a t2m download is an archive
-    # that holds the tokenizer, it is used.
-    "tokenizer": None,
 }
 GDRIVE_URL = "https://drive.google.com/uc?id={}"
-# The 272-dim mean/std are not in the code repository: MotionMillion-Codes ships no dataset/ folder (its README's
-# "Prepare the datasets" step says "Comming Soon!" and only draws dataset/MotionMillion/mean_std/vector_272/). They
-# are in the MotionMillion dataset on Hugging Face (gated: accept its terms on the dataset page and set HF_TOKEN),
-# files mean_std/Mean.npy and mean_std/Std.npy, as JugemTera/MotionMillion-Codes,
-# prepare/setup_motionmillion_dataset.sh and prepare/arrange_motionmillion.py fetch them.
+# The 272-dim mean/std are committed in the code repository (commit 7ce95bd, "add mean std"), no login needed; they
+# are checked against these hashes. The gated Hugging Face dataset InternRobotics/MotionMillion (accept its terms,
+# set HF_TOKEN) holds copies under mean_std/ and is the fallback.
+MEAN_STD_URL = ("https://raw.githubusercontent.com/VankouF/MotionMillion-Codes/7ce95bd864973fbe48326844b27740a2e9188a0a/"
+                "dataset/MotionMillion/mean_std/vector_272/{}.npy")
+MEAN_STD_SHA256 = {"mean": "373d0393f129cff4236b592709e79f4e8b7615d4083fe86308b8fcb43cf3a3c1",
+                   "std": "dd7d6f9f8fbed043bbb51a523b0a96a7a37aeff70e3280b18cf64872d6669b40"}
 MEAN_STD_REPO = "InternRobotics/MotionMillion"
 MEAN_STD_FILES = {"mean": "mean_std/Mean.npy", "std": "mean_std/Std.npy"}
 HF_ENDPOINT = "https://huggingface.co"
@@ -308,6 +302,12 @@ def download_libs_missing():
     return missing
 
 
+def model_libs_missing():
+    """What this Python lacks to open checkpoints (torch); [] when it can verify a model directory itself."""
+    import importlib.util
+    return [] if importlib.util.find_spec("torch") else ["torch missing"]
+
+
 def _looks_like_a_web_page(path):
     with open(path, "rb") as f:
         head = f.read(512).lstrip().lower()
@@ -329,9 +329,9 @@ def fetch_url(url, dest, label, retries=None):
     try:
         gdown.download(url, dest, quiet=False, resume=True, retries=retries, timeout=60, use_cookies=False)
     except FileURLRetrievalError:
-        raise InstallError(f"{label}: Google Drive would not hand out the file (its download quota for the day, or a "
-                           f"changed link): open {url} in a browser, download it, and re-run with --from FOLDER, or "
-                           f"pass --url NAME=URL for another copy") from None
+        raise InstallError(f"{label}: Google Drive refused the file, most often because of its daily download quota "
+                           f"for a popular file: retry in a few hours, or open {url} in a browser, download it, and "
+                           f"re-run with --from FOLDER (or pass --url NAME=URL for another copy)") from None
     except DownloadError as err:  # fewer bytes than announced, a resume the server did not honour, ...
         first = str(err).strip().splitlines()[0].rstrip(".")
         raise InstallError(f"{label}: broken download ({first}); the partial file is kept beside {dest}: {again}, or "
@@ -455,9 +455,41 @@ def check_disk(path, need_bytes):
     return free
 
 
+def _sha256(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_statistics(key, dest, overrides, hf_endpoint):
+    """mean.npy / std.npy: an --url override as given; else the code repository's committed copy, checked against
+    its hash; else (unreachable, or another file) the gated Hugging Face dataset's copy."""
+    rel = os.path.basename(dest)
+    if overrides.get(key):
+        return fetch_url(overrides[key], dest, rel)
+    try:
+        fetch_url(MEAN_STD_URL.format(key), dest, rel)
+        if _sha256(dest) == MEAN_STD_SHA256[key]:
+            return dest
+        os.remove(dest)
+        warn(f"{rel}: the code repository's copy is not the published file (hash differs); trying the Hugging Face "
+             "dataset")
+    except InstallError as err:
+        warn(f"{err}; trying the Hugging Face dataset {MEAN_STD_REPO}")
+    staging = os.path.join(os.path.dirname(dest), ".hf-download")
+    got = fetch_hf(MEAN_STD_REPO, MEAN_STD_FILES[key], staging, hf_endpoint, rel, repo_type="dataset")
+    os.replace(got, dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
 def download_weights(size, model_dir, overrides, hf_endpoint, record):
-    """The release into `model_dir`; runs with a Python that has DOWNLOAD_LIBS (see main()). A file already in
-    place is kept (each library moves a file into place only when it is whole)."""
+    """The release into `model_dir`; runs with a Python that has DOWNLOAD_LIBS and torch (see main()). A file already
+    in place is kept (each library moves a file into place only when it is whole); a Drive file that arrives as a
+    plain zip archive is unpacked."""
     from models.manifest import RELEASE_FILES
     needs = NEEDS[size]
     say(f"{size} release: about {needs['disk_gb']} GB of disk; VRAM about {needs['vram_decoder_gb']} GB for the "
@@ -472,124 +504,138 @@ def download_weights(size, model_dir, overrides, hf_endpoint, record):
             return True
         return False
 
-    # mean/std first (small, and gated: a missing login shows before the big downloads)
-    staging = os.path.join(model_dir, ".hf-download")
+    # mean/std first (small: a failure shows before the big downloads)
     for key in ("mean", "std"):
         rel = RELEASE_FILES[key]
-        dest = os.path.join(model_dir, rel)
-        if placed(rel):
-            continue
-        if overrides.get(key):
-            fetch_url(overrides[key], dest, rel)
-        else:
-            got = fetch_hf(MEAN_STD_REPO, MEAN_STD_FILES[key], staging, hf_endpoint, rel, repo_type="dataset")
-            os.replace(got, dest)
-        record.add_file(dest, downloaded=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    # then the t2m checkpoint (an archive of it may hold the tokenizer), the tokenizer and the text encoder
-    unknown = []
-    for key, rel in ((f"t2m-{size}", RELEASE_FILES["t2m"][size]), ("tokenizer", RELEASE_FILES["tokenizer"])):
+        if not placed(rel):
+            record.add_file(fetch_statistics(key, os.path.join(model_dir, rel), overrides, hf_endpoint), downloaded=True)
+    for key, role, rel in ((f"t2m-{size}", "t2m", RELEASE_FILES["t2m"][size]),
+                           ("tokenizer", "tokenizer", RELEASE_FILES["tokenizer"])):
         if placed(rel):
             continue
         gid = GDRIVE_IDS.get(key)
         url = overrides.get(key) or (GDRIVE_URL.format(gid) if gid else None)
         if url is None:
-            unknown.append(rel)
-            continue
+            raise InstallError(f"no download link is known for {rel}: download it into {model_dir} (or pass --url "
+                               f"{key}=URL) and re-run")
         dest = os.path.join(model_dir, rel)
         fetch_url(url, dest, rel)
         record.add_file(dest, downloaded=True)
-        _unpack_if_archive(dest, model_dir, record)
+        unpack_archive_into(dest, model_dir, {role: rel}, record)
     fetch_text_encoder(os.path.join(model_dir, RELEASE_FILES["text_encoder"]), hf_endpoint, record)
-    unknown = [rel for rel in unknown if not os.path.isfile(os.path.join(model_dir, rel))]
-    if unknown:
-        raise InstallError(f"no download link is known for {', '.join(unknown)}: download it from the MotionMillion "
-                           f"README's Google Drive links into {model_dir} (or pass --url tokenizer=URL) and re-run")
 
 
-def download_in_venv(a, model_dir):
-    """Run the weights step with .venv's Python, where gdown and huggingface_hub are; returns its exit status."""
+def model_step_in_venv(a, model_dir):
+    """Run the weights step (--weights or --from) with .venv's Python, where torch, gdown and huggingface_hub are;
+    returns its exit status."""
     py = venv_python(a.venv)
     if not os.path.exists(py):
-        raise InstallError(f"the download step runs in {a.venv}, which does not exist: run `python3.11 install.py "
-                           f"--weights {a.weights}` without --no-env")
+        flag = f"--weights {a.weights}" if a.weights != "none" else f"--from {a.from_dir}"
+        raise InstallError(f"the model step runs in {a.venv}, which does not exist: run `python3.11 install.py "
+                           f"{flag}` without --no-env")
     cmd = [py, os.path.abspath(__file__), "--download-step", "--weights", a.weights, "--model-dir", model_dir,
            "--venv", a.venv, "--hf-endpoint", a.hf_endpoint]
     for pair in a.url or ():
         cmd += ["--url", pair]
-    say(f"downloading with {py} (gdown, huggingface_hub)")
+    if a.from_dir:
+        cmd += ["--from", a.from_dir] + (["--copy"] if a.copy else [])
+    say(f"{'downloading' if a.weights != 'none' and not a.from_dir else 'checking the files'} with {py} "
+        "(torch, gdown, huggingface_hub)")
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 
-def _unpack_if_archive(path, model_dir, record):
-    """A Drive download that is a zip of release files (not a torch checkpoint) is unpacked by file name."""
+def unpack_archive_into(path, model_dir, wanted, record):
+    """When `path` is a plain zip archive (not torch's own zip format), unpack the release files it holds into
+    `model_dir`, streamed, after checking the free disk space: each checkpoint is recognised by what it holds and
+    placed under the release name of its role (`wanted` {role: name}: 'tokenizer', 't2m'; others by their release
+    names), mean/std by name. The archive itself is then removed if this installer downloaded it (path in model_dir).
+    Returns {role: placed path}."""
+    from models.checkpoint import CHECKPOINT_KINDS, checkpoint_kind
     from models.manifest import RELEASE_FILES
-    wanted = {RELEASE_FILES["tokenizer"], *RELEASE_FILES["t2m"].values()}
-    if not zipfile.is_zipfile(path):
-        return
+    from models.release import CHECKPOINT_SUFFIXES
+    if checkpoint_kind(path) != "archive":
+        return {}
     with zipfile.ZipFile(path) as z:
-        members = [m for m in z.namelist() if os.path.basename(m) in wanted]
-        if not members:
-            return  # a torch checkpoint (torch.save writes zip files too)
-        say(f"unpacking {', '.join(os.path.basename(m) for m in members)} from {os.path.basename(path)}")
-        tmp = path + ".archive"
-        os.replace(path, tmp)
-        for m in members:
-            dest = os.path.join(model_dir, os.path.basename(m))
-            with z.open(m) as src, open(dest + ".part", "wb") as out:
+        members = [i for i in z.infolist() if not i.is_dir() and
+                   os.path.basename(i.filename).lower().endswith(CHECKPOINT_SUFFIXES + (".npy",))]
+        check_disk(model_dir, sum(i.file_size for i in members) + (1 << 20))
+        staging = os.path.join(model_dir, ".unpack-" + os.path.basename(path))
+        os.makedirs(staging, exist_ok=True)
+        placed = {}
+        say(f"unpacking {os.path.basename(path)} ({', '.join(os.path.basename(i.filename) for i in members)})")
+        for i in members:
+            tmp = os.path.join(staging, os.path.basename(i.filename))
+            with z.open(i) as src, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(dest + ".part", dest)
+            name = os.path.basename(i.filename).lower()
+            role = name[:-4] if name in ("mean.npy", "std.npy") else checkpoint_kind(tmp)
+            if role not in (*CHECKPOINT_KINDS, "mean", "std") or role in placed:
+                continue
+            rel = wanted.get(role) or (RELEASE_FILES[role] if role in ("tokenizer", "mean", "std") else None)
+            if rel is None:
+                continue
+            dest = os.path.join(model_dir, rel)
+            if os.path.realpath(dest) != os.path.realpath(path) and os.path.lexists(dest):
+                continue  # never replace a file the user already has
+            os.replace(tmp, dest)
             record.add_file(dest, downloaded=True)
-    os.remove(tmp)
+            placed[role] = dest
+    shutil.rmtree(staging, ignore_errors=True)
+    if os.path.dirname(os.path.abspath(path)) == os.path.abspath(model_dir) and os.path.exists(path) and \
+            not any(os.path.samefile(path, p) for p in placed.values()):
+        os.remove(path)
+    if not placed:
+        raise InstallError(f"{path}: a zip archive with no MotionMillion checkpoint inside "
+                           f"({', '.join(i.filename for i in members[:4]) or 'no .pth files'})")
+    return placed
 
 
 # ---- adopting a downloaded release -----------------------------------------------------------------------
 
-def find_release(src):
-    """{role: path} of the release files under `src`, in the reference's layout or flat."""
+def adopt(src, model_dir, copy, record):
+    """Link (or copy) the release files found under `src` into `model_dir` under the release names, unpacking zip
+    archives; returns the release size read from the decoder checkpoint's shapes."""
     from models.manifest import RELEASE_FILES
-    found, candidates = {}, {"mean": [], "std": []}
-    t2m_names = {name: size for size, name in RELEASE_FILES["t2m"].items()}
-    for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = os.path.join(dirpath, name)
-            if name == RELEASE_FILES["tokenizer"]:
-                found.setdefault("tokenizer", p)
-            elif name in t2m_names:
-                found.setdefault(f"t2m-{t2m_names[name]}", p)
-            elif name in (RELEASE_FILES["mean"], RELEASE_FILES["std"]):
-                candidates[name[:-4]].append(p)
-            elif name == "config.json" and "flan-t5-xl" in dirpath.replace("\\", "/").lower() and any(
-                    f.endswith(".safetensors") for f in filenames):
-                found.setdefault("text_encoder", dirpath)
-    for role, paths in candidates.items():
-        if paths:  # the reference keeps the 272-dim statistics under mean_std/vector_272
-            paths.sort(key=lambda p: ("vector_272" not in p.replace("\\", "/"), len(p)))
-            found[role] = paths[0]
-    return found
-
-
-def adopt(src, model_dir, size, copy, record):
-    from models.manifest import RELEASE_FILES
+    from models.release import find_release
     if not os.path.isdir(src):
         raise InstallError(f"--from {src}: no such folder")
     found = find_release(src)
-    if size is None:
-        size = "7B" if "t2m-7B" in found else "3B" if "t2m-3B" in found else None
-    need = {"tokenizer": RELEASE_FILES["tokenizer"], f"t2m-{size or '7B'}": RELEASE_FILES["t2m"][size or "7B"],
+    os.makedirs(model_dir, exist_ok=True)
+    record.add_dir(model_dir, downloaded=False)
+    unpacked = {}
+    for archive in found.pop("archives", []):
+        wanted = {"t2m": "t2m.unpacked.pth"}  # renamed below, once its size is known
+        for role, path in unpack_archive_into(archive, model_dir, wanted, record).items():
+            unpacked.setdefault(role, path)
+    if "t2m" in unpacked and "t2m" not in found:
+        from models.release import t2m_size
+        found["t2m"], found["t2m_size"] = unpacked["t2m"], t2m_size(unpacked["t2m"])
+    for role in ("tokenizer", "mean", "std"):
+        if role in unpacked and role not in found:
+            found[role] = unpacked[role]
+    size = found.get("t2m_size") or ("7B" if "t2m" not in found else None)
+    if "t2m" in found and size is None:
+        from models.manifest import PRESETS
+        sizes = ", ".join(f"{s}: {p['n_layer']} layers of width {p['n_embd']}" for s, p in PRESETS.items())
+        raise InstallError(f"{found['t2m']}: its decoder matches neither release size ({sizes}); it is not a "
+                           "MotionMillion release checkpoint")
+    need = {"tokenizer": RELEASE_FILES["tokenizer"], "t2m": RELEASE_FILES["t2m"][size],
             "text_encoder": RELEASE_FILES["text_encoder"] + "/ (config.json + *.safetensors)",
             "mean": RELEASE_FILES["mean"], "std": RELEASE_FILES["std"]}
     missing = [name for role, name in need.items() if role not in found]
     if missing:
-        raise InstallError(f"--from {src}: could not find {', '.join(missing)} (in the reference's layout or flat); "
-                           "download the missing files, or use --weights 7b|3b")
-    os.makedirs(model_dir, exist_ok=True)
-    record.add_dir(model_dir, downloaded=False)
-    targets = {"tokenizer": RELEASE_FILES["tokenizer"], f"t2m-{size}": RELEASE_FILES["t2m"][size],
+        raise InstallError(f"--from {src}: could not find {', '.join(missing)} (looked at every checkpoint's "
+                           "contents, in the reference's layout or flat); download the missing files, or use "
+                           "--weights 7b|3b")
+    targets = {"tokenizer": RELEASE_FILES["tokenizer"], "t2m": RELEASE_FILES["t2m"][size],
                "text_encoder": RELEASE_FILES["text_encoder"], "mean": RELEASE_FILES["mean"], "std": RELEASE_FILES["std"]}
     for role, rel in targets.items():
         srcp, dest = os.path.abspath(found[role]), os.path.join(model_dir, rel)
+        if os.path.dirname(srcp) == os.path.abspath(model_dir) and srcp in unpacked.values():
+            if srcp != os.path.abspath(dest):
+                os.replace(srcp, dest)  # unpacked from an archive: a file of our own
+                record.add_file(dest, downloaded=True)
+            continue
         if os.path.lexists(dest):
             if os.path.realpath(dest) == os.path.realpath(srcp):
                 continue
@@ -615,13 +661,22 @@ def _place(src, dest, copy):
 
 
 def write_manifest(model_dir, size):
-    from models.manifest import release_config, write_config
+    """config.json for the release folder, written only once the folder is verified: both checkpoints opened and
+    checked against the preset, the text encoder and mean/std read (models.loader.check_model_dir)."""
+    from models.checkpoint import CheckpointError
+    from models.loader import check_model_dir
+    from models.manifest import ModelDirError, release_config, write_config
     cfg = release_config(model_dir, size)
-    path = write_config(cfg)
     missing = cfg.missing_files()
     if missing:
         raise InstallError(f"{model_dir} is still missing {', '.join(rel for _, rel in missing)}: re-run to resume "
                            "the download")
+    path = write_config(cfg)
+    try:
+        check_model_dir(model_dir)
+    except (ModelDirError, CheckpointError) as err:
+        os.remove(path)
+        raise InstallError(f"the model directory would not load: {err}") from None
     return path
 
 
@@ -1031,10 +1086,10 @@ def model_dir_for(a, size):
 
 
 def setup_model(a, size, record):
-    """Adopt (--from) or download (--weights) the release, then write the model directory's manifest."""
+    """Adopt (--from) or download (--weights) the release, verify it, then write the model directory's manifest."""
     model_dir = model_dir_for(a, size)
     if a.from_dir:
-        size = adopt(a.from_dir, model_dir, size, a.copy, record)
+        size = adopt(a.from_dir, model_dir, a.copy, record)
     else:
         missing = download_libs_missing()
         if missing:
@@ -1045,8 +1100,8 @@ def setup_model(a, size, record):
     record.add_file(cfg, downloaded=False)
     record.settings(model_dir=model_dir)
     needs = NEEDS[size]
-    say(f"model directory ready: {model_dir} ({size}; needs about {needs['vram_total_gb']} GB of VRAM "
-        "with the text encoder)")
+    say(f"model directory ready: {model_dir} ({size}; both checkpoints opened and checked; needs about "
+        f"{needs['vram_total_gb']} GB of VRAM with the text encoder)")
 
 
 def main(argv=None):
@@ -1066,7 +1121,7 @@ def main(argv=None):
     ap.add_argument("--url", action="append", metavar="NAME=URL", help="download NAME (tokenizer, t2m-7B, "
                     "t2m-3B, mean, std) from URL instead")
     ap.add_argument("--hf-endpoint", default=os.environ.get("HF_ENDPOINT", HF_ENDPOINT), help=argparse.SUPPRESS)
-    # the weights step alone, run by download_in_venv() with .venv's Python
+    # the weights step alone (--weights or --from), run by model_step_in_venv() with .venv's Python
     ap.add_argument("--download-step", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dry-run", action="store_true", help="detect and say what would be installed; change nothing")
     ap.add_argument("--check", action="store_true", help="check the set-up and print one table")
@@ -1081,7 +1136,7 @@ def main(argv=None):
         if a.uninstall:
             return uninstall(a.yes)
         if a.download_step:
-            setup_model(a, {"7b": "7B", "3b": "3B"}[a.weights], Record(record_path()))
+            setup_model(a, {"7b": "7B", "3b": "3B"}.get(a.weights), Record(record_path()))
             return 0
         check_python()
         say(f"{platform.system()} {platform.machine()}, Python {platform.python_version()}")
@@ -1105,9 +1160,9 @@ def main(argv=None):
             setup_blender(a, os_name, py, record)
         size = {"7b": "7B", "3b": "3B"}.get(a.weights)
         if a.from_dir or size:
-            missing = [] if a.from_dir else download_libs_missing()
+            missing = model_libs_missing() + ([] if a.from_dir else download_libs_missing())
             if missing:  # the usual case: this is the bare Python that made .venv
-                rc = download_in_venv(a, model_dir_for(a, size))
+                rc = model_step_in_venv(a, model_dir_for(a, size))
                 if rc:
                     return rc
             else:

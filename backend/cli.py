@@ -42,9 +42,11 @@ def build_parser():
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--seed", type=int, help="base seed; variation v of a prompt uses seed + v")
     g.add_argument("--variations", type=int, default=1, help="clips per prompt")
-    g.add_argument("--seconds", type=float, help="clip length in seconds (up to 10): END is suppressed before it")
+    g.add_argument("--seconds", type=float, help="clip length in seconds (up to 10): END is suppressed before it; "
+                   "default: auto, the model decides (up to 10 s)")
     g.add_argument("--min-seconds", type=float, help="shortest clip; the model may stop anywhere between min and max")
-    g.add_argument("--max-tokens", type=int, help="decoding cap in tokens (default 50, the reference's; 2 frames each)")
+    g.add_argument("--max-tokens", type=int, help="decoding cap in tokens, 2 frames each (default: auto, up to 150 = 10 s, and the "
+                   "model's END decides; 50 reproduces the reference's demo)")
     g.add_argument("--min-tokens", type=int, default=0)
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--cache", choices=["static", "dynamic", "none"], help="KV cache kind (default: static on CUDA)")
@@ -129,7 +131,7 @@ def _check_writable(folder):
 
 
 def sampling_options(a, model_config):
-    from .generation import seconds_to_tokens
+    from .generation import MAX_SECONDS, seconds_to_tokens
     from .sampling import SamplingOptions
     wants_sampling = a.temperature is not None or a.top_k or a.top_p < 1
     mode = a.sampling or ("sample" if wants_sampling else "greedy")
@@ -144,9 +146,9 @@ def sampling_options(a, model_config):
         max_tokens, min_tokens = n, n
     if a.min_seconds is not None:
         min_tokens = seconds_to_tokens(a.min_seconds, model_config)
-    if max_tokens is None:
-        max_tokens = max(50, min_tokens)
-    cap = seconds_to_tokens(10.0, model_config)
+    cap = seconds_to_tokens(MAX_SECONDS, model_config)
+    if max_tokens is None:  # auto: up to one pass (150 tokens), END decides; the reference's demo capped at 50
+        max_tokens = cap
     if max_tokens > cap:
         raise UserError(f"--max-tokens {max_tokens} is more than one pass makes ({cap} tokens = 10 s)")
     opts = SamplingOptions(temperature, a.top_k, a.top_p, min_tokens, max_tokens)

@@ -15,7 +15,7 @@ def _version(dist):
 
 def collect(model_dir):
     import torch
-    from models.manifest import ModelDirError, load_config
+    from models.loader import check_model_dir
 
     report = {"python": platform.python_version(), "platform": platform.platform(),
               "libraries": {name: _version(name) for name in LIBRARIES}}
@@ -33,12 +33,11 @@ def collect(model_dir):
                             "note": "no CUDA GPU: generation runs on the CPU in float32"
                                     f"{', weights packed for oneDNN' if packed else ''} (slow for 3B/7B)"}
     model = {"dir": model_dir}
-    try:
-        cfg = load_config(model_dir)
-        missing = cfg.missing_files()
-        model.update(complete=not missing, missing=[f"{role} ({rel})" for role, rel in missing],
-                     layers=cfg.t2m.n_layer, width=cfg.t2m.n_embd, levels=list(cfg.tokenizer.levels))
-    except ModelDirError as err:
+    try:  # "complete" only when it would load: both checkpoints opened and checked, not just present
+        cfg = check_model_dir(model_dir)
+        model.update(complete=True, missing=[], layers=cfg.t2m.n_layer, width=cfg.t2m.n_embd,
+                     levels=list(cfg.tokenizer.levels), preset=cfg.t2m.preset)
+    except ValueError as err:  # ModelDirError and CheckpointError: one line naming the file
         model.update(complete=False, missing=[str(err)])
     report["model"] = model
     return report

@@ -19,7 +19,7 @@ class SamplingOptions:
     top_k: int = 0                # 0 = off
     top_p: float = 1.0            # 1 = off
     min_tokens: int = 0           # END is suppressed before this many tokens
-    max_tokens: int = 50          # decoding stops here (the reference's cap is 50)
+    max_tokens: int = 150         # decoding stops here: one pass (10 s); the reference's demo capped at 50
 
     def validate(self):
         if self.temperature < 0:

@@ -28,7 +28,7 @@ def parse(argv):
     p.add_argument("--model-dir")
     p.add_argument("--cleanup-feet", action="store_true")
     p.add_argument("--root-motion", choices=["hips", "root", "in_place"], default="hips")
-    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--seconds", type=float, help="exact clip length (up to 10 s); default: auto, the model decides")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--blend-in", type=float, default=0.0)
@@ -90,7 +90,10 @@ def run(a):
         s.target = obj
         s.cleanup_feet, s.root_motion = a.cleanup_feet, a.root_motion
         s.placement, s.blend_in, s.blend_out = "NLA", a.blend_in, a.blend_out
-        s.seconds, s.seed, s.temperature = a.seconds, a.seed, a.temperature
+        s.auto_length = a.seconds is None
+        if a.seconds is not None:
+            s.seconds = a.seconds
+        s.seed, s.temperature = a.seed, a.temperature
         scene.frame_current = scene.frame_start
         for o in bpy.context.view_layer.objects:
             o.select_set(False)

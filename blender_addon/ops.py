@@ -164,8 +164,10 @@ class _BackendOp:
 
 
 def sampling_options(s, **extra):
-    """The panel's sampling settings as request options; temperature 0 means greedy."""
-    opts = {"seconds": float(s.seconds), "seed": int(s.seed), **extra}
+    """The panel's sampling settings as request options; temperature 0 means greedy, no seconds means auto."""
+    opts = {"seed": int(s.seed), **extra}
+    if not s.auto_length:
+        opts["seconds"] = float(s.seconds)
     if s.temperature == 0:
         opts["sampling"] = "greedy"
     else:

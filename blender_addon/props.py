@@ -35,7 +35,11 @@ class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
     prompt_text: PointerProperty(name="Text", type=bpy.types.Text,
                                  description="A text block for long prompts (used when the prompt field is empty); "
                                              "for batch generation, one prompt per line")
-    seconds: FloatProperty(name="Seconds", default=4.0, min=0.5, max=10.0)
+    auto_length: BoolProperty(name="Auto", default=True,
+                              description="The model decides how long the motion is (up to 10 s), as it was trained; "
+                                          "untick to ask for an exact length")
+    seconds: FloatProperty(name="Seconds", default=4.0, min=0.5, max=10.0,
+                           description="Exact length of each clip when Auto is off (up to 10 s)")
     seed: IntProperty(name="Seed", default=0, min=0)
     variations: IntProperty(name="Variations", default=1, min=1, max=16)
     temperature: FloatProperty(name="Temperature", default=1.0, min=0.0, max=2.0,

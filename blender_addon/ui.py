@@ -25,8 +25,11 @@ class MOTIONMILL_PT_panel(bpy.types.Panel):
         col.prop(s, "prompt", text="")
         col.prop(s, "prompt_text")
         row = col.row(align=True)
-        row.prop(s, "seconds")
-        row.prop(s, "seed")
+        row.prop(s, "auto_length", toggle=True)
+        sub = row.row(align=True)
+        sub.active = not s.auto_length
+        sub.prop(s, "seconds")
+        col.prop(s, "seed")
         row = col.row(align=True)
         row.prop(s, "variations")
         row.prop(s, "temperature")

@@ -11,8 +11,8 @@ from .cpu_linear import can_pack, pack_linears
 from .manifest import ModelConfig, ModelDirError, load_config
 from .motion_tokenizer import MotionTokenizer, load_motion_tokenizer
 from .quantize import DTYPES, QUANT_MODES, materialize
-from .t2m import MotionDecoder, load_t2m_state
-from .text_encoder import TextEncoder
+from .t2m import MotionDecoder, convert_state_dict, read_t2m_checkpoint
+from .text_encoder import TextEncoder, check_text_encoder_folder
 
 
 @dataclass
@@ -90,28 +90,65 @@ def pack_decoder(decoder):
     return pack_linears(decoder, skip=("llama_proj",))
 
 
-def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=False, progress=None):
-    """Load everything; `progress(phase)` is called before each part. Raises ModelDirError / CheckpointError."""
-    say = progress or (lambda phase: None)
-    cfg = load_config(model_dir)
+def _check_files(cfg):
     missing = cfg.missing_files()
     if missing:
         role, rel = missing[0]
         raise ModelDirError(f"{cfg.root}: incomplete model directory, {role} missing ({rel})"
                             + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+
+
+def _check_decoder(cfg):
+    """The decoder checkpoint, read (memory-mapped) and checked against the manifest and the text encoder's width;
+    (DecoderShape, reference state dict). Cheap: the weights are not read, nor is T5 loaded."""
+    t2m_path = cfg.path(cfg.t2m.file)
+    shape, state = read_t2m_checkpoint(t2m_path, cfg.t2m)
+    width = check_text_encoder_folder(cfg.path(cfg.text_encoder.dir))
+    if shape.clip_dim != width:
+        raise CheckpointError(f"{t2m_path}: llama_proj takes {shape.clip_dim}-d text features but the text encoder "
+                              f"in {cfg.text_encoder.dir} gives {width}")
+    return shape, state
+
+
+def _check_tokenizer(cfg, shape):
+    tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer)
+    if tokenizer.quantizer.codebook_size != shape.vocab_size - 2:
+        raise CheckpointError(f"{cfg.path(cfg.t2m.file)}: decoder vocabulary {shape.vocab_size} does not fit the "
+                              f"tokenizer's {tokenizer.quantizer.codebook_size} codes + END + PAD")
+    return tokenizer
+
+
+def check_model_dir(model_dir):
+    """Raise a one-line ModelDirError / CheckpointError unless the directory would load: every file present, both
+    checkpoints opened and their tensor names and shapes checked against the manifest (or the release preset the
+    folder claims), the text encoder's config and safetensors headers read, mean/std read. Reads no decoder weight
+    (memory-mapped) and loads no text encoder: seconds even for the 7B. Returns the ModelConfig."""
+    cfg = load_config(model_dir)
+    _check_files(cfg)
+    load_normalization(cfg)
+    shape, _ = _check_decoder(cfg)
+    _check_tokenizer(cfg, shape)
+    return cfg
+
+
+def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=False, progress=None):
+    """Load everything; `progress(phase)` is called before each part. Raises ModelDirError / CheckpointError.
+    The decoder checkpoint is checked before the text encoder is loaded, so a broken file fails at once."""
+    say = progress or (lambda phase: None)
+    cfg = load_config(model_dir)
+    _check_files(cfg)
     dev = resolve_device(device)
     torch_dtype, quant, notes = resolve_precision(dev, dtype, quant)
     mean, std = load_normalization(cfg)
+    shape, reference_state = _check_decoder(cfg)
 
     say("loading text encoder")
     te_dtype = torch.float32 if dev.type == "cpu" else torch.bfloat16
     text_encoder = TextEncoder(cfg.path(cfg.text_encoder.dir), dev, te_dtype, cfg.text_encoder.max_tokens)
 
     say("loading motion decoder")
-    shape, state = load_t2m_state(cfg.path(cfg.t2m.file), cfg.t2m)
-    if shape.clip_dim != text_encoder.width:
-        raise CheckpointError(f"{cfg.path(cfg.t2m.file)}: llama_proj takes {shape.clip_dim}-d text features "
-                              f"but the text encoder gives {text_encoder.width}")
+    state = convert_state_dict(reference_state, shape)
+    del reference_state
     with torch.device("meta"):
         decoder = MotionDecoder(shape)
     with warnings.catch_warnings():
@@ -125,8 +162,5 @@ def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=Fa
         pack_decoder(decoder)
 
     say("loading motion tokenizer")
-    tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer).to(dev)
-    if tokenizer.quantizer.codebook_size != shape.vocab_size - 2:
-        raise CheckpointError(f"{cfg.path(cfg.t2m.file)}: decoder vocabulary {shape.vocab_size} does not fit the "
-                              f"tokenizer's {tokenizer.quantizer.codebook_size} codes + END + PAD")
+    tokenizer = _check_tokenizer(cfg, shape).to(dev)
     return MotionMillion(cfg, text_encoder, decoder, tokenizer, mean, std, dev, torch_dtype, quant, notes)

@@ -44,6 +44,7 @@ class T2MConfig:
     clip_dim: int = 2048
     rope_base: float = 10000
     norm_eps: float = 1e-5
+    preset: str = None     # "7B" / "3B" where the folder holds a release size: named in shape errors
 
 
 @dataclass
@@ -126,9 +127,16 @@ RELEASE_FILES = {
 }
 
 
-def release_config(root, size):
-    preset = dict(PRESETS[size])
-    return ModelConfig(root=os.fspath(root), t2m=T2MConfig(**preset))
+def release_config(root, size, files=None):
+    """The manifest of a release folder of `size`; `files` {role: path relative to root} overrides the release
+    names (tokenizer, t2m, text_encoder, mean, std) where a folder holds them under other names."""
+    files = files or {}
+    cfg = ModelConfig(root=os.fspath(root), t2m=T2MConfig(**PRESETS[size], preset=size))
+    cfg.tokenizer.file = files.get("tokenizer", cfg.tokenizer.file)
+    cfg.t2m.file = files.get("t2m", cfg.t2m.file)
+    cfg.text_encoder.dir = files.get("text_encoder", cfg.text_encoder.dir)
+    cfg.mean, cfg.std = files.get("mean", cfg.mean), files.get("std", cfg.std)
+    return cfg
 
 
 def _pick(cls, data, where):
@@ -146,11 +154,8 @@ def load_config(root):
         raise ModelDirError(f"model directory not found: {root} (run `python3.11 install.py --weights 7b` or pass --model-dir)")
     cfg_path = os.path.join(root, "config.json")
     if not os.path.isfile(cfg_path):
-        for size in ("7B", "3B"):  # prefer the larger release where both are present
-            candidate = release_config(root, size)
-            if os.path.isfile(candidate.path(candidate.t2m.file)):
-                return candidate
-        raise ModelDirError(f"{root}: no config.json and no release checkpoint ({', '.join(RELEASE_FILES['t2m'].values())})")
+        from .release import release_folder_config  # reads checkpoints (torch): only for folders without a manifest
+        return release_folder_config(root)
     try:
         with open(cfg_path) as f:
             raw = json.load(f)

@@ -5,6 +5,7 @@ the text encoder's width to E, and a head of vocab−1 rows (END can be predicte
 maps its `{"trans": ...}` state dict onto LlamaModel: it splits the fused projection, permutes q and k rows
 per head (interleaved pairs -> transformers' rotate-half), and keeps the checkpoint's dtype.
 """
+import os
 from dataclasses import dataclass
 
 from torch import nn
@@ -85,9 +86,9 @@ def read_decoder_shape(path, state, n_head, rope_base=10000.0, norm_eps=1e-5, bl
     return DecoderShape(n_layer, n_head, E, ffn, vocab, clip_dim, rope_base, norm_eps, block_size)
 
 
-def convert_state_dict(path, state, shape: DecoderShape):
-    """The reference's names and layouts -> MotionDecoder's. Shapes are checked against `shape` first."""
-    E, F_, H = shape.n_embd, shape.ffn, shape.n_head
+def check_state(path, state, shape: DecoderShape):
+    """Every tensor the reference's LLaMAHF has, at the shapes `shape` gives, and nothing else."""
+    E, F_ = shape.n_embd, shape.ffn
     expected = {"transformer.wte.weight": (shape.vocab_size, E), "transformer.ln_f.scale": (E,),
                 "lm_head.weight": (shape.vocab_size - 1, E), "llama_proj.weight": (E, shape.clip_dim),
                 "llama_proj.bias": (E,)}
@@ -100,6 +101,10 @@ def convert_state_dict(path, state, shape: DecoderShape):
     for name, want in expected.items():
         expect_shape(path, state, name, want)
 
+
+def convert_state_dict(state, shape: DecoderShape):
+    """The reference's names and layouts (checked by check_state) -> MotionDecoder's."""
+    E, H = shape.n_embd, shape.n_head
     out = {"llama.embed_tokens.weight": state["transformer.wte.weight"], "llama.norm.weight": state["transformer.ln_f.scale"],
            "lm_head.weight": state["lm_head.weight"], "llama_proj.weight": state["llama_proj.weight"],
            "llama_proj.bias": state["llama_proj.bias"]}
@@ -120,10 +125,23 @@ def convert_state_dict(path, state, shape: DecoderShape):
     return out
 
 
-def load_t2m_state(path, cfg):
-    """Read and convert a `{"trans": ...}` checkpoint; returns (DecoderShape, converted state dict)."""
+def read_t2m_checkpoint(path, cfg):
+    """Read a `{"trans": ...}` checkpoint (memory-mapped) and check it against the model directory's T2MConfig:
+    layer count, width, vocabulary and every tensor's shape. Returns (DecoderShape, the reference's state dict).
+    A release folder's manifest names its preset (cfg.preset), which the message names."""
     state = load_state_dict(path, "trans")
     shape = read_decoder_shape(path, state, cfg.n_head, cfg.rope_base, cfg.norm_eps, cfg.block_size)
+    if (shape.n_layer, shape.n_embd) != (cfg.n_layer, cfg.n_embd):
+        claim = f"the {cfg.preset} preset needs" if cfg.preset else "the model directory's config.json says"
+        raise CheckpointError(f"{os.path.basename(path)} has {shape.n_layer} layers of width {shape.n_embd}; {claim} "
+                              f"{cfg.n_layer} of width {cfg.n_embd} ({path})")
     if shape.vocab_size != cfg.vocab_size:
         raise CheckpointError(f"{path}: embedding has {shape.vocab_size} rows, the manifest says vocab_size {cfg.vocab_size}")
-    return shape, convert_state_dict(path, state, shape)
+    check_state(path, state, shape)
+    return shape, state
+
+
+def load_t2m_state(path, cfg):
+    """Read, check and convert a `{"trans": ...}` checkpoint; returns (DecoderShape, converted state dict)."""
+    shape, state = read_t2m_checkpoint(path, cfg)
+    return shape, convert_state_dict(state, shape)

@@ -1,8 +1,40 @@
 """The text condition: a T5 encoder (flan-t5-xl in the release) and its tokenizer, from a local folder."""
+import json
 import os
 
 import torch
 from transformers import AutoTokenizer, T5EncoderModel
+
+from .checkpoint import CheckpointError
+
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+
+
+def check_text_encoder_folder(folder):
+    """The encoder's width (d_model), after checking, without loading any weight, that the folder would load: a T5
+    config, tokenizer files, and safetensors files whose headers read. One-line CheckpointError otherwise."""
+    from safetensors import safe_open
+    cfg_path = os.path.join(folder, "config.json")
+    try:
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        width = int(cfg["d_model"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{cfg_path}: not a T5 encoder config ({type(err).__name__}: {err})") from None
+    if not any(os.path.isfile(os.path.join(folder, n)) for n in TOKENIZER_FILES):
+        raise CheckpointError(f"{folder}: no tokenizer ({' or '.join(TOKENIZER_FILES)}); copy the whole flan-t5-xl "
+                              "folder")
+    shards = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors"))
+    if not shards:
+        raise CheckpointError(f"{folder}: no .safetensors weights")
+    for name in shards:
+        try:
+            with safe_open(os.path.join(folder, name), framework="pt") as f:
+                f.keys()
+        except Exception as err:  # safetensors raises its own SafetensorError (not an OSError) for a broken header
+            raise CheckpointError(f"{os.path.join(folder, name)}: unreadable safetensors file ({str(err)[:120]}); "
+                                  "download it again") from None
+    return width
 
 
 class TextEncoder:

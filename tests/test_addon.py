@@ -184,6 +184,7 @@ def test_smpl_armature_and_retarget_from_it(mixamo):
 def test_generate_end_to_end(backend, mixamo):
     s = bpy.context.scene.motionmill
     s.prompt, s.seconds, s.seed, s.cleanup_feet, s.placement = "a person walks forward", 2.0, 3, False, "INSERT"
+    s.auto_length = False
     bpy.context.scene.frame_current = 11
     assert bpy.ops.motionmill.generate() == {"FINISHED"}
     action = mixamo.animation_data.action
@@ -207,6 +208,7 @@ def test_generate_batch_strips_in_order(backend, mixamo, tmp_path):
     f.write_text("\n".join(prompts) + "\n\n")
     s = bpy.context.scene.motionmill
     s.seconds, s.blend_in, s.blend_out = 2.0, 2.0, 3.0
+    s.auto_length = False
     bpy.context.scene.frame_current = 5
     assert bpy.ops.motionmill.generate_batch(filepath=str(f)) == {"FINISHED"}
     strips = list(mixamo.animation_data.nla_tracks["MotionMill"].strips)
@@ -224,6 +226,7 @@ def test_generate_batch_strips_in_order(backend, mixamo, tmp_path):
 def test_cancel_in_the_middle(backend, mixamo):
     s = bpy.context.scene.motionmill
     s.prompt, s.seconds = "a person runs in a circle", 10.0
+    s.auto_length = False
     n_actions = len(bpy.data.actions)
     seen = []
     orig = mm_session.start_generate
@@ -247,6 +250,7 @@ def test_cancel_in_the_middle(backend, mixamo):
     assert bpy.context.window_manager.motionmill.status == "cancelled"
     assert mm_session.SESSION.alive     # still usable
     s.seconds = 2.0
+    s.auto_length = False
     assert bpy.ops.motionmill.generate() == {"FINISHED"}
 
 
@@ -285,6 +289,7 @@ def test_backend_crash_is_reported_and_recovers(backend, mixamo, tmp_path):
     fake.chmod(0o755)
     s = bpy.context.scene.motionmill
     s.prompt, s.seconds = "a person walks", 2.0
+    s.auto_length = False
     mm_props.Prefs.overrides["backend_python"] = str(fake)
     with pytest.raises(RuntimeError, match="backend.*(exited unexpectedly|not running|stopped reading).*No module named torch"):
         bpy.ops.motionmill.generate()

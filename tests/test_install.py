@@ -19,6 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import install  # noqa: E402
 from models.manifest import load_config  # noqa: E402
+from standins import TINY, TINY_PRESET, reference_layout, save_t2m_training, save_tokenizer_training, zip_archive  # noqa: E402
 
 PY = sys.executable
 SYSTEM_PATH = "/usr/bin:/bin"
@@ -469,22 +470,51 @@ def test_hf_endpoint_down_is_one_line(tmp_path):
     assert "could not reach http://127.0.0.1:9" in str(err.value) and "\n" not in str(err.value)
 
 
-def serve_release(server, size="3B"):
-    """The release on the loopback server: Drive-style checkpoints and plain mean/std URLs, flan-t5-xl on a Hub."""
-    files = {"/gd/tok": blob(20_000, 5), f"/gd/t2m{size}": blob(1_200_000, 6), "/gh/mean.npy": blob(2176, 7),
-             "/gh/std.npy": blob(2176, 8)}
+@pytest.fixture
+def tiny_release(monkeypatch):
+    """tiny_release(size): the tiny conformance model stands for the release `size` (its preset's shapes are the tiny
+    model's), so the installer's release path (download or adopt, verify, manifest) runs end to end on it."""
+    from models import manifest
+
+    def use(size):
+        monkeypatch.setitem(manifest.PRESETS, size, {**manifest.PRESETS[size], **TINY_PRESET})
+    return use
+
+
+def serve_tiny_text_encoder(server):
+    """The tiny T5 on the loopback Hub, as flan-t5-xl is laid out there (an index naming its safetensors shard)."""
+    te = TINY / "text_encoder"
+    index = {"metadata": {"total_size": (te / "model.safetensors").stat().st_size},
+             "weight_map": {"shared.weight": "model.safetensors"}}
+    hf = {f.name: f.read_bytes() for f in te.iterdir()}
+    hf.update({"model.safetensors.index.json": json.dumps(index).encode(), "special_tokens_map.json": b"{}",
+               "spiece.model": blob(700, 11)})
+    for name, body in hf.items():
+        server.files[f"/google/flan-t5-xl/resolve/main/{name}"] = body
+    return hf
+
+
+def serve_release(server, tmp_path, size="3B"):
+    """The release on the loopback server, made of the tiny model's stand-ins: Drive-style checkpoints saved as the
+    training scripts save them (the t2m one with a DeepSpeed optimizer), mean/std at the code repository's URL
+    (install.MEAN_STD_URL, pointed here by the caller or by --url), flan-t5-xl on a Hub."""
+    work = tmp_path / "standins"
+    work.mkdir(exist_ok=True)
+    files = {"/gd/tok": save_tokenizer_training(work / "tok.pth").read_bytes(),
+             f"/gd/t2m{size}": save_t2m_training(work / "t2m.pth", optimizer_numel=1000).read_bytes(),
+             "/gh/mean.npy": (TINY / "mean.npy").read_bytes(), "/gh/std.npy": (TINY / "std.npy").read_bytes()}
     server.files.update(files)
-    hf = serve_text_encoder(server)
+    hf = serve_tiny_text_encoder(server)
     args = ["--url", f"tokenizer={server.url}/gd/tok", "--url", f"t2m-{size}={server.url}/gd/t2m{size}",
             "--url", f"mean={server.url}/gh/mean.npy", "--url", f"std={server.url}/gh/std.npy",
             "--hf-endpoint", server.url]
     return files, hf, args
 
 
-def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, capsys, caplog):
-    files, hf, args = serve_release(server, "3B")
+def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, capsys, tiny_release, tmp_path):
+    tiny_release("3B")
+    files, hf, args = serve_release(server, tmp_path, "3B")
     server.cut["/gd/t2m3B"] = 700_000
-    server.cut["/google/flan-t5-xl/resolve/main/model-00001-of-00002.safetensors"] = 11_000_000
     monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
     assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 0
     model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
@@ -493,16 +523,17 @@ def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, ca
     assert (model_dir / "mean.npy").read_bytes() == files["/gh/mean.npy"]
     assert server.gets("/gd/t2m3B") == [("/gd/t2m3B", None), ("/gd/t2m3B", f"bytes={kept(700_000)}-")]
     te = model_dir / "flan-t5-xl"
-    assert te_files(te) == sorted(n for n in hf if not n.startswith(("pytorch_model", "flax", "README")))
-    assert (te / "model-00001-of-00002.safetensors").read_bytes() == hf["model-00001-of-00002.safetensors"]
+    assert te_files(te) == sorted(hf)
+    assert (te / "model.safetensors").read_bytes() == hf["model.safetensors"]
     cfg = load_config(model_dir)
-    assert (cfg.t2m.n_layer, cfg.t2m.n_embd, cfg.t2m.file) == (24, 3200, "motionmillion_3B_all.pth")
+    assert (cfg.t2m.n_layer, cfg.t2m.n_embd, cfg.t2m.file, cfg.t2m.preset) == (2, 64, "motionmillion_3B_all.pth", "3B")
     assert cfg.missing_files() == []
     settings = json.loads(pathlib.Path(env["MOTIONMILL_CONFIG"]).read_text())
     assert settings["model_dir"] == str(model_dir)
     out = capsys.readouterr()
     assert "about 18 GB of disk" in out.out and "2.5 GB for the decoder" in out.out
-    assert "Retrying (1/5)" in out.err and "Trying to resume download" in caplog.text  # each library's own resume
+    assert "Retrying (1/5)" in out.err  # gdown's own resume
+    assert "model directory ready" in out.out and "both checkpoints opened and checked" in out.out
 
     # a second run downloads nothing
     n = len(server.requests)
@@ -521,11 +552,31 @@ def test_weights_download_end_to_end_then_uninstall(env, server, monkeypatch, ca
     assert not pathlib.Path(env["MOTIONMILL_CONFIG"]).exists()  # it held only our keys
 
 
-def test_mean_std_come_from_the_gated_hf_dataset_with_a_token(env, server, monkeypatch, capsys):
-    """Without --url mean/std they come from <hf endpoint>/datasets/InternRobotics/MotionMillion, with HF_TOKEN."""
-    import huggingface_hub.constants
-    files, hf, args = serve_release(server, "3B")
+def test_mean_std_come_from_the_code_repository_without_a_login(env, server, monkeypatch, capsys, tiny_release,
+                                                                 tmp_path):
+    """Without --url mean/std come from the code repository's commit (no token), checked against their hashes."""
+    tiny_release("3B")
+    files, hf, args = serve_release(server, tmp_path, "3B")
     args = args[:4] + args[8:]  # tokenizer and t2m-3B URLs, the HF endpoint; no mean/std URLs
+    monkeypatch.setattr(install, "MEAN_STD_URL", server.url + "/gh/{}.npy")
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert install.main(["--weights", "3b", "--no-env", "--no-blender", *args]) == 0
+    model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
+    assert (model_dir / "mean.npy").read_bytes() == files["/gh/mean.npy"]
+    assert not any("/datasets/" in p for _, p, _ in server.requests)
+    assert install.MEAN_STD_SHA256["mean"] == hashlib.sha256(files["/gh/mean.npy"]).hexdigest()
+
+
+def test_mean_std_come_from_the_gated_hf_dataset_with_a_token(env, server, monkeypatch, capsys, tiny_release,
+                                                             tmp_path):
+    """When the code repository's copy cannot be had, mean/std come from <hf endpoint>/datasets/InternRobotics/
+    MotionMillion, with HF_TOKEN."""
+    import huggingface_hub.constants
+    tiny_release("3B")
+    files, hf, args = serve_release(server, tmp_path, "3B")
+    args = args[:4] + args[8:]  # tokenizer and t2m-3B URLs, the HF endpoint; no mean/std URLs
+    monkeypatch.setattr(install, "MEAN_STD_URL", server.url + "/moved/{}.npy")  # 404
     for key, name in install.MEAN_STD_FILES.items():
         path = f"/datasets/InternRobotics/MotionMillion/resolve/main/{name}"
         server.files[path] = files[f"/gh/{key}.npy"]
@@ -546,8 +597,8 @@ def test_mean_std_come_from_the_gated_hf_dataset_with_a_token(env, server, monke
     assert not (model_dir / ".hf-download").exists()
 
 
-def test_not_enough_disk_space(env, server, monkeypatch, capsys):
-    _, _, args = serve_release(server, "7B")
+def test_not_enough_disk_space(env, server, monkeypatch, capsys, tmp_path):
+    _, _, args = serve_release(server, tmp_path, "7B")
     monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 3 * 10 ** 9})())
     assert install.main(["--weights", "7b", "--no-env", "--no-blender", *args]) == 1
     line = one_error_line(capsys.readouterr().err)
@@ -555,9 +606,9 @@ def test_not_enough_disk_space(env, server, monkeypatch, capsys):
     assert server.requests == []
 
 
-def test_unknown_tokenizer_link_is_a_clear_error(env, server, monkeypatch, capsys):
-    files, hf, args = serve_release(server, "7B")
-    args = args[2:]  # no tokenizer URL: the real Drive id is not known (see GDRIVE_IDS)
+def test_unknown_tokenizer_link_is_a_clear_error(env, server, monkeypatch, capsys, tmp_path):
+    files, hf, args = serve_release(server, tmp_path, "7B")
+    args = args[2:]  # no tokenizer URL, and (as if) no Drive id for it
     monkeypatch.delenv("MOTIONMILL_URL_TOKENIZER", raising=False)
     monkeypatch.setitem(install.GDRIVE_IDS, "tokenizer", None)
     monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
@@ -584,7 +635,7 @@ def test_bare_python_runs_the_download_step_with_the_venv_python(env, server, tm
         pytest.skip("no Python 3.11 without gdown on PATH")
     if shutil.disk_usage(tmp_path).free < install.NEEDS["3B"]["disk_gb"] * 10 ** 9:
         pytest.skip("the 3B release's disk check needs 18 GB free")
-    files, hf, args = serve_release(server, "3B")
+    files, hf, args = serve_release(server, tmp_path, "3B")
     venv_dir = tmp_path / "venv"
     (venv_dir / "bin").mkdir(parents=True)
     fake_exe(venv_dir / "bin" / "python", f"#!/bin/sh\nexec {PY} \"$@\"\n")
@@ -592,12 +643,16 @@ def test_bare_python_runs_the_download_step_with_the_venv_python(env, server, tm
     out = subprocess.run([bare, str(ROOT / "install.py"), "--weights", "3b", "--no-env", "--no-blender",
                           "--venv", str(venv_dir), *args], capture_output=True, text=True, env=child, timeout=300,
                          cwd=str(ROOT))
-    assert out.returncode == 0, out.stderr
-    assert f"downloading with {venv_dir / 'bin' / 'python'} (gdown, huggingface_hub)" in out.stdout
+    assert f"downloading with {venv_dir / 'bin' / 'python'} (torch, gdown, huggingface_hub)" in out.stdout
     model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
     assert (model_dir / "motionmillion_3B_all.pth").read_bytes() == files["/gd/t2m3B"]
-    assert load_config(model_dir).missing_files() == []
     assert "100%" in out.stderr  # the libraries' progress bars reach the user
+    # the files are the tiny model's, not the 3B's: the step opens them and says so, and calls nothing ready
+    assert out.returncode == 1
+    line = one_error_line(out.stderr)
+    assert line.endswith("motionmillion_3B_all.pth has 2 layers of width 64; the 3B preset needs 24 of width 3200 "
+                         f"({model_dir / 'motionmillion_3B_all.pth'})"), line
+    assert "ready" not in out.stdout and not (model_dir / "config.json").exists()
 
     # a .venv without the download libraries: one line saying how to get them
     (venv_dir / "bin" / "python").unlink()
@@ -625,63 +680,98 @@ def test_download_libraries_are_pinned_and_checked(monkeypatch):
 
 # ---- adopting a downloaded release -------------------------------------------------------------------------------
 
-def make_reference_layout(root):
-    files = {
-        "output/t2m/7B_all/motionmillion_7B_all.pth": b"t2m7",
-        "output/vq/fsq/fsq_net_6000000.pth": b"fsq",
-        "checkpoints/models--google--flan-t5-xl/snapshots/0a1b2c3d/config.json": b"{}",
-        "checkpoints/models--google--flan-t5-xl/snapshots/0a1b2c3d/model-00001-of-00002.safetensors": b"st1",
-        "checkpoints/models--google--flan-t5-xl/snapshots/0a1b2c3d/model-00002-of-00002.safetensors": b"st2",
-        "checkpoints/models--google--flan-t5-xl/refs/main": b"0a1b2c3d",
-        "dataset/MotionMillion/mean_std/vector_272/mean.npy": b"mean272",
-        "dataset/MotionMillion/mean_std/vector_272/std.npy": b"std272",
-        "dataset/HumanML3D/mean.npy": b"mean263",  # a decoy: not the 272-dim statistics
-    }
-    for rel, body in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(body)
-    return files
+def generated_tokens(model_dir, prompt_file="gen_00.npz"):
+    """The tokens `python -m backend generate` makes from `model_dir` for a conformance prompt, as check.py runs it,
+    and the tokens the reference made from the same weights."""
+    import numpy as np
+    expected = np.load(TINY.parent / "expected" / prompt_file)
+    out = model_dir.parent / ("gen-" + model_dir.name)
+    run = subprocess.run([PY, "-m", "backend", "generate", "--model-dir", str(model_dir), "--prompt",
+                          str(expected["prompt"]) if "prompt" in expected else PROMPT0, "--sampling", "greedy",
+                          "--max-tokens", "50", "--device", "cpu", "--dtype", "float32", "--out", str(out), "--quiet"],
+                         capture_output=True, text=True, cwd=str(ROOT), timeout=300)
+    assert run.returncode == 0, run.stderr
+    return np.load(out / "000.npz")["tokens"].tolist(), expected["tokens"].tolist()
 
 
-def test_adopt_reference_layout_by_linking(env, tmp_path):
-    src = tmp_path / "MotionMillion-Codes"
-    make_reference_layout(src)
-    out = run_install(env, "--from", str(src), "--no-env", "--no-blender")
-    assert out.returncode == 0, out.stderr
+PROMPT0 = json.loads((TINY.parent / "expected" / "index.json").read_text())[0]["prompt"]
+
+
+def test_adopt_reference_layout_by_linking(env, tmp_path, tiny_release, capsys):
+    """The reference's own checkout (DeepSpeed-laden t2m, tokenizer with its optimizer, the HF-cache flan-t5-xl, mean/std
+    under vector_272 beside a decoy) is found by content, linked, verified, and then generates the reference's tokens."""
+    tiny_release("7B")
+    src = reference_layout(tmp_path / "MotionMillion-Codes")
+    assert install.main(["--from", str(src), "--no-env", "--no-blender"]) == 0
     model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-7b"
     assert os.path.islink(model_dir / "motionmillion_7B_all.pth")
-    assert (model_dir / "mean.npy").read_bytes() == b"mean272"
-    assert (model_dir / "flan-t5-xl" / "model-00002-of-00002.safetensors").read_bytes() == b"st2"
+    assert (model_dir / "mean.npy").read_bytes() == (TINY / "mean.npy").read_bytes()  # not the 263-dim decoy
+    assert "snapshots" in os.readlink(model_dir / "flan-t5-xl")
     cfg = load_config(model_dir)
-    assert cfg.t2m.n_layer == 36 and cfg.missing_files() == []
-    assert json.loads((model_dir / "config.json").read_text())["format"] == "motionmillion-modeldir/1"
+    assert (cfg.t2m.n_layer, cfg.t2m.preset) == (2, "7B") and cfg.missing_files() == []
     assert json.loads(pathlib.Path(env["MOTIONMILL_CONFIG"]).read_text())["model_dir"] == str(model_dir)
+    assert "model directory ready" in capsys.readouterr().out
+    tokens, reference = generated_tokens(model_dir)
+    assert tokens == reference
 
 
-def test_adopt_flat_folder_by_copying(env, tmp_path):
+def test_adopt_zip_named_and_zip_archived_copies_by_copying(env, tmp_path, tiny_release):
+    """fsq.zip in torch's own zip format is used as it is; t2m_7B_all.zip, a plain zip archive holding the checkpoint
+    under another name, is unpacked (streamed) into the model directory."""
+    tiny_release("7B")
     src = tmp_path / "downloads"
     (src / "flan-t5-xl").mkdir(parents=True)
-    for name, body in {"motionmillion_3B_all.pth": b"t2m3", "fsq_net_6000000.pth": b"fsq", "mean.npy": b"m",
-                       "std.npy": b"s", "flan-t5-xl/config.json": b"{}", "flan-t5-xl/model.safetensors": b"w"}.items():
-        (src / name).write_bytes(body)
+    save_tokenizer_training(src / "fsq.zip")
+    save_t2m_training(tmp_path / "net_last.pth")
+    zip_archive(src / "t2m_7B_all.zip", {"t2m_7B_all/net_last.pth": tmp_path / "net_last.pth"})
+    for f in (TINY / "text_encoder").iterdir():
+        shutil.copy(f, src / "flan-t5-xl" / f.name)
+    for name in ("mean.npy", "std.npy"):
+        shutil.copy(TINY / name, src / name)
     model_dir = tmp_path / "mymodel"
-    out = run_install(env, "--from", str(src), "--copy", "--model-dir", str(model_dir), "--no-env", "--no-blender")
-    assert out.returncode == 0, out.stderr
-    assert not os.path.islink(model_dir / "motionmillion_3B_all.pth")
-    assert (model_dir / "motionmillion_3B_all.pth").read_bytes() == b"t2m3"
-    cfg = load_config(model_dir)
-    assert cfg.t2m.n_embd == 3200 and cfg.missing_files() == []
+    assert install.main(["--from", str(src), "--copy", "--model-dir", str(model_dir), "--no-env", "--no-blender"]) == 0
+    assert not os.path.islink(model_dir / "fsq_net_6000000.pth")
+    assert (model_dir / "fsq_net_6000000.pth").read_bytes() == (src / "fsq.zip").read_bytes()
+    assert (model_dir / "motionmillion_7B_all.pth").read_bytes() == (tmp_path / "net_last.pth").read_bytes()
+    assert not any(n.startswith(".unpack") for n in os.listdir(model_dir))
+    assert (src / "t2m_7B_all.zip").exists()  # the user's archive is theirs: kept
+    tokens, reference = generated_tokens(model_dir)
+    assert tokens == reference
 
 
-def test_adopt_incomplete_folder_names_what_is_missing(env, tmp_path):
+def test_adopt_refuses_what_would_not_load_in_one_line(env, tmp_path, tiny_release, capsys):
+    """Files found by name but broken, or another model's, are refused with one line, and nothing is called ready."""
+    tiny_release("7B")
+    src = reference_layout(tmp_path / "MotionMillion-Codes")
+    tok = src / "checkpoints" / "pretrained_models" / "fsq_net_6000000.pth"
+    tok.write_bytes(tok.read_bytes()[:5000])  # truncated: not recognised as a tokenizer any more
+    assert install.main(["--from", str(src), "--no-env", "--no-blender"]) == 1
+    err = capsys.readouterr()
+    line = one_error_line(err.err)
+    assert "could not find fsq_net_6000000.pth" in line and "ready" not in err.out
+    tok.write_bytes(b"")
+    shutil.rmtree(pathlib.Path(env["MOTIONMILL_DATA"]) / "models")
+    assert install.main(["--from", str(src), "--no-env", "--no-blender"]) == 1
+    assert "could not find fsq_net_6000000.pth" in one_error_line(capsys.readouterr().err)
+
+
+def test_adopt_a_checkpoint_of_no_release_size_is_refused(env, tmp_path, capsys):
+    """Without the tiny preset the stand-in is what it is: a 2-layer decoder of width 64, which no release is."""
+    src = reference_layout(tmp_path / "MotionMillion-Codes")
+    assert install.main(["--from", str(src), "--no-env", "--no-blender"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "motionmillion_7B_all.pth: its decoder matches neither release size (3B: 24 layers of width 3200, 7B: 36 " \
+           "layers of width 4096)" in line
+
+
+def test_adopt_incomplete_folder_names_what_is_missing(env, tmp_path, tiny_release, capsys):
+    tiny_release("7B")
     src = tmp_path / "downloads"
     src.mkdir()
-    (src / "motionmillion_7B_all.pth").write_bytes(b"x")
-    (src / "mean.npy").write_bytes(b"x")
-    out = run_install(env, "--from", str(src), "--no-env", "--no-blender")
-    assert out.returncode == 1
-    line = one_error_line(out.stderr)
+    save_t2m_training(src / "motionmillion_7B_all.pth", optimizer_numel=10)
+    shutil.copy(TINY / "mean.npy", src / "mean.npy")
+    assert install.main(["--from", str(src), "--no-env", "--no-blender"]) == 1
+    line = one_error_line(capsys.readouterr().err)
     assert "fsq_net_6000000.pth" in line and "flan-t5-xl" in line and "std.npy" in line and "mean.npy" not in line
 
 
@@ -832,10 +922,11 @@ def test_old_blender_is_skipped(env, tmp_path):
 
 
 @pytest.mark.bpy
-def test_uninstall_removes_exactly_what_was_recorded(env, tmp_path):
+def test_uninstall_removes_exactly_what_was_recorded(env, tmp_path, tiny_release):
+    tiny_release("7B")
     blender = fake_exe(tmp_path / "blender", FAKE_BLENDER)
-    src = tmp_path / "MotionMill-Codes"
-    files = make_reference_layout(src)
+    src = reference_layout(tmp_path / "MotionMill-Codes")
+    files = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
     config = pathlib.Path(env["MOTIONMILL_CONFIG"])
     config.parent.mkdir(parents=True)
     config.write_text(json.dumps({"theme": "dark"}))
@@ -845,8 +936,7 @@ def test_uninstall_removes_exactly_what_was_recorded(env, tmp_path):
     other_ext = pathlib.Path(env["BLENDER_USER_EXTENSIONS"]) / "user_default" / "other_ext" / "blender_manifest.toml"
     other_ext.parent.mkdir(parents=True)
     other_ext.write_text('id = "other_ext"')
-    out = run_install(env, "--blender", str(blender), "--from", str(src), "--no-env")
-    assert out.returncode == 0, out.stderr
+    assert install.main(["--blender", str(blender), "--from", str(src), "--no-env"]) == 0
     model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-7b"
     (model_dir / "my_notes.txt").write_text("keep me")
     record = json.loads(pathlib.Path(install.record_path()).read_text())
