@@ -6,6 +6,7 @@ replaced, by name, with an inert stand-in (`InertObject`) through torch's `safe_
 and the optimizer's tensors stay unread in the memory map. Globals from anywhere but the training libraries below
 are refused before anything is unpickled.
 """
+import _compat_pickle
 import os
 import pickle
 import re
@@ -49,9 +50,12 @@ def _is_training_state(full_name):
 
 
 def _shown(full_name):
-    """os.system pickles as posix.system (nt.system on Windows): name it as the user would write it."""
+    """The global as a user would write it: os.system pickles as posix.system (nt.system on Windows), and pickle's
+    protocol 2 writes Python 2 module names (subprocess.call as commands.call)."""
     module, _, name = full_name.rpartition(".")
-    return f"os.{name}" if module in ("posix", "nt") else full_name
+    if module in ("posix", "nt"):
+        return f"os.{name}"
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
 
 
 def _first_line(err):
@@ -89,18 +93,17 @@ def read_checkpoint(path):
             members = ", ".join(archive_members(path)[:3]) or "nothing"
             raise CheckpointError(f"{path}: a zip archive (holding {members}), not a checkpoint; unpack it, or "
                                   "adopt it with `python3.11 install.py --from FOLDER`, which unpacks it")
-        stubs = []
-        if kind == "torch":
+        # The scan too runs under the lock: another load's allowance would hide globals from it.
+        with _SAFE_GLOBALS_LOCK:
+            if kind != "torch":
+                return torch.load(path, map_location="cpu", weights_only=True)  # legacy format: cannot be mapped
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
             refused = [g for g in unsafe if not _is_training_state(g)]
             if refused:
                 raise CheckpointError(f"{path}: holds a pickled object of {_shown(refused[0])}; refused (only tensors "
                                       "and inert training state are read)")
-            stubs = [(_inert_class(g), g) for g in unsafe]
-        with _SAFE_GLOBALS_LOCK, torch.serialization.safe_globals(stubs):
-            if kind == "torch":
+            with torch.serialization.safe_globals([(_inert_class(g), g) for g in unsafe]):
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            return torch.load(path, map_location="cpu", weights_only=True)  # legacy format: cannot be mapped
     except CheckpointError:
         raise
     except pickle.UnpicklingError as err:  # a global the static scan could not see (built while unpickling)

@@ -71,7 +71,7 @@ def load_normalization(cfg):
         p = cfg.path(rel)
         try:
             arr = np.load(p, allow_pickle=False).astype(np.float64)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:
             raise CheckpointError(f"{p}: cannot read normalisation statistics ({err})") from None
         if arr.shape != (cfg.tokenizer.motion_dim,):
             raise CheckpointError(f"{p}: shape {arr.shape}, expected ({cfg.tokenizer.motion_dim},)")

@@ -35,7 +35,7 @@ def t2m_size(path):
 def _is_statistics(path):
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return False
     return arr.shape == (MOTION_DIM,)
 

@@ -23,20 +23,33 @@ def test_tiny_manifest_round_trips(tmp_path):
     assert set(json.load(open(src / "config.json"))) <= set(json.load(open(dst / "config.json")))
 
 
-@pytest.mark.parametrize("size,layers,width", [("7B", 36, 4096), ("3B", 24, 3200)])
-def test_a_bare_release_folder_is_recognised(tmp_path, size, layers, width):
-    for name in ("fsq_net_6000000.pth", f"motionmillion_{size}_all.pth", "mean.npy", "std.npy"):
-        (tmp_path / name).write_bytes(b"")
-    (tmp_path / "flan-t5-xl").mkdir()
-    (tmp_path / "flan-t5-xl" / "config.json").write_text("{}")
+@pytest.mark.parametrize("size", ["7B", "3B"])
+def test_a_bare_release_folder_is_recognised_by_content(tmp_path, monkeypatch, size):
+    """A folder of release files without config.json: the decoder's size comes from its tensor shapes (here the tiny
+    model standing for `size`), whatever the files are called."""
+    from models import manifest
+    from standins import TINY, TINY_PRESET, save_t2m_training, save_tokenizer_training
+    monkeypatch.setitem(manifest.PRESETS, size, {**manifest.PRESETS[size], **TINY_PRESET})
+    save_t2m_training(tmp_path / f"t2m_{size}_all.zip", optimizer_numel=10)
+    save_tokenizer_training(tmp_path / "fsq.zip")
+    shutil.copytree(TINY / "text_encoder", tmp_path / "flan-t5-xl")
+    for name in ("mean.npy", "std.npy"):
+        shutil.copy(TINY / name, tmp_path / name)
     cfg = load_config(tmp_path)
-    assert (cfg.t2m.n_layer, cfg.t2m.n_embd, cfg.t2m.n_head) == (layers, width, 32)
-    assert cfg.tokenizer.levels == (8, 8, 8, 5, 5, 5) and cfg.text_encoder.dir == "flan-t5-xl"
-    assert [role for role, _ in cfg.missing_files()] == ["text encoder weights"]
+    assert (cfg.t2m.n_layer, cfg.t2m.n_embd, cfg.t2m.n_head, cfg.t2m.preset) == (2, 64, 4, size)
+    assert (cfg.t2m.file, cfg.tokenizer.file, cfg.text_encoder.dir) == (f"t2m_{size}_all.zip", "fsq.zip", "flan-t5-xl")
+    assert cfg.missing_files() == []
+
+
+def test_a_bare_folder_of_empty_or_foreign_files_is_no_release(tmp_path):
+    for name in ("fsq_net_6000000.pth", "motionmillion_7B_all.pth", "mean.npy", "std.npy"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ModelDirError, match="no config.json and no text-to-motion checkpoint"):
+        load_config(tmp_path)
 
 
 def test_malformed_manifests_are_one_line_errors(tmp_path):
-    with pytest.raises(ModelDirError, match="no config.json and no release checkpoint"):
+    with pytest.raises(ModelDirError, match="no config.json and no text-to-motion checkpoint"):
         load_config(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ModelDirError, match="not valid JSON"):
