@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import CheckpointError, checkpoint_kind, load_state_dict
+from .checkpoint import checkpoint_kind, load_state_dict
 from .manifest import PRESETS, RELEASE_FILES, ModelDirError, release_config
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".zip", ".bin", ".tar", ".ckpt")
@@ -110,7 +110,7 @@ def release_folder_config(root):
     size = found["t2m_size"]
     if size is None:
         sizes = ", ".join(f"{s}: {p['n_layer']} layers of width {p['n_embd']}" for s, p in PRESETS.items())
-        raise CheckpointError(f"{found['t2m']}: its decoder matches neither release size ({sizes}); describe it in "
+        raise ModelDirError(f"{found['t2m']}: its decoder matches neither release size ({sizes}); describe it in "
                               "a config.json (see README, 'The model directory')")
     rel = {role: os.path.relpath(found[role], root) for role in ("tokenizer", "t2m", "text_encoder", "mean", "std")
            if role in found}

@@ -397,6 +397,24 @@ def test_drive_ids_go_to_gdown_as_drive_links(monkeypatch, tmp_path):
     assert url == "https://drive.google.com/uc?id=1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ"
     assert gdown.parse_url.parse_url(url) == ("1kFdzFp_n1CfXChd2CFXjqJCL4TdEPbiJ", True)
     assert kw["resume"] is True and kw["retries"] == install.DOWNLOAD_RETRIES and kw["quiet"] is False
+    # the FSQ tokenizer's id, from the authors' prepare/download_pretrained_models.sh, is built in
+    assert install.GDRIVE_IDS["tokenizer"] == "1m8p5wDuZvpjsk1i2vZzA2Mxf9_oFVnmn"
+
+
+def test_drive_quota_is_one_line_saying_what_to_do(monkeypatch, tmp_path):
+    """gdown raises FileURLRetrievalError when Drive serves its quota page instead of the file."""
+    import gdown
+    from gdown.exceptions import FileURLRetrievalError
+
+    def refuse(url, out, **kw):
+        raise FileURLRetrievalError("Too many users have viewed or downloaded this file recently.")
+    monkeypatch.setattr(gdown, "download", refuse)
+    url = install.GDRIVE_URL.format(install.GDRIVE_IDS["tokenizer"])
+    with pytest.raises(install.InstallError) as err:
+        install.fetch_url(url, str(tmp_path / "fsq_net_6000000.pth"), "fsq_net_6000000.pth")
+    msg = str(err.value)
+    assert "\n" not in msg and "daily download quota" in msg and "retry in a few hours" in msg
+    assert url in msg and "--from FOLDER" in msg
 
 
 # -- huggingface_hub: flan-t5-xl and the gated mean/std --
