@@ -187,11 +187,12 @@ def _longest_path(skeleton, i, score):
 
 
 def _structural(skeleton, roles):
-    """Fill missing roles from topology and rest geometry (world z up). Returns {role: bone index}."""
-    heads, tails = skeleton.world_heads, skeleton.world_tails
-    pts = np.concatenate([heads, tails])
+    """Fill missing roles from topology and rest geometry (world z up). Returns {role: bone index}.
+
+    Only bone heads (joint positions) are read: importers invent tails (glTF has none)."""
+    heads = skeleton.world_heads
     z = heads[:, 2]
-    height = pts[:, 2].max() - pts[:, 2].min()
+    height = z.max() - z.min()
     if height <= 0:
         return {}, {}
     found, notes = {}, {}
@@ -203,7 +204,7 @@ def _structural(skeleton, roles):
             sub = _subtree(skeleton, c)
             if heads[sub, 2].min() < z[i] - 0.3 * height:
                 down.append(c)
-            elif pts[np.r_[sub, np.array(sub) + len(skeleton)], 2].max() > z[i] + 0.2 * height:
+            elif heads[sub, 2].max() > z[i] + 0.2 * height:
                 up.append(c)
         if len(down) >= 2 and up:
             hips, legs, spine_root = i, down, max(up, key=lambda c: heads[_subtree(skeleton, c), 2].max())
@@ -245,11 +246,11 @@ def _structural(skeleton, roles):
             if j is not None:
                 found[f"{s}_{limb}"] = j
     # spine: highest-reaching chain; arms branch laterally off it
-    spine = _longest_path(skeleton, spine_root, lambda j: max(z[j], tails[j, 2]))
+    spine = _longest_path(skeleton, spine_root, lambda j: z[j])
     arm_branch, arms = None, []
     for k, j in enumerate(spine):
         lateral = [c for c in skeleton.children[j] if c not in spine and
-                   np.abs((pts[np.r_[_subtree(skeleton, c), np.array(_subtree(skeleton, c)) + len(skeleton)]] - heads[j]) @ left).max() > 0.15 * height]
+                   np.abs((heads[_subtree(skeleton, c)] - heads[j]) @ left).max() > 0.15 * height]
         if len(lateral) >= 2:
             arm_branch, arms = k, lateral
             break
@@ -264,8 +265,7 @@ def _structural(skeleton, roles):
         above = spine[arm_branch + 1:]
         if len(above) > 1:
             found["neck"] = above[0]
-            # head: the longest bone above the neck (neck segments and head-end leaves are short)
-            found["head"] = max(above[1:], key=lambda j: skeleton.lengths[j])
+            found["head"] = _head_bone(heads, above)
         elif above:
             found["head"] = above[0]
         for a in arms:
@@ -282,6 +282,15 @@ def _structural(skeleton, roles):
     else:
         notes["left_shoulder"] = notes["right_shoulder"] = "no spine bone has two lateral chains (arms)"
     return {r: j for r, j in found.items() if r not in roles}, notes
+
+
+def _head_bone(heads, above):
+    """The head among the bones above the neck (above[0]), from joint positions: the last one, unless it is a
+    head-top end (a leaf whose segment from its parent is much longer than the neck's segments)."""
+    if len(above) == 2:
+        return above[1]
+    seg = np.linalg.norm(np.diff(heads[above], axis=0), axis=-1)
+    return above[-2] if seg[-1] > 1.5 * seg[:-1].max() else above[-1]
 
 
 def _candidates(skeleton, role, taken):

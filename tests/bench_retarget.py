@@ -28,7 +28,7 @@ from retarget.bvh import read_bvh  # noqa: E402
 from retarget.feet import cleanup_feet  # noqa: E402
 from retarget.mapping import auto_map  # noqa: E402
 from retarget.motion import Motion  # noqa: E402
-from retarget.transfer import foot_points, point_positions, pose_world, retarget  # noqa: E402
+from retarget.transfer import pose_world, retarget  # noqa: E402
 
 
 def leg(H, r):
@@ -79,10 +79,7 @@ def main():
         a = F(sk, tr) - F(ss, sr)
         rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
         pe = np.linalg.norm(metrics.planar_displacement(X, tr["pelvis"]) - k * metrics.planar_displacement(ps, sr["pelvis"]) @ rot.T, axis=-1).max() / leg(sk.world_heads, tr)
-        pts, floor = foot_points(sk, tr)
-        P = [p for side in pts.values() for p in side]
-        tails = X + R[..., :, 1] * (sk.lengths * sk.object_scale)[:, None]
-        pen = metrics.ground_penetration(point_positions(X, tails, P), floor, [p[2] for p in P])
+        pen = metrics.rig_ground_penetration(sk, mp, R, X)
         ok["dir"] &= e.mean() <= 3 and np.percentile(e, 95) <= 10
         ok["pel"] &= pe <= 0.10
         ok["pen"] &= pen <= 0.01
