@@ -184,6 +184,34 @@ def foot_points(skeleton, roles, heads_only=False):
     return {k: [(i, o, zz - floor) for (i, o), zz in zip(v, z[k])] for k, v in pts.items()}, floor
 
 
+def rig_report(skeleton, mapping):
+    """What the retarget reads from a rig, as a dict: the armature-space axis that points up in the world, the unit
+    scale (metres per armature unit), the leg length (m), the rest floor (world z) and each side's foot points."""
+    roles = _role_index(skeleton, mapping)
+    up = skeleton.object_rotation.T @ UP                       # world up in armature axes
+    k = int(np.argmax(np.abs(up)))
+    points, floor = foot_points(skeleton, roles)
+    heads = skeleton.world_heads
+
+    def where(b, o):
+        if not np.any(o):
+            return f"{skeleton.names[b]} head"
+        kid = next((c for c in skeleton.children[b] if np.allclose(heads[c] - heads[b], o)), None)
+        if kid is not None:
+            return f"{skeleton.names[kid]} head"
+        return f"{skeleton.names[b]} {'mesh sole' if b in skeleton.mesh_points else 'estimated end'}"
+    return {"up_axis": ("+" if up[k] > 0 else "-") + "XYZ"[k], "unit_scale": skeleton.object_scale,
+            "leg_length": leg_length(heads, roles), "floor": floor,
+            "feet": {s: [where(b, o) for b, o, _ in pts] for s, pts in points.items()}}
+
+
+def format_rig_report(report):
+    """One line for logs and the panel."""
+    feet = "; ".join(f"{s}: {', '.join(v)}" for s, v in report["feet"].items())
+    return (f"up axis {report['up_axis']}, unit scale {report['unit_scale']:g}, leg {report['leg_length']:.2f} m, "
+            f"floor z {report['floor']:.3f}, feet {feet}")
+
+
 def point_positions(deltas, heads, points):
     """(T,P,3) posed positions of foot points [(bone, offset, clearance), ...] from world deltas (T,B,3,3) (pose
     orientation times rest orientation transposed; None when every offset is zero) and posed heads (T,B,3)."""

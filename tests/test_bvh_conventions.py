@@ -121,3 +121,21 @@ def test_unmappable_file_names_the_missing_roles_and_likely_bones(clip, mixamo, 
         retarget(read_bvh(tmp_path / "cut.bvh", scale="auto"), mixamo)
     msg = str(e.value)
     assert "\n" not in msg and "left_elbow" in msg and "left_wrist" in msg and "LeftShoulder" in msg, msg
+
+
+def test_headless_batch_reports_the_rig_and_takes_a_cmu_3ds_max_file(clip, tmp_path):
+    """The issue's two failures end to end: a CMU 3ds Max-friendly BVH onto a glTF-imported Mixamo-style rig (Y-up
+    armature space, scale 0.01, invented tails) in the headless batch, which says what it read from the rig."""
+    from conftest import run_batch
+    rigs.clear_scene()
+    rigs.gltf_round_trip(rigs.mixamo_rig(), tmp_path)
+    blend = tmp_path / "in.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    rigs.clear_scene()
+    write_bvh(tmp_path / "cmu.bvh", in_convention(clip, "cmu_3dsmax", "inch"))
+    r = run_batch(["--blend", blend, "--rig", "Mixamo", "--motion", tmp_path / "cmu.bvh", "--out", tmp_path / "out.blend"])
+    assert r.returncode == 0, r.stderr
+    line = next(s for s in r.stdout.splitlines() if s.startswith("rig 'Mixamo': "))
+    assert "up axis +Y, unit scale 0.01, leg 0.80 m" in line, line
+    assert "left: mixamorig:LeftFoot head, mixamorig:LeftToeBase head, mixamorig:LeftToe_End head" in line, line
+    assert "warning" not in r.stdout

@@ -133,3 +133,47 @@ def test_gltf_mixamo_pelvis_stays_in_the_sources_vertical_range(amass, delivered
     rise_tgt = X[:, tr["pelvis"], 2] - sk.world_heads[tr["pelvis"], 2]
     tol = 0.01 * leg_length(sk.world_heads, tr)
     assert (rise_tgt >= k * rise_src.min() - tol).all() and (rise_tgt <= k * rise_src.max() + tol).all()
+
+
+def test_foot_without_toe_bones_ends_at_the_mesh_sole_else_in_proportion_to_the_leg(amass):
+    """No toe bone: the foot's end is the deforming mesh's front-most lowest vertex; without a mesh, a point a foot's
+    length ahead of the ankle on the ground. Never the foot bone's tail, which here points 30 m sideways."""
+    from blender_addon import rig as addon_rig
+    from retarget.transfer import rig_report
+    rigs.clear_scene()
+    obj = rigs.mixamo_rig()
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    for eb in list(obj.data.edit_bones):
+        if "Toe" in eb.name:
+            obj.data.edit_bones.remove(eb)
+    for s in ("Left", "Right"):
+        eb = obj.data.edit_bones[f"mixamorig:{s}Foot"]
+        eb.tail = eb.head + type(eb.head)((3000.0, 0.0, 0.0))   # 30 m in the world under the 0.01 scale
+    bpy.ops.object.mode_set(mode="OBJECT")
+    sk = addon_rig.skeleton_from_object(obj)
+    mp = auto_map(sk)
+    assert rig_report(sk, mp)["feet"]["left"] == ["mixamorig:LeftFoot head", "mixamorig:LeftFoot estimated end"]
+    J = rigs.human_joints(1.70)
+    sole = []
+    for s in ("left", "right"):   # a foot-shaped box: heel under the ankle, sole on the floor, tip at the toe end
+        a, t = J[f"{s}_ankle"], J[f"{s}_toe_end"]
+        sole += [(a[0] - 0.04, a[1] + 0.03, 0.0), (a[0] + 0.04, a[1] + 0.03, 0.0), (t[0] - 0.04, t[1], 0.0),
+                 (t[0] + 0.04, t[1], 0.0), (a[0], a[1], a[2])]
+    me = bpy.data.meshes.new("Body")
+    me.from_pydata(sole, [], [])
+    body = bpy.data.objects.new("Body", me)
+    bpy.context.scene.collection.objects.link(body)
+    body.modifiers.new("Armature", "ARMATURE").object = obj
+    for k, s in enumerate(("Left", "Right")):
+        body.vertex_groups.new(name=f"mixamorig:{s}Foot").add(list(range(5 * k, 5 * k + 5)), 1.0, "REPLACE")
+    sk = addon_rig.skeleton_from_object(obj)
+    rep = rig_report(sk, mp)
+    assert rep["feet"]["left"] == ["mixamorig:LeftFoot head", "mixamorig:LeftFoot mesh sole"] and abs(rep["floor"]) < 1e-6
+    pts = foot_points(sk, metrics.role_indices(sk, mp))[0]
+    tip = sk.world_heads[pts["left"][1][0]] + pts["left"][1][1]
+    assert np.abs(tip - [J["left_toe_end"][0] + 0.04, J["left_toe_end"][1], 0.0]).max() < 1e-5
+    anim = retarget(amass, sk, mp)
+    R, X = pose_world(anim, sk)
+    assert metrics.rig_ground_penetration(sk, mp, R, X) <= 0.01 and anim.notes == ()
+    rigs.clear_scene()
