@@ -27,6 +27,8 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
     props.setdefault("motionmill_fps", float(fps))
     props["motionmill_root_motion"] = root_motion
     props["motionmill_cleanup_feet"] = bool(cleanup)
+    if anim.notes:
+        props["motionmill_notes"] = "\n".join(anim.notes)
     if placement == "NLA":
         action, slot = keying.key_animation(obj, anim, name, start, props, assign=False)
         action.use_fake_user = False

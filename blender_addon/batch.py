@@ -86,6 +86,8 @@ def run(a):
             raise BatchError(f"--rig {a.rig}: no such object in {a.blend} (armatures: {', '.join(arms) or 'none'})")
         if obj.type != "ARMATURE":
             raise BatchError(f"--rig {a.rig} is a {obj.type.lower()}, not an armature")
+        from .rig import rig_report
+        print(f"rig '{obj.name}': {rig_report(obj)}")
         s = scene.motionmill
         s.target = obj
         s.cleanup_feet, s.root_motion = a.cleanup_feet, a.root_motion
@@ -129,6 +131,8 @@ def run(a):
                 raise BatchError(str(err)) from None
         for st in strips:
             print(f"{st.name}\t{int(st.frame_start)}-{int(st.frame_end)}\t{st.action.name}")
+            for note in str(st.action.get("motionmill_notes", "")).splitlines():
+                print(f"warning: {st.name}: {note}")
         print(f"wrote {a.out}: {len(strips)} strip(s) on '{obj.name}'")
         if a.preview:
             print(f"wrote {a.preview}")

@@ -275,12 +275,14 @@ class MOTIONMILL_OT_import_motion(bpy.types.Operator):
         try:
             motion = apply.load_motion(path)
             name = apply.clip_name(path)
-            action, strip, _ = apply.apply_motion(context.scene, obj, motion, name, {"motionmill_path": path},
-                                                  s.root_motion, s.cleanup_feet, placement, None, s.blend_in, s.blend_out)
+            action, strip, anim = apply.apply_motion(context.scene, obj, motion, name, {"motionmill_path": path},
+                                                     s.root_motion, s.cleanup_feet, placement, None, s.blend_in, s.blend_out)
         except (MotionError, SkeletonError) as err:
             self.report({"ERROR"}, str(err).splitlines()[0])
             return {"CANCELLED"}
         apply.add_history(context.scene, name, path, action)
+        for note in anim.notes:
+            self.report({"WARNING"}, note)
         self.report({"INFO"}, f"imported {os.path.basename(path)} onto {obj.name} as '{action.name}'")
         return {"FINISHED"}
 

@@ -1,4 +1,5 @@
 """Armature object <-> retarget: read a bpy armature into a Skeleton, and turn a Motion into keys on it."""
+import bpy
 import numpy as np
 
 from ._rt import feet, mapping as mapping_mod, transfer, skeleton as skeleton_mod
@@ -8,8 +9,36 @@ ROOT_MOTION = (("hips", "Hips", "The hips bone carries all translation"),
                ("in_place", "In place", "No ground-plane travel (vertical motion kept)"))
 
 
+MESH_KEEP = 32  # lowest vertices kept per bone: the sole of a foot is all the retarget asks of a mesh
+
+
+def deforming_meshes(obj):
+    return [m for m in bpy.data.objects if m.type == "MESH"
+            and any(md.type == "ARMATURE" and md.object == obj for md in m.modifiers)]
+
+
+def mesh_points(obj, index):
+    """{bone index: (N,3)} world rest positions of the lowest vertices of the meshes `obj` deforms, each vertex under
+    the bone that weighs most on it. Used to find where a foot ends on a rig without toe bones."""
+    found = {}
+    for m in deforming_meshes(obj):
+        groups = {g.index: index.get(g.name) for g in m.vertex_groups}
+        mw = np.array(m.matrix_world)
+        for v in m.data.vertices:
+            if v.groups:
+                b = groups.get(max(v.groups, key=lambda e: e.weight).group)
+                if b is not None:
+                    found.setdefault(b, []).append(tuple(v.co))
+        for b, co in list(found.items()):
+            if isinstance(co, list):
+                w = np.array(co) @ mw[:3, :3].T + mw[:3, 3]
+                found[b] = w[np.argsort(w[:, 2])[:MESH_KEEP]]
+    return found
+
+
 def skeleton_from_object(obj):
-    """Names (parents first), parents, bone.matrix_local, lengths and matrix_world of an armature object."""
+    """Names (parents first), parents, bone.matrix_local, lengths, matrix_world and the lowest deforming-mesh
+    vertices per bone of an armature object."""
     order = []
     stack = [b for b in obj.data.bones if b.parent is None][::-1]
     while stack:
@@ -21,7 +50,19 @@ def skeleton_from_object(obj):
                                  [index[b.parent.name] if b.parent else -1 for b in order],
                                  np.array([np.array(b.matrix_local) for b in order]),
                                  np.array([b.length for b in order]),
-                                 np.array(obj.matrix_world))
+                                 np.array(obj.matrix_world), mesh_points(obj, index))
+
+
+def rig_report(obj):
+    """One line: what the retarget reads from the rig (up axis, unit scale, leg length, floor, foot points), or why
+    it cannot map it."""
+    skel = skeleton_from_object(obj)
+    mapping = mapping_mod.auto_map(skel)
+    try:
+        mapping.validate(skel)
+    except skeleton_mod.SkeletonError as err:
+        return str(err)
+    return transfer.format_rig_report(transfer.rig_report(skel, mapping))
 
 
 def scene_fps(scene):

@@ -10,6 +10,19 @@ class MOTIONMILL_UL_history(bpy.types.UIList):
             row.label(text=f"seed {item.seed}")
 
 
+_RIG_LINES = {}
+
+
+def _rig_line(obj):
+    """The rig report, cached per armature state: the panel redraws often, reading a rig with its mesh does not."""
+    key = (obj.name, obj.data.name, len(obj.data.bones), tuple(map(tuple, obj.matrix_world)))
+    if key not in _RIG_LINES:
+        from .rig import rig_report
+        _RIG_LINES.clear()
+        _RIG_LINES[key] = rig_report(obj)
+    return _RIG_LINES[key]
+
+
 class MOTIONMILL_PT_panel(bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_panel"
     bl_label = "MotionMill"
@@ -34,6 +47,11 @@ class MOTIONMILL_PT_panel(bpy.types.Panel):
         row.prop(s, "variations")
         row.prop(s, "temperature")
         col.prop(s, "target")
+        if s.target is not None and s.target.type == "ARMATURE":
+            box = col.box()
+            box.label(text="Rig as read", icon="ARMATURE_DATA")
+            for part in _rig_line(s.target).split(", "):
+                box.label(text=part)
         col.prop(s, "root_motion")
         col.prop(s, "cleanup_feet")
         col.prop(s, "placement")

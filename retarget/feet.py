@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .rotations import normalize, rotation_between
-from .transfer import UP, _mul, _mv, _role_index, fk_positions, foot_points, local_from_world, pose_world
+from .transfer import UP, _mul, _mv, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
 
 REFERENCE_LEG = 0.85  # metres; thresholds below are for a leg this long
 
@@ -262,8 +262,7 @@ def cleanup_feet(anim, target, mapping, params=None):
     pts, rest_floor = foot_points(target, tr)
     floor = rest_floor if params.floor is None else params.floor
     Ht = target.world_heads
-    leg = np.mean([np.linalg.norm(Ht[tr[f"{s}_knee"]] - Ht[tr[f"{s}_hip"]]) + np.linalg.norm(Ht[tr[f"{s}_ankle"]] - Ht[tr[f"{s}_knee"]]) for s in ("left", "right")])
-    scale = leg / REFERENCE_LEG
+    scale = leg_length(Ht, tr) / REFERENCE_LEG
     fps = anim.fps
     sides = ("left", "right")
     has_toe = {s: f"{s}_foot" in tr and params.toe for s in sides}

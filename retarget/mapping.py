@@ -42,10 +42,30 @@ REQUIRED_ROLES = ("pelvis", "head") + tuple(
 PRESET_DIR = pathlib.Path(__file__).resolve().parent / "presets"
 
 
+_SIDE_WORDS = {"left": {"{side}": "left", "{Side}": "Left", "{S}": "L", "{s}": "l"},
+               "right": {"{side}": "right", "{Side}": "Right", "{S}": "R", "{s}": "r"}}
+
+
+def _expand_sides(preset):
+    """A preset's sided roles are written once, "{side}_hip": ["{Side}UpLeg", "{S}_Thigh"], and expanded here."""
+    roles = {}
+    for role, aliases in preset.get("roles", {}).items():
+        if "{side}" not in role:
+            roles[role] = aliases
+            continue
+        for words in _SIDE_WORDS.values():
+            def sub(text):
+                for k, v in words.items():
+                    text = text.replace(k, v)
+                return text
+            roles[sub(role)] = [sub(a) for a in aliases]
+    return dict(preset, roles=roles)
+
+
 def load_presets(directory=None):
     """All presets as dicts, from retarget/presets (or `directory`)."""
     d = pathlib.Path(directory) if directory else PRESET_DIR
-    presets = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    presets = [_expand_sides(json.loads(p.read_text())) for p in sorted(d.glob("*.json"))]
     if not presets:
         raise SkeletonError(f"no bone-mapping presets found in {d}")
     return presets
@@ -100,7 +120,8 @@ class Mapping:
         missing = [r for r in required if r not in self.roles]
         if missing:
             cands = (self.report or {}).get("candidates", {})
-            detail = "; ".join(f"{r}: candidates {cands.get(r, [])}" for r in missing)
+            notes = (self.report or {}).get("notes", {})
+            detail = "; ".join(f"{r}: candidates {cands.get(r, [])}" + (f", {notes[r]}" if r in notes else "") for r in missing)
             raise SkeletonError(f"cannot retarget: required role(s) not mapped ({detail})")
         return self
 
@@ -187,11 +208,12 @@ def _longest_path(skeleton, i, score):
 
 
 def _structural(skeleton, roles):
-    """Fill missing roles from topology and rest geometry (world z up). Returns {role: bone index}."""
-    heads, tails = skeleton.world_heads, skeleton.world_tails
-    pts = np.concatenate([heads, tails])
+    """Fill missing roles from topology and rest geometry (world z up). Returns {role: bone index}.
+
+    Only bone heads (joint positions) are read: importers invent tails (glTF has none)."""
+    heads = skeleton.world_heads
     z = heads[:, 2]
-    height = pts[:, 2].max() - pts[:, 2].min()
+    height = z.max() - z.min()
     if height <= 0:
         return {}, {}
     found, notes = {}, {}
@@ -203,7 +225,7 @@ def _structural(skeleton, roles):
             sub = _subtree(skeleton, c)
             if heads[sub, 2].min() < z[i] - 0.3 * height:
                 down.append(c)
-            elif pts[np.r_[sub, np.array(sub) + len(skeleton)], 2].max() > z[i] + 0.2 * height:
+            elif heads[sub, 2].max() > z[i] + 0.2 * height:
                 up.append(c)
         if len(down) >= 2 and up:
             hips, legs, spine_root = i, down, max(up, key=lambda c: heads[_subtree(skeleton, c), 2].max())
@@ -245,11 +267,11 @@ def _structural(skeleton, roles):
             if j is not None:
                 found[f"{s}_{limb}"] = j
     # spine: highest-reaching chain; arms branch laterally off it
-    spine = _longest_path(skeleton, spine_root, lambda j: max(z[j], tails[j, 2]))
+    spine = _longest_path(skeleton, spine_root, lambda j: z[j])
     arm_branch, arms = None, []
     for k, j in enumerate(spine):
         lateral = [c for c in skeleton.children[j] if c not in spine and
-                   np.abs((pts[np.r_[_subtree(skeleton, c), np.array(_subtree(skeleton, c)) + len(skeleton)]] - heads[j]) @ left).max() > 0.15 * height]
+                   np.abs((heads[_subtree(skeleton, c)] - heads[j]) @ left).max() > 0.15 * height]
         if len(lateral) >= 2:
             arm_branch, arms = k, lateral
             break
@@ -264,8 +286,7 @@ def _structural(skeleton, roles):
         above = spine[arm_branch + 1:]
         if len(above) > 1:
             found["neck"] = above[0]
-            # head: the longest bone above the neck (neck segments and head-end leaves are short)
-            found["head"] = max(above[1:], key=lambda j: skeleton.lengths[j])
+            found["head"] = _head_bone(heads, above)
         elif above:
             found["head"] = above[0]
         for a in arms:
@@ -282,6 +303,67 @@ def _structural(skeleton, roles):
     else:
         notes["left_shoulder"] = notes["right_shoulder"] = "no spine bone has two lateral chains (arms)"
     return {r: j for r, j in found.items() if r not in roles}, notes
+
+
+_CHAIN_PAIRS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in
+                     (("collar", "shoulder"), ("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"),
+                      ("knee", "ankle"), ("ankle", "foot")))
+
+
+def _is_ancestor(skeleton, a, b):
+    j = skeleton.parents[b]
+    while j >= 0:
+        if j == a:
+            return True
+        j = skeleton.parents[j]
+    return False
+
+
+def _contradicted(skeleton, roles):
+    """Roles whose bone is not below the bone of the role before it in its limb (collar > shoulder > elbow ...)."""
+    idx = {r: skeleton.names.index(b) for r, b in roles.items()}
+    bad = set()
+    for a, b in _CHAIN_PAIRS:
+        if a in idx and b in idx and not _is_ancestor(skeleton, idx[a], idx[b]):
+            bad.update((a, b))
+    return bad
+
+
+def _settle_arms(skeleton, roles, classes):
+    """Where the preset left an arm's upper-arm role empty, the upper arm is where the arm's long segment starts:
+    the elbow's parent (twist and helper bones skipped). A clavicle match on that same bone moves to the upper arm,
+    and the clavicle becomes its parent unless that is a spine bone. Returns the roles it set."""
+    set_roles = []
+    spine = {roles.get(r) for r in ("pelvis", "spine1", "spine2", "spine3", "neck")}
+    for s in ("left", "right"):
+        if f"{s}_elbow" not in roles or f"{s}_shoulder" in roles:
+            continue
+        j = skeleton.parents[skeleton.names.index(roles[f"{s}_elbow"])]
+        while j >= 0 and skeleton.names[j] in classes:
+            j = skeleton.parents[j]
+        if j < 0:
+            continue
+        upper = skeleton.names[j]
+        owner = next((r for r, b in roles.items() if b == upper), None)
+        if owner not in (None, f"{s}_collar"):
+            continue
+        roles[f"{s}_shoulder"] = upper
+        set_roles.append(f"{s}_shoulder")
+        roles.pop(f"{s}_collar", None)
+        p = skeleton.parents[j]
+        if p >= 0 and skeleton.names[p] not in spine and skeleton.names[p] not in roles.values():
+            roles[f"{s}_collar"] = skeleton.names[p]
+            set_roles.append(f"{s}_collar")
+    return set_roles
+
+
+def _head_bone(heads, above):
+    """The head among the bones above the neck (above[0]), from joint positions: the last one, unless it is a
+    head-top end (a leaf whose segment from its parent is much longer than the neck's segments)."""
+    if len(above) == 2:
+        return above[1]
+    seg = np.linalg.norm(np.diff(heads[above], axis=0), axis=-1)
+    return above[-2] if seg[-1] > 1.5 * seg[:-1].max() else above[-1]
 
 
 def _candidates(skeleton, role, taken):
@@ -312,6 +394,9 @@ def auto_map(skeleton, presets=None):
     best = None
     for p in presets:
         roles, twist, classes = _apply_preset(skeleton, p)
+        # a name can mean different bones in different conventions (LeftShoulder: Mixamo's clavicle, the upper arm
+        # in CMU's 3ds Max BVH), so a preset whose matches contradict the hierarchy loses those roles
+        roles = {r: b for r, b in roles.items() if r not in _contradicted(skeleton, roles)}
         key = (sum(r in roles for r in REQUIRED_ROLES), len(roles), p.get("priority", 0))
         if best is None or key > best[0]:
             best = (key, p["name"], roles, twist, classes)
@@ -319,6 +404,8 @@ def auto_map(skeleton, presets=None):
     if best[0][0] == 0:
         name, roles, twist, classes = None, {}, [], {}
     source = {r: "preset" for r in roles}
+    for r in _settle_arms(skeleton, roles, classes):
+        source[r] = "structure"
     structural, notes = _structural(skeleton, roles)
     taken = set(roles.values())
     for r, j in structural.items():
@@ -336,9 +423,29 @@ def auto_map(skeleton, presets=None):
         "missing_optional": [r for r in missing if r not in REQUIRED_ROLES],
         "candidates": {r: _candidates(skeleton, r, taken) for r in missing},
         "notes": notes,
-        "classes": classes,
     }
+    for r in missing:
+        _likely_bones(skeleton, roles, r, report)
+    report.update({
+        "classes": classes,
+    })
     return Mapping(roles, twist, classes, name, report)
+
+
+def _likely_bones(skeleton, roles, role, report):
+    """Add the structure's view of a missing limb role to the report: the unmapped bones right below the mapped role
+    above it in the limb are its likely bones; where there are none, say where the limb ends."""
+    above = next((a for a, b in _CHAIN_PAIRS if b == role), None)
+    while above is not None and above not in roles:
+        above = next((a for a, b in _CHAIN_PAIRS if b == above), None)
+    if above is None:
+        return
+    taken = set(roles.values())
+    kids = [skeleton.names[c] for c in skeleton.children[skeleton.names.index(roles[above])] if skeleton.names[c] not in taken]
+    cands = report["candidates"].setdefault(role, [])
+    cands[:0] = [k for k in kids if k not in cands]
+    if not kids:
+        report["notes"].setdefault(role, f"the limb ends at {roles[above]!r} ({above})")
 
 
 def format_report(mapping):

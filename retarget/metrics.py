@@ -16,13 +16,15 @@ Public API (positions are (T, J, 3) world metres with z up unless `up` says othe
     own skeleton, in Blender's z-up world, with the mapping of that skeleton.
 ``rig_foot_skate(skeleton, mapping, heads, fps) -> m/s`` foot_skate of a rig's ankle and toe heads, floor
     estimated as the reference does.
+``rig_ground_penetration(skeleton, mapping, rotations, heads) -> metres`` deepest foot point (transfer.foot_points:
+    ankle, ball and the foot's end) below the rig's rest floor, from pose_world's rotations and heads.
 """
 import numpy as np
 
 from . import smpl
 from .mapping import auto_map
 from .skeleton import Skeleton
-from .transfer import estimate_floor, foot_points, point_positions
+from .transfer import estimate_floor, foot_points, point_positions, world_deltas
 
 LIMBS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in
               (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"))) + \
@@ -104,9 +106,16 @@ def source_world(motion):
 
 
 def rig_foot_skate(skeleton, mapping, heads, fps):
-    points, _ = foot_points(skeleton, role_indices(skeleton, mapping), use_tails=False)
+    points, _ = foot_points(skeleton, role_indices(skeleton, mapping), heads_only=True)
     flat = [p for side in points.values() for p in side]
-    positions = point_positions(heads, None, flat)
+    positions = point_positions(None, heads, flat)
     clearances = np.array([p[2] for p in flat])
     floor = estimate_floor((positions[..., 2] - clearances).min(1))
     return foot_skate(positions, fps, floor, clearances)
+
+
+def rig_ground_penetration(skeleton, mapping, rotations, heads):
+    points, floor = foot_points(skeleton, role_indices(skeleton, mapping))
+    flat = [p for side in points.values() for p in side]
+    positions = point_positions(world_deltas(skeleton, rotations), heads, flat)
+    return ground_penetration(positions, floor, [p[2] for p in flat])

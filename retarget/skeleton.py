@@ -9,6 +9,11 @@ Public API
     lengths: (B,) bone lengths in armature units (``bone.length``); default: distance to the first child.
     object_matrix: (4, 4) the armature object's ``matrix_world`` (rotation, uniform scale, translation),
              default identity. A Mixamo FBX import is rotation 90 deg about X, scale 0.01, bones in cm.
+    mesh_points: {bone index: (N,3)} world rest positions (metres) of deforming-mesh vertices weighted mostly to
+             that bone (the add-on keeps the lowest few); used only to find the foot's end on a rig without toes.
+
+Bone tails (``lengths``, ``world_tails``) are kept for drawing only: importers invent them (glTF has none), so
+nothing that places the body reads them.
 ``Skeleton.from_motion(motion)``
     The skeleton a ``Motion`` is defined on (rest = identity rotations at its offsets, y up), placed in
     Blender's z-up world by the same 90 deg X rotation Blender's FBX/BVH importers use.
@@ -31,7 +36,7 @@ _YUP_TO_ZUP = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1
 
 
 class Skeleton:
-    def __init__(self, names, parents, rest, lengths=None, object_matrix=None):
+    def __init__(self, names, parents, rest, lengths=None, object_matrix=None, mesh_points=None):
         self.names = tuple(str(n) for n in names)
         self.parents = tuple(int(p) for p in parents)
         self.rest = np.asarray(rest, np.float64)
@@ -73,6 +78,7 @@ class Skeleton:
             positive = lengths[lengths > 1e-9]
             lengths[lengths <= 1e-9] = 0.5 * np.median(positive) if len(positive) else 1.0
         self.lengths = np.asarray(lengths, np.float64)
+        self.mesh_points = {int(b): np.asarray(v, np.float64).reshape(-1, 3) for b, v in (mesh_points or {}).items()}
 
     def __len__(self):
         return len(self.names)

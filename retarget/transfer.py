@@ -15,7 +15,8 @@ Public API
     (names of bones whose location is keyed), fps.
 ``pose_world(anim, skeleton) -> (rotations (T,B,3,3), heads (T,B,3))``: world-space pose (metres, z up),
     what Blender shows as ``obj.matrix_world @ pose_bone.matrix`` (rotation part normalised).
-``foot_points(skeleton, mapping)``: the bone heads/tails used as foot contact points, with rest clearances.
+``foot_points(skeleton, roles)``: foot contact points (bone heads and offsets that turn with the bone, never
+    bone tails), with rest clearances; ``point_positions(deltas, heads, points)`` poses them.
 
 The maths. G_b is bone b's rest orientation in the world, E_b its pose "world delta" (world pose
 orientation = E_b @ G_b). Blender's pose bone: matrix = P_parent @ M_parent^-1 @ M_b @ L_b, so the
@@ -59,6 +60,7 @@ class TargetAnimation:
     locations: np.ndarray     # (T, B, 3) pose_bone.location
     translated: tuple         # names of bones whose location is animated
     fps: float
+    notes: tuple = ()         # one-line warnings for the user (a correction that was skipped, and why)
 
     @property
     def num_frames(self):
@@ -110,39 +112,118 @@ def estimate_floor(heights):
     return float(sel.mean()) if len(sel) else float(np.median(heights))
 
 
-def _twist_angle(rel, axis=1):
-    """Twist angle of rotation matrices (...,3,3) about their local axis (0,1,2)."""
+def _twist_angle(rel, axis):
+    """Twist angle of rotation matrices (...,3,3) about a unit axis (3,) (swing-twist decomposition)."""
     q = matrix_to_quaternion(rel)
-    return 2 * np.arctan2(q[..., 1 + axis], q[..., 0])
+    return 2 * np.arctan2(q[..., 1:] @ axis, q[..., 0])
 
 
 def _role_index(skeleton, mapping):
     return {r: skeleton.names.index(b) for r, b in mapping.roles.items()}
 
 
-def foot_points(skeleton, roles, use_tails=True):
-    """Foot contact points per side: list of (bone index, 'head'|'tail', rest clearance above the floor) and floor z.
+FOOT_LENGTH = 0.17   # ankle -> ball of the foot, in leg lengths (SMPL neutral: 0.14 m on a 0.82 m leg)
+ANKLE_HEIGHT = 0.10  # ankle above the ground at rest, in leg lengths
+MESH_SOLE = 0.02     # vertices this close (in leg lengths) above a foot's lowest vertex make its sole
 
-    Points: the foot (ankle role) head, the toe head and the toe tail (or the foot tail without a toe bone).
-    Clearance is each point's rest height above the lowest of them (the rest pose stands flat on the floor).
+
+def leg_length(heads, roles):
+    """Mean hip -> knee -> ankle length over both legs, from bone heads only (world metres)."""
+    return float(np.mean([np.linalg.norm(heads[roles[f"{s}_knee"]] - heads[roles[f"{s}_hip"]])
+                          + np.linalg.norm(heads[roles[f"{s}_ankle"]] - heads[roles[f"{s}_knee"]]) for s in ("left", "right")]))
+
+
+def _foot_end(skeleton, roles, side, forward, leg):
+    """(bone, offset) of the foot's far end, from what a rig defines reliably.
+
+    Bone tails are not reliable: glTF has none, and importers invent them (10-40 m long under a 0.01 scale), so the
+    end is the toe bone's child's head; without a toe bone, the foot bone's child's head, then the sole of the
+    deforming mesh (its front-most lowest vertex), then a point a foot's length ahead on the ground.
     """
-    heads, tails = skeleton.world_heads, skeleton.world_tails
+    heads = skeleton.world_heads
+    bone = roles.get(f"{side}_foot", roles[f"{side}_ankle"])
+    kids = skeleton.children[bone]
+    if kids:
+        far = max(kids, key=lambda c: np.linalg.norm(heads[c] - heads[bone]))
+        if np.linalg.norm(heads[far] - heads[bone]) > 1e-3 * leg:
+            return bone, heads[far] - heads[bone]
+    if f"{side}_foot" in roles:
+        return None  # the toe head is the end
+    ankle = roles[f"{side}_ankle"]
+    verts = skeleton.mesh_points.get(ankle)
+    if verts is not None and len(verts):
+        sole = verts[verts[:, 2] <= verts[:, 2].min() + MESH_SOLE * leg]
+        tip = sole[np.argmax((sole - heads[ankle]) @ forward)]
+        return ankle, tip - heads[ankle]
+    return ankle, leg * (FOOT_LENGTH * forward - ANKLE_HEIGHT * UP)
+
+
+def foot_points(skeleton, roles, heads_only=False):
+    """Foot contact points per side, and the rest floor z.
+
+    Each side is a list of (bone index, offset (3,), rest clearance): the point sits `offset` (world metres, at
+    rest) from the bone's head and turns with the bone. Points: the ankle (foot bone head), the ball (toe bone
+    head) and the foot's end (see _foot_end); heads_only keeps the first two. The floor is the lowest point at
+    rest (the rest pose stands on it) and each clearance is the point's rest height above it.
+    """
+    heads = skeleton.world_heads
+    leg = leg_length(heads, roles)
+    forward = _body_frame(heads, roles)[:, 2] if {"left_shoulder", "right_shoulder"} <= set(roles) else np.zeros(3)
     pts = {}
     for s in ("left", "right"):
-        lst = [(roles[f"{s}_ankle"], "head")]
+        lst = [(roles[f"{s}_ankle"], np.zeros(3))]
         if f"{s}_foot" in roles:
-            lst += [(roles[f"{s}_foot"], "head")] + ([(roles[f"{s}_foot"], "tail")] if use_tails else [])
-        elif use_tails:
-            lst += [(roles[f"{s}_ankle"], "tail")]
+            lst.append((roles[f"{s}_foot"], np.zeros(3)))
+        if not heads_only:
+            end = _foot_end(skeleton, roles, s, forward, leg)
+            if end is not None:
+                lst.append(end)
         pts[s] = lst
-    z = {k: [(heads if w == "head" else tails)[i, 2] for i, w in v] for k, v in pts.items()}
+    z = {k: [heads[i, 2] + o[2] for i, o in v] for k, v in pts.items()}
     floor = min(min(v) for v in z.values())
-    return {k: [(i, w, zz - floor) for (i, w), zz in zip(v, z[k])] for k, v in pts.items()}, floor
+    return {k: [(i, o, zz - floor) for (i, o), zz in zip(v, z[k])] for k, v in pts.items()}, floor
 
 
-def point_positions(heads, tails, points):
-    """(T,P,3) positions of points [(bone, 'head'|'tail', clearance), ...] from posed heads/tails (T,B,3)."""
-    return np.stack([(heads if w == "head" else tails)[:, i] for i, w, _ in points], 1)
+def rig_report(skeleton, mapping):
+    """What the retarget reads from a rig, as a dict: the armature-space axis that points up in the world, the unit
+    scale (metres per armature unit), the leg length (m), the rest floor (world z) and each side's foot points."""
+    roles = _role_index(skeleton, mapping)
+    up = skeleton.object_rotation.T @ UP                       # world up in armature axes
+    k = int(np.argmax(np.abs(up)))
+    points, floor = foot_points(skeleton, roles)
+    heads = skeleton.world_heads
+
+    def where(b, o):
+        if not np.any(o):
+            return f"{skeleton.names[b]} head"
+        kid = next((c for c in skeleton.children[b] if np.allclose(heads[c] - heads[b], o)), None)
+        if kid is not None:
+            return f"{skeleton.names[kid]} head"
+        return f"{skeleton.names[b]} {'mesh sole' if b in skeleton.mesh_points else 'estimated end'}"
+    return {"up_axis": ("+" if up[k] > 0 else "-") + "XYZ"[k], "unit_scale": skeleton.object_scale,
+            "leg_length": leg_length(heads, roles), "floor": floor,
+            "feet": {s: [where(b, o) for b, o, _ in pts] for s, pts in points.items()}}
+
+
+def format_rig_report(report):
+    """One line for logs and the panel."""
+    feet = "; ".join(f"{s}: {', '.join(v)}" for s, v in report["feet"].items())
+    return (f"up axis {report['up_axis']}, unit scale {report['unit_scale']:g}, leg {report['leg_length']:.2f} m, "
+            f"floor z {report['floor']:.3f}, feet {feet}")
+
+
+def point_positions(deltas, heads, points):
+    """(T,P,3) posed positions of foot points [(bone, offset, clearance), ...] from world deltas (T,B,3,3) (pose
+    orientation times rest orientation transposed; None when every offset is zero) and posed heads (T,B,3)."""
+    out = []
+    for i, o, _ in points:
+        out.append(heads[:, i] if deltas is None or not np.any(o) else heads[:, i] + _mv(deltas[:, i], o))
+    return np.stack(out, 1)
+
+
+def world_deltas(skeleton, rotations):
+    """World deltas E (T,B,3,3) from pose_world's rotations: E @ rest orientation = pose orientation."""
+    return _mul(rotations, _T(skeleton.world_rest_rotations))
 
 
 def _source_skeleton(source):
@@ -152,7 +233,7 @@ def _source_skeleton(source):
 # ---------------------------------------------------------------------------------------- pose maths
 
 def pose_world(anim, skeleton):
-    """World rotations (T,B,3,3) and heads (T,B,3) of a TargetAnimation on its skeleton; tails via pose_tails."""
+    """World rotations (T,B,3,3) and heads (T,B,3) of a TargetAnimation on its skeleton."""
     q = quaternion_to_matrix(anim.quaternions)
     loc = anim.locations
     Rm, hm = skeleton.rest[:, :3, :3], skeleton.rest[:, :3, 3]
@@ -169,10 +250,6 @@ def pose_world(anim, skeleton):
             t[:, b] = t[:, p] + _mv(R[:, p], Rm[p].T @ (hm[b] - hm[p]) + _mv(rel, loc[:, b]))
     O, s, o = skeleton.object_rotation, skeleton.object_scale, skeleton.object_matrix[:3, 3]
     return _mul(O, R), s * _mv(O, t) + o
-
-
-def pose_tails(skeleton, rotations, heads):
-    return heads + rotations[..., :, 1] * (skeleton.lengths * skeleton.object_scale)[:, None]
 
 
 def local_from_world(skeleton, E, X, translated):
@@ -224,11 +301,6 @@ def _body_frame(heads, roles):
         raise SkeletonError("cannot tell left from right: the left and right hips/shoulders coincide in the ground plane")
     left = normalize(left)
     return np.stack([left, UP, np.cross(left, UP)], -1)
-
-
-def _leg_length(heads, roles, side):
-    return (np.linalg.norm(heads[roles[f"{side}_knee"]] - heads[roles[f"{side}_hip"]])
-            + np.linalg.norm(heads[roles[f"{side}_ankle"]] - heads[roles[f"{side}_knee"]]))
 
 
 def retarget(source, target, mapping=None, root_motion="hips", twist="leave", source_mapping=None):
@@ -308,9 +380,13 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     twists = {t["bone"]: t for t in mapping.twist} if twist == "drive" else {}
     twists = {target.names.index(n): t for n, t in twists.items() if n in target.names and t["limb"] in tr}
     in_chain_limb = {}
+    # twist turns about the limb's direction from joint to joint (world, rest), not about the bones' y axes:
+    # those follow the tails, which importers invent
+    limb_axis = {}
     for k, t in twists.items():
         X = tr[t["limb"]]
         child = next((c for c in CHILD_ROLE.get(t["limb"], ()) if c in tr), None)
+        limb_axis[k] = normalize(Ht[tr[child]] - Ht[X]) if child else G[X][:, 1]
         j = target.parents[tr[child]] if child else -1
         while j >= 0 and j != X:
             if j == k:
@@ -342,15 +418,15 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
             if t["source"] == "self":
                 px = target.parents[X]
                 Epx = E[:, px] if px >= 0 else np.eye(3)
-                rel = G[X].T @ _mul(_T(Epx), Es[t["limb"]]) @ G[X]
+                rel = _mul(_T(Epx), Es[t["limb"]])       # the limb's rotation relative to its parent, world rest axes
             else:
                 child = next((c for c in CHILD_ROLE.get(t["limb"], ()) if c in tr), None)
                 if child is None:
                     E[:, b] = Ep
                     continue
-                rel = G[X].T @ _mul(_T(Es[t["limb"]]), Es[child]) @ G[X]
-            ang = t["share"] * _twist_angle(rel)
-            E[:, b] = _mul(Ep, G[b] @ _rot_about(np.array([0.0, 1.0, 0.0]), ang) @ G[b].T)
+                rel = _mul(_T(Es[t["limb"]]), Es[child])  # the child's rotation relative to the limb
+            ang = t["share"] * _twist_angle(rel, limb_axis[b])
+            E[:, b] = _mul(Ep, _rot_about(limb_axis[b], ang))
         elif b == root_bone:
             E[:, b] = Ey
         else:
@@ -360,15 +436,15 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
             t = twists[in_chain_limb[b]]
             px = target.parents[b]
             Epx = E[:, px] if px >= 0 else np.eye(3)
-            rel = G[b].T @ _mul(_T(Epx), E[:, b]) @ G[b]
-            E[:, b] = _mul(E[:, b], G[b] @ _rot_about(np.array([0.0, 1.0, 0.0]), -t["share"] * _twist_angle(rel)) @ G[b].T)
+            axis = limb_axis[in_chain_limb[b]]
+            E[:, b] = _mul(E[:, b], _rot_about(axis, -t["share"] * _twist_angle(_mul(_T(Epx), E[:, b]), axis)))
 
     _keep_torso_lean(target, E, Es, tr, sr, C, Hs, Ht, g_pos @ Os.T)
 
     # ---- translation: scale by leg ratio, heights relative to each body's rest height
-    k = np.mean([_leg_length(Ht, tr, s) for s in ("left", "right")]) / np.mean([_leg_length(Hs, sr, s) for s in ("left", "right")])
+    k = leg_length(Ht, tr) / leg_length(Hs, sr)
     src_world = (g_pos @ Os.T)  # (T,J,3) source joints in its world (source object has no translation)
-    spts, s_floor_rest = foot_points(src_skel, sr, use_tails=False)
+    spts, s_floor_rest = foot_points(src_skel, sr, heads_only=True)
     s_low = np.min(np.stack([src_world[:, i, 2] - c for side in spts.values() for i, _, c in side], 1), 1)
     s_floor = estimate_floor(s_low)
     tpts, t_floor = foot_points(target, tr)
@@ -388,17 +464,35 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
         fixed[root_bone] = Ht[root_bone] + d
         translated.add(root_bone)
     X = fk_positions(target, E, fixed)
-    # ---- feet on the floor: lift the hips where a foot point would go below it
-    tails = X + _mv(E, G[:, :, 1] * (target.lengths * target.object_scale)[:, None])
-    low = np.min(np.stack([(X if w == "head" else tails)[:, i, 2] - c for side in tpts.values() for i, w, c in side], 1), 1)
-    lift = np.maximum(0.0, t_floor - low)
+    notes = []
+    lift = _floor_lift(target, E, X, tpts, t_floor, k * np.ptp(ps[:, 2]), notes)
     if lift.any():
         pel = pel.copy()
         pel[:, 2] += lift
         fixed[tr["pelvis"]] = pel
         X = fk_positions(target, E, fixed)
     q, loc = local_from_world(target, E, X, translated)
-    return TargetAnimation(target.names, q, loc, tuple(target.names[b] for b in sorted(translated)), float(source.fps))
+    return TargetAnimation(target.names, q, loc, tuple(target.names[b] for b in sorted(translated)), float(source.fps),
+                           tuple(notes))
+
+
+def _floor_lift(target, E, X, points, floor, limit, notes):
+    """(T,) how far to raise the body so that no foot point goes below the floor.
+
+    A lift is a guess about the rig, not something the source asked for, so it never exceeds the source's own
+    vertical range (`limit`, scaled to the target): a point that would need more is wrong about where the foot
+    ends (an invented bone tail, a stray mesh), and its correction is skipped with one note naming its bone.
+    """
+    flat = [p for side in points.values() for p in side]
+    need = floor - (point_positions(E, X, flat)[..., 2] - np.array([c for *_, c in flat]))  # (T, P)
+    too_far = need > limit + 1e-9
+    for p in np.flatnonzero(too_far.any(0)):
+        b = flat[p][0]
+        msg = (f"bone {target.names[b]!r}: lifting the body {need[:, p].max():.2f} m to keep this foot point above the "
+               f"floor would exceed the motion's vertical range ({limit:.2f} m); skipped")
+        if msg not in notes:
+            notes.append(msg)
+    return np.maximum(np.where(too_far, 0.0, need), 0.0).max(1)
 
 
 

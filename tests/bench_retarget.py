@@ -28,7 +28,7 @@ from retarget.bvh import read_bvh  # noqa: E402
 from retarget.feet import cleanup_feet  # noqa: E402
 from retarget.mapping import auto_map  # noqa: E402
 from retarget.motion import Motion  # noqa: E402
-from retarget.transfer import foot_points, point_positions, pose_world, retarget  # noqa: E402
+from retarget.transfer import estimate_floor, foot_points, pose_world, retarget  # noqa: E402
 
 
 def leg(H, r):
@@ -39,6 +39,62 @@ def build(name, bvh_path):
     rigs.clear_scene()
     obj = rigs.bvh_rig(bvh_path) if name == "bvh" else rigs.RIGS[name]()
     return rigs.skeleton_from_object(obj)
+
+
+def pelvis_rise(sk, mp, X, ss, sr, ps):
+    """(target pelvis rise over its rest height, the source's scaled by the leg ratio), both (T,), metres."""
+    tr = metrics.role_indices(sk, mp)
+    k = leg(sk.world_heads, tr) / leg(ss.world_heads, sr)
+    s_pts, s_rest_floor = foot_points(ss, sr, heads_only=True)
+    s_floor = estimate_floor(np.min([ps[:, i, 2] - c for side in s_pts.values() for i, _, c in side], 0))
+    rise_src = (ps[:, sr["pelvis"], 2] - s_floor) - (ss.world_heads[sr["pelvis"], 2] - s_rest_floor)
+    return X[:, tr["pelvis"], 2] - sk.world_heads[tr["pelvis"], 2], k * rise_src
+
+
+def variant_lines(amass):
+    """Every test rig as importers deliver it, beside the original."""
+    import tempfile
+    folder = pathlib.Path(tempfile.mkdtemp())
+    ss, sm, ps = metrics.source_world(amass)
+    sr = metrics.role_indices(ss, sm)
+    src_skate = metrics.rig_foot_skate(ss, sm, ps, amass.fps)
+    lines = ["### Rigs as importers deliver them: AMASS clip, twist='drive'", "",
+             "Each test rig as built, after a glTF round trip (Blender's exporter and importer; importer bone heuristic "
+             "BLENDER, the default, TEMPERANCE, FORTUNE), an FBX round trip (io_scene_fbx, without and with automatic "
+             "bone orientation) and with scrambled bone tails (random directions, 1 cm to 40 m, heads kept, rolls "
+             "recomputed). Limb error as above, without / with foot cleanup; pelvis height: correlation with the source "
+             "and the worst error of its rise over the rest height against the source's scaled by the leg ratio (cm); "
+             "skate: the rig's foot skate over the source's, both per leg length, without cleanup; below floor: deepest "
+             "foot point (ankle, ball, the foot's end) without / with cleanup.", "",
+             "| rig | delivered as | mean (deg) | p95 (deg) | p95 with cleanup (deg) | pelvis height corr. | worst pelvis height error (cm) | skate / source's | below floor (cm) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rigs.RIGS:
+        for v in ("original",) + rigs.VARIANTS:
+            sk = rigs.skeleton_from_object(rigs.variant(v, r, folder))
+            mp = auto_map(sk)
+            tr = metrics.role_indices(sk, mp)
+            a = retarget(amass, sk, mp, twist="drive")
+            b = cleanup_feet(a, sk, mp)
+            R, X = pose_world(a, sk)
+            Rb, Xb = pose_world(b, sk)
+            e = metrics.limb_direction_error(ps, sr, X, tr)
+            eb = metrics.limb_direction_error(ps, sr, Xb, tr)
+            rt, rs = pelvis_rise(sk, mp, X, ss, sr, ps)
+            corr = np.corrcoef(X[:, tr["pelvis"], 2], ps[:, sr["pelvis"], 2])[0, 1]
+            k = leg(sk.world_heads, tr) / leg(ss.world_heads, sr)
+            skate = metrics.rig_foot_skate(sk, mp, X, amass.fps) / k / src_skate
+            pen = metrics.rig_ground_penetration(sk, mp, R, X)
+            penb = metrics.rig_ground_penetration(sk, mp, Rb, Xb)
+            lines.append(f"| {r} | {v} | {e.mean():.2f} | {np.percentile(e, 95):.2f} | {np.percentile(eb, 95):.2f} | "
+                         f"{corr:.3f} | {100 * np.abs(rt - rs).max():.2f} | {skate:.2f} | {100 * pen:.2f} / {100 * penb:.2f} |")
+    rigs.clear_scene()
+    return lines + ["", "Targets (issue 15): mean <= 1 deg, p95 <= 3 deg without cleanup and <= 5 deg with it, pelvis "
+                    "height correlation >= 0.95, skate no worse than the source's, nothing more than 1 cm below the "
+                    "floor. Every delivered rig lands as its original does (FBX adds '_end' leaf bones, so a toe that had no "
+                    "child gains a foot end there). Missed on the originals as on the delivered rigs: the p95 with "
+                    "cleanup and the depth below the floor with cleanup (the foot cleanup's own gap on this clip), and "
+                    "the skate ratio on vrm and rigify, whose feet are shaped unlike SMPL's (the 5 cm planted test "
+                    "then catches other frames).", ""]
 
 
 def main():
@@ -79,10 +135,7 @@ def main():
         a = F(sk, tr) - F(ss, sr)
         rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
         pe = np.linalg.norm(metrics.planar_displacement(X, tr["pelvis"]) - k * metrics.planar_displacement(ps, sr["pelvis"]) @ rot.T, axis=-1).max() / leg(sk.world_heads, tr)
-        pts, floor = foot_points(sk, tr)
-        P = [p for side in pts.values() for p in side]
-        tails = X + R[..., :, 1] * (sk.lengths * sk.object_scale)[:, None]
-        pen = metrics.ground_penetration(point_positions(X, tails, P), floor, [p[2] for p in P])
+        pen = metrics.rig_ground_penetration(sk, mp, R, X)
         ok["dir"] &= e.mean() <= 3 and np.percentile(e, 95) <= 10
         ok["pel"] &= pe <= 0.10
         ok["pen"] &= pen <= 0.01
@@ -117,6 +170,7 @@ def main():
     lines += ["", f"Targets: after <= 30% of before on every clip and rig: {'met' if met30 else 'MISSED'}; "
               f"no worse than the reference (same body): {'met' if metref else 'MISSED'}.", ""]
 
+    lines += variant_lines(amass)
     lines += ["### Throughput (one CPU core, vectorised numpy)", "",
               "| rig | bones | frames | retarget (frames/s) | cleanup (frames/s) | retarget + cleanup (frames/s) |", "|---|---|---|---|---|---|"]
     for n in ("mixamo", "ue5", "rigify"):

@@ -264,3 +264,80 @@ def bvh_rig(path):
 
 
 RIGS = {"mixamo": mixamo_rig, "ue5": ue5_rig, "vrm": vrm_rig, "daz_g8": daz_g8_rig, "rigify": rigify_metarig}
+
+
+# ------------------------------------------------------------------------------ rigs as importers deliver them
+
+def _only_selected(obj):
+    bpy.context.view_layer.objects.active = obj
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o == obj or o.parent == obj)
+
+
+def _imported_armature(before):
+    new = [o for o in bpy.data.objects if o.name not in before and o.type == "ARMATURE"]
+    if len(new) != 1:
+        raise RuntimeError(f"the importer made {len(new)} armatures, expected one")
+    return new[0]
+
+
+def gltf_round_trip(obj, folder, bone_heuristic="BLENDER"):
+    """Export `obj` with Blender's glTF exporter (defaults) and import it back with `bone_heuristic`
+    (BLENDER, the importer's default, or TEMPERANCE / FORTUNE); the scene keeps only the imported objects.
+
+    glTF stores joints, not bones, so the importer invents every tail: under the 0.01 scale of a Mixamo-style rig
+    BLENDER's guesses come out metres long, as they do on real .glb characters."""
+    path = str(folder / f"{obj.name}.glb")
+    _only_selected(obj)
+    bpy.ops.export_scene.gltf(filepath=path, use_selection=True)
+    clear_scene()
+    bpy.ops.import_scene.gltf(filepath=path, bone_heuristic=bone_heuristic)
+    return _imported_armature(())
+
+
+def fbx_round_trip(obj, folder, automatic_bone_orientation=False):
+    """Export `obj` with io_scene_fbx (defaults: leaf '_end' bones added) and import it back."""
+    path = str(folder / f"{obj.name}.fbx")
+    _only_selected(obj)
+    bpy.ops.export_scene.fbx(filepath=path, use_selection=True, object_types={"ARMATURE", "MESH"})
+    clear_scene()
+    bpy.ops.import_scene.fbx(filepath=path, automatic_bone_orientation=automatic_bone_orientation)
+    return _imported_armature(())
+
+
+def scramble_tails(obj, seed=3):
+    """Keep every bone head, give every tail a random direction and a random length (1 cm to 40 m in the world),
+    and recompute the rolls: real files carry any tails at all, so nothing may depend on them."""
+    rng = np.random.default_rng(seed)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    ebs = obj.data.edit_bones
+    for eb in ebs:
+        eb.use_connect = False  # a connected child's head follows its parent's tail; heads must stay put
+    heads = {eb.name: eb.head.copy() for eb in ebs}
+    scale = float(np.cbrt(abs(np.linalg.det(np.array(obj.matrix_world)[:3, :3]))))
+    for eb in ebs:
+        d = rng.normal(size=3)
+        eb.tail = heads[eb.name] + type(eb.head)(d / np.linalg.norm(d) * 10 ** rng.uniform(-2, np.log10(40)) / scale)
+        eb.head = heads[eb.name]
+        eb.roll = float(rng.uniform(-np.pi, np.pi))
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return obj
+
+
+VARIANTS = ("gltf", "gltf_temperance", "gltf_fortune", "fbx", "fbx_auto_orient", "scrambled")
+
+
+def variant(name, rig, folder):
+    """Build rig `rig` (a RIGS key) and deliver it as variant `name` (a VARIANTS key, or 'original')."""
+    clear_scene()
+    obj = RIGS[rig]()
+    if name == "original":
+        return obj
+    if name.startswith("gltf"):
+        return gltf_round_trip(obj, folder, {"gltf": "BLENDER"}.get(name, name[5:].upper()))
+    if name.startswith("fbx"):
+        return fbx_round_trip(obj, folder, automatic_bone_orientation=name == "fbx_auto_orient")
+    if name == "scrambled":
+        return scramble_tails(obj)
+    raise KeyError(name)

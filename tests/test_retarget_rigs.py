@@ -15,7 +15,7 @@ from retarget.feet import FootParams, cleanup_feet  # noqa: E402
 from retarget.mapping import Mapping, auto_map, format_report  # noqa: E402
 from retarget.motion import Motion, MotionError  # noqa: E402
 from retarget.skeleton import Skeleton, SkeletonError  # noqa: E402
-from retarget.transfer import foot_points, point_positions, pose_world, retarget  # noqa: E402
+from retarget.transfer import foot_points, pose_world, retarget  # noqa: E402
 
 BVH_PREDICT = sorted(glob.glob(str(DATA / "bvh" / "*_predict.bvh")))
 EXPECTED = {  # rig -> (preset, a few roles)
@@ -187,11 +187,7 @@ def test_faithful_transfer_on_real_amass_clip(amass, skeletons, name):
     rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
     assert np.linalg.norm(dt - ds @ rot.T, axis=-1).max() <= 0.10 * leg(Ht, tr)
     # feet never more than 1 cm below the rig's floor
-    pts, floor = foot_points(sk, tr)
-    P = [p for side in pts.values() for p in side]
-    tails = X + pose_world(anim, sk)[0][..., :, 1] * (sk.lengths * sk.object_scale)[:, None]
-    pos = point_positions(X, tails, P)
-    assert metrics.ground_penetration(pos, floor, [c for _, _, c in P]) <= 0.01
+    assert metrics.rig_ground_penetration(sk, mp, pose_world(anim, sk)[0], X) <= 0.01
     # bone lengths are rigid (translated bones, the hips, move away from their parent by design)
     rigid = [(p, b) for b, p in enumerate(sk.parents) if p >= 0 and sk.names[b] not in anim.translated]
     assert metrics.bone_length_error(X, rigid) < 1e-5  # float32 bone matrices from bpy
@@ -311,9 +307,7 @@ def test_cleanup_keeps_bones_rigid_pins_feet_and_stays_above_floor(skeletons):
     assert metrics.bone_length_error(X, rigid) < 1e-5  # float32 bone matrices from bpy
     tr = metrics.role_indices(sk, mp)
     pts, floor = foot_points(sk, tr)
-    P = [p for side in pts.values() for p in side]
-    tails = X + R[..., :, 1] * (sk.lengths * sk.object_scale)[:, None]
-    assert metrics.ground_penetration(point_positions(X, tails, P), floor, [c for *_, c in P]) <= 0.01
+    assert metrics.rig_ground_penetration(sk, mp, R, X) <= 0.01
     ank = X[:, [tr["left_ankle"], tr["right_ankle"]]]
     c = detect_contacts(ank, m.fps, floor, [pts["left"][0][2], pts["right"][0][2]], FootParams(), 1.0)
     inside = c[1:] & c[:-1]
