@@ -16,9 +16,10 @@ import types
 import zipfile
 from collections import OrderedDict
 
-import torch
-
 from conftest import CONFORMANCE
+
+# torch is imported where it is used: test_install.py imports this module, and its tests marked bpy also run under
+# the bpy-only LTS environments (.ci/run), which have no torch.
 
 TINY = CONFORMANCE / "model"
 # The tiny model as a release "size": tests that run the installer's release path in-process put it in PRESETS.
@@ -26,6 +27,7 @@ TINY_PRESET = dict(n_layer=2, n_head=4, n_embd=64, clip_dim=64)
 
 
 def tiny_blob(name):
+    import torch
     return torch.load(TINY / name, map_location="cpu", weights_only=True)
 
 
@@ -70,6 +72,7 @@ def fake_deepspeed():
 def save_t2m_training(path, optimizer_numel=None):
     """The tiny decoder as train_t2m_llama.py saves it under DeepSpeed ZeRO-2: `optimizer_numel` fp32 values in each
     of the fp32 partition and the two Adam moments (default: as many as the weights have)."""
+    import torch
     trans = tiny_blob("t2m.pth")["trans"]
     n = optimizer_numel or sum(v.numel() for v in trans.values())
     with fake_deepspeed() as ds:
@@ -96,6 +99,7 @@ def save_t2m_training(path, optimizer_numel=None):
 
 def save_tokenizer_training(path):
     """The tiny tokenizer as train_tokenizer.py saves it: with a real AdamW's and MultiStepLR's state."""
+    import torch
     net = tiny_blob("tokenizer.pth")["net"]
     params = [torch.nn.Parameter(v.float().clone()) for v in list(net.values())[:3]]
     opt = torch.optim.AdamW(params, lr=2e-4)
