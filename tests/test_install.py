@@ -941,6 +941,8 @@ def test_old_blender_is_skipped(env, tmp_path):
 
 @pytest.mark.bpy
 def test_uninstall_removes_exactly_what_was_recorded(env, tmp_path, tiny_release):
+    pytest.importorskip("torch", reason="adopting a release opens its checkpoints (torch); the bpy-only LTS "
+                                        "environments run the Blender half of the installer in the other tests")
     tiny_release("7B")
     blender = fake_exe(tmp_path / "blender", FAKE_BLENDER)
     src = reference_layout(tmp_path / "MotionMill-Codes")
