@@ -229,3 +229,18 @@ def test_pickle_protocol_of_the_stand_ins_is_what_torch_save_writes(release_dir)
     with zipfile.ZipFile(release_dir / "t2m_7B_all.zip") as z:
         data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
     assert data[:2] == b"\x80\x02" and pickle.NEWOBJ in data and pickle.BUILD in data
+
+
+def test_serve_answers_a_refused_checkpoint_in_one_plain_line(release_dir, tmp_path):
+    """The service's model_unavailable error names the file and the refused global, without ANSI codes."""
+    sys.path.insert(0, str(ROOT))
+    from blender_addon.client import BackendClient
+    folder = tmp_path / "model"
+    shutil.copytree(release_dir, folder, symlinks=True)
+    trans = torch.load(TINY / "t2m.pth", weights_only=True)["trans"]
+    torch.save({"trans": trans, "optimizer": Hostile(os.system, "true")}, folder / "t2m_7B_all.zip")
+    with BackendClient(BACKEND_PYTHON, cwd=str(ROOT), model_dir=str(folder), device="cpu") as c:
+        err = c.wait(c.generate("a person walks", out=tmp_path / "out"), timeout=120, raise_errors=False)
+    assert err["event"] == "error" and err["code"] == "model_unavailable", err
+    assert err["message"] == (f"cannot load the model: {folder / 't2m_7B_all.zip'}: holds a pickled object of os.system; refused (only "
+                              "tensors and inert training state are read)")
