@@ -242,5 +242,5 @@ def test_serve_answers_a_refused_checkpoint_in_one_plain_line(release_dir, tmp_p
     with BackendClient(BACKEND_PYTHON, cwd=str(ROOT), model_dir=str(folder), device="cpu") as c:
         err = c.wait(c.generate("a person walks", out=tmp_path / "out"), timeout=120, raise_errors=False)
     assert err["event"] == "error" and err["code"] == "model_unavailable", err
-    assert err["message"] == (f"cannot load the model: {folder / 't2m_7B_all.zip'}: holds a pickled object of os.system; refused (only "
-                              "tensors and inert training state are read)")
+    assert err["message"] == (f"cannot load the model: {folder / 't2m_7B_all.zip'}: holds a pickled object of "
+                              "os.system; refused (only tensors and inert training state are read)")
