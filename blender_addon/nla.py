@@ -4,6 +4,54 @@ from . import compat
 TRACK_NAME = "MotionMill"
 
 
+# What a strip carries besides its action and place, copied when a track is rebuilt (NlaTracks has no move).
+_STRIP_SETTINGS = ("action_frame_start", "action_frame_end", "frame_start", "frame_end", "scale", "repeat",
+                   "blend_in", "blend_out", "blend_type", "extrapolation", "influence", "use_animated_influence",
+                   "use_auto_blend", "use_reverse", "use_sync_length", "mute")
+
+
+def _rebuild_above(ad, old, prev):
+    """A copy of track `old` (name, strips and their settings) added just after `prev`; `old` is removed."""
+    new = ad.nla_tracks.new(prev=prev)
+    for strip in old.strips:
+        copy = new.strips.new(strip.name, int(strip.frame_start), strip.action)
+        compat.set_strip_slot(copy, getattr(strip, "action_slot", None))
+        for attr in _STRIP_SETTINGS:
+            if hasattr(strip, attr):
+                setattr(copy, attr, getattr(strip, attr))
+    name, mute, lock = old.name, old.mute, old.lock
+    ad.nla_tracks.remove(old)
+    new.name, new.mute, new.lock = name, mute, lock
+    return new
+
+
+def push_down_active_action(obj, below=TRACK_NAME):
+    """Move the object's active action, unchanged, onto an NLA track of its own (named after it) below the
+    `below` track, as Blender's Push Down does, so that strips placed there play instead of being covered by the
+    active action (which would hold its last pose over them). The strip plays only over its own frames. Returns
+    the new track, or None when there was no active action."""
+    ad = obj.animation_data
+    if ad is None or ad.action is None:
+        return None
+    action, slot = ad.action, getattr(ad, "action_slot", None)
+    tracks = list(ad.nla_tracks)
+    ours = ad.nla_tracks.get(below)
+    index = tracks.index(ours) if ours is not None else len(tracks)
+    # NlaTracks.new only adds after a track: below ours means after the one under it, or ours is rebuilt on top
+    track = ad.nla_tracks.new(prev=tracks[index - 1] if index > 0 else (tracks[-1] if tracks else None))
+    if ours is not None and index == 0:
+        _rebuild_above(ad, ours, track)
+    track.name = action.name[:63]
+    strip = track.strips.new(action.name[:63], int(action.frame_range[0]), action)
+    compat.set_strip_slot(strip, slot)
+    strip.extrapolation = "NOTHING"
+    ad.action = None
+    ours = ad.nla_tracks.get(below)
+    if ours is not None and len(ours.strips) and ours.strips[0].extrapolation == "HOLD":
+        ours.strips[0].extrapolation = "HOLD_FORWARD"  # a track's first strip holds backwards too: over the action
+    return track
+
+
 def track_for(obj, name=TRACK_NAME):
     ad = obj.animation_data or obj.animation_data_create()
     tr = ad.nla_tracks.get(name)

@@ -4,7 +4,7 @@ import os
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import apply, paths, session as sess
+from . import apply, nla, paths, session as sess
 from ._rt import MotionError, SkeletonError
 from .props import get_prefs
 
@@ -190,6 +190,8 @@ def _apply_clips(op, context, obj, clips, model, placement, start=None):
         if strip is not None:
             frame = strip.frame_end + 1
         apply.add_history(context.scene, name, clip["path"], action, clip.get("seed"), model, clip["prompt"])
+    if placement == "NLA":  # else the animator's active action would hold its pose over the new strips
+        nla.push_down_active_action(obj)
     return len(clips)
 
 
@@ -277,6 +279,8 @@ class MOTIONMILL_OT_import_motion(bpy.types.Operator):
             name = apply.clip_name(path)
             action, strip, anim = apply.apply_motion(context.scene, obj, motion, name, {"motionmill_path": path},
                                                      s.root_motion, s.cleanup_feet, placement, None, s.blend_in, s.blend_out)
+            if placement == "NLA":  # else the animator's active action would hold its pose over the new strip
+                nla.push_down_active_action(obj)
         except (MotionError, SkeletonError) as err:
             self.report({"ERROR"}, str(err).splitlines()[0])
             return {"CANCELLED"}

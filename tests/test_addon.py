@@ -223,6 +223,57 @@ def test_generate_batch_strips_in_order(backend, mixamo, tmp_path):
         assert (st.blend_in, st.blend_out) == (2.0, 3.0)
 
 
+def _keys(action):
+    from blender_addon import compat
+    return {(fc.data_path, fc.array_index): [tuple(k.co) for k in fc.keyframe_points]
+            for fc in compat.all_fcurves(action)}
+
+
+def _shows_its_own_keys(obj, strip, bone="mixamorig:Hips"):
+    """At a strip's middle frame the rig's evaluated pose is the strip's own action there."""
+    from blender_addon import compat
+    mid = int((strip.frame_start + strip.frame_end) // 2)
+    bpy.context.scene.frame_set(mid)
+    got = tuple(obj.pose.bones[bone].rotation_quaternion)
+    path = f'pose.bones["{bone}"].rotation_quaternion'
+    curves = {fc.array_index: fc for fc in compat.all_fcurves(strip.action) if fc.data_path == path}
+    want = tuple(curves[i].evaluate(strip.action_frame_start + mid - strip.frame_start) for i in range(4))
+    return max(abs(a - b) for a, b in zip(got, want)) < 1e-4
+
+
+def test_a_batch_plays_over_the_animators_active_action(backend, mixamo, tmp_path):
+    """After Generate (its clip is the active action), Generate Batch's strips play: the active action moves, unchanged,
+    onto its own track below MotionMill's. Also when MotionMill's track is already the lowest (a batch came first)."""
+    s = bpy.context.scene.motionmill
+    s.prompt, s.placement, s.cleanup_feet, s.blend_in, s.blend_out = "a person walks", "INSERT", False, 0.0, 0.0
+    s.auto_length, s.seconds = False, 2.0
+    f = tmp_path / "prompts.txt"
+    f.write_text("a person waves\na person jumps\n")
+    for batch_first in (False, True):
+        if batch_first:  # MotionMill's track exists and is the lowest when the animator's action arrives
+            bpy.context.scene.frame_current = 200
+            assert bpy.ops.motionmill.generate_batch(filepath=str(f)) == {"FINISHED"}
+        bpy.context.scene.frame_current = 1
+        assert bpy.ops.motionmill.generate() == {"FINISHED"}
+        mine = mixamo.animation_data.action
+        keys = _keys(mine)
+        bpy.context.scene.frame_current = int(mine.frame_range[1]) + 1
+        assert bpy.ops.motionmill.generate_batch(filepath=str(f)) == {"FINISHED"}
+        ad = mixamo.animation_data
+        names = [t.name for t in ad.nla_tracks]
+        assert ad.action is None and names.index(mine.name) < names.index("MotionMill"), names
+        assert _keys(mine) == keys  # the animator's action: kept, unchanged
+        (held,) = ad.nla_tracks[mine.name].strips
+        assert held.action == mine and held.extrapolation == "NOTHING"
+        strips = list(ad.nla_tracks["MotionMill"].strips)
+        assert len(strips) == (4 if batch_first else 2)
+        for strip in strips:
+            assert _shows_its_own_keys(mixamo, strip), strip.name
+        assert _shows_its_own_keys(mixamo, held)
+        for t in list(ad.nla_tracks):
+            ad.nla_tracks.remove(t)
+
+
 def test_cancel_in_the_middle(backend, mixamo):
     s = bpy.context.scene.motionmill
     s.prompt, s.seconds = "a person runs in a circle", 10.0
