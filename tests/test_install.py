@@ -576,6 +576,10 @@ def test_mean_std_come_from_the_code_repository_without_a_login(env, server, mon
     tiny_release("3B")
     files, hf, args = serve_release(server, tmp_path, "3B")
     args = args[:4] + args[8:]  # tokenizer and t2m-3B URLs, the HF endpoint; no mean/std URLs
+    # and the tokenizer arrives as a plain zip archive holding it under another name: it is unpacked in place
+    inner = tmp_path / "net_6000000.pth"
+    inner.write_bytes(files["/gd/tok"])
+    server.files["/gd/tok"] = zip_archive(tmp_path / "fsq.zip", {"fsq/net_6000000.pth": inner}).read_bytes()
     monkeypatch.setattr(install, "MEAN_STD_URL", server.url + "/gh/{}.npy")
     monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -583,6 +587,8 @@ def test_mean_std_come_from_the_code_repository_without_a_login(env, server, mon
     model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-3b"
     assert (model_dir / "mean.npy").read_bytes() == files["/gh/mean.npy"]
     assert not any("/datasets/" in p for _, p, _ in server.requests)
+    assert (model_dir / "fsq_net_6000000.pth").read_bytes() == inner.read_bytes()
+    assert not any(n.startswith(".unpack") or n.endswith(".zip") for n in os.listdir(model_dir))
     assert install.MEAN_STD_SHA256["mean"] == hashlib.sha256(files["/gh/mean.npy"]).hexdigest()
 
 
