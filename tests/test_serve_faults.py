@@ -326,3 +326,42 @@ def test_the_service_ends_when_its_parent_dies(tmp_path):
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_batch_that_fails_is_retried_one_by_one(tmp_path, monkeypatch):
+    """A fault no validation foresaw (here: the decoder raising for one prompt) fails only its own request."""
+    import backend.generation
+    from backend.service_queue import Service
+
+    real = backend.generation.iter_clips
+
+    def faulty(model, jobs, *args, **kwargs):
+        if any(prompt == "poison" for prompt, _, _ in jobs):
+            raise RuntimeError("simulated decoder fault")
+        return real(model, jobs, *args, **kwargs)
+    monkeypatch.setattr(backend.generation, "iter_clips", faulty)
+
+    class Owner:
+        def __init__(self):
+            self.events = []
+
+        def send(self, event):
+            self.events.append(event)
+
+    service = Service(str(tiny_model()), "cpu", batch_window_s=0.5)
+    service.start()
+    owners = {rid: Owner() for rid in ("a", "poisoned", "b")}
+    for rid, owner in owners.items():
+        service.submit_generate({"id": rid, "op": "generate", "prompt": "poison" if rid == "poisoned" else f"walk {rid}",
+                                 "seconds": 1, "out": str(tmp_path)}, owner)
+    deadline = time.monotonic() + 120
+    while not all(any(e.get("final") for e in o.events) for o in owners.values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    service.stop()
+    finals = {rid: [e for e in o.events if e.get("final")] for rid, o in owners.items()}
+    assert [e["event"] for e in finals["a"]] == ["result"] and [e["event"] for e in finals["b"]] == ["result"]
+    [bad] = finals["poisoned"]
+    assert (bad["id"], bad["event"], bad["code"]) == ("poisoned", "error", "internal")
+    assert "simulated decoder fault" in bad["message"] and "\n" not in bad["message"]
+    assert any(e.get("event") == "progress" and e.get("phase") == "decoding" for e in owners["a"].events)
