@@ -29,20 +29,6 @@ def clip_name(line, variation):
     return f"{line:05d}_v{variation}.npz"
 
 
-def read_prompt_lines(path):
-    """(line index, prompt) for each non-blank, non-# line; the index is the 0-based line number in the file."""
-    from .cli import UserError
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError as err:
-        raise UserError(f"cannot read prompts file {path}: {err.strerror}") from None
-    out = [(i, s.strip()) for i, s in enumerate(lines) if s.strip() and not s.lstrip().startswith("#")]
-    if not out:
-        raise UserError(f"{path}: no prompts (one per line; blank and # lines are skipped)")
-    return out
-
-
 def _entry(out_dir, line, variation, path):
     from retarget.interchange import load_interchange
     motion, extras = load_interchange(path)
@@ -83,14 +69,17 @@ def merge_manifest(out_dir, expected):
 def run_batch(a):
     from accelerate import PartialState
     from models.loader import load_model
-    from retarget.interchange import save_motion
-    from .cli import UserError, _check_writable, sampling_options, warn
-    from .generation import check_prompts, generate
+    from models.manifest import load_config
+    from .cli import UserError, _check_writable, check_run_options, read_prompt_lines, sampling_options, warn
+    from .generation import check_prompts, iter_clips, save_clip
 
-    if a.variations < 1 or a.batch_size < 1:
-        raise UserError("--variations and --batch-size must be at least 1")
-    state = PartialState(cpu=a.device == "cpu")
     prompts = read_prompt_lines(a.prompts)
+    if not prompts:
+        raise UserError(f"{a.prompts}: no prompts (one per line; blank and # lines are skipped)")
+    check_run_options(a)
+    model_dir = a.model_dir or default_model_dir()
+    opts = sampling_options(a, load_config(model_dir))
+    state = PartialState(cpu=a.device == "cpu")
     if state.is_main_process:
         _check_writable(a.out)
     state.wait_for_everyone()
@@ -102,12 +91,11 @@ def run_batch(a):
     device = a.device
     if device == "auto" and state.device.type == "cuda":
         device = str(state.device)          # one replica per process, on that process's GPU
-    model = load_model(a.model_dir or default_model_dir(), device, a.dtype, a.quant)
+    model = load_model(model_dir, device, a.dtype, a.quant)
     if state.is_main_process:
         for note in model.notes:
             warn(note)
         check_prompts([p for _, p in prompts], model.text_encoder, warn)
-    opts = sampling_options(a, model.config)
     part = os.path.join(a.out, f"manifest.rank{state.process_index}.jsonl")
     t0 = time.monotonic()
     done = 0
@@ -116,10 +104,10 @@ def run_batch(a):
             for start in range(0, len(mine), a.batch_size):
                 chunk = mine[start:start + a.batch_size]
                 jobs = [(p, clip_seed(a.seed, i, v), v) for i, p, v in chunk]
-                for (i, _, v), clip in zip(chunk, generate(model, jobs, opts, a.batch_size, a.cache)):
+                # Written as each is decoded: a kill loses only clips not yet made, and a re-run makes just those.
+                for (i, _, v), clip in zip(chunk, iter_clips(model, jobs, opts, a.batch_size, a.cache)):
                     path = os.path.join(a.out, clip_name(i, v))
-                    save_motion(path, clip.motion, features=clip.features, tokens=clip.tokens, prompt=clip.prompt,
-                                seed=clip.seed, variation=v, line=i, model=model.name)
+                    save_clip(path, clip, model.name, line=i)
                     manifest.write(json.dumps({"file": clip_name(i, v), "line": i, "variation": v, "prompt": clip.prompt,
                                                "seed": clip.seed, "frames": int(clip.motion.rotations.shape[0]),
                                                "tokens": int(len(clip.tokens)), "model": model.name}) + "\n")

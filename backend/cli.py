@@ -2,8 +2,8 @@
 import argparse
 import os
 import sys
-import tempfile
 
+from .protocol import MAX_SEED, MAX_VARIATIONS
 from .user_config import default_model_dir
 
 ERROR_EXIT = 2
@@ -73,8 +73,12 @@ def build_parser():
 
     s = sub.add_parser("serve", help="JSON-lines service on stdin/stdout")
     _add_model_args(s)
-    s.add_argument("--listen", help="also accept clients on 127.0.0.1:PORT (needs --token)")
-    s.add_argument("--token", help="shared secret for --listen")
+    s.add_argument("--listen", help="also accept clients on 127.0.0.1:PORT (needs a token: MOTIONMILL_TOKEN or "
+                   "--token-file)")
+    s.add_argument("--token-file", help="a file holding the --listen secret (at least 16 characters)")
+    s.add_argument("--token", help="the --listen secret on the command line: visible to other users, prefer the two above")
+    s.add_argument("--allow-remote-shutdown", action="store_true",
+                   help="accept `shutdown` from --listen clients too (by default only from stdin, the owner)")
     s.add_argument("--idle-unload-minutes", type=float, default=0, help="free the model after this idle time (0: never)")
     s.add_argument("--batch-size", type=int, default=16, help="most clips decoded in one pass (halved on out-of-memory)")
     s.add_argument("--cache", choices=["static", "dynamic", "none"], help="KV cache kind (default: static on CUDA)")
@@ -110,24 +114,60 @@ def build_parser():
     return ap
 
 
+def read_prompt_lines(path):
+    """(0-based line number, prompt) for each non-blank line not starting with #; one-line errors name the line."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise UserError(f"cannot read prompts file {path}: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise UserError(f"prompts file {path}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                        "save it as UTF-8") from None
+    return [(i, s.strip()) for i, s in enumerate(text.splitlines()) if s.strip() and not s.lstrip().startswith("#")]
+
+
 def _read_prompts(a):
-    prompts = list(a.prompt)
-    if a.prompts:
-        try:
-            with open(a.prompts, encoding="utf-8") as f:
-                prompts += [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
-        except OSError as err:
-            raise UserError(f"cannot read prompts file {a.prompts}: {err.strerror}") from None
-    return prompts
+    return list(a.prompt) + ([p for _, p in read_prompt_lines(a.prompts)] if a.prompts else [])
 
 
 def _check_writable(folder):
+    """Create the output folder, prove it takes a file, and clear temp files that killed runs left in it."""
+    from retarget.interchange import create_temp, remove_stale_temps
     try:
         os.makedirs(folder, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise UserError(f"cannot write to output folder {folder}: {err.strerror or err}") from None
+        fd, probe = create_temp(folder, ".write-test")
+        os.close(fd)
+        os.remove(probe)
+    except (OSError, ValueError) as err:   # ValueError: a NUL in the path
+        raise UserError(f"cannot write to output folder {folder}: {getattr(err, 'strerror', None) or err}") from None
+    removed = remove_stale_temps(folder)
+    if removed:
+        warn(f"removed {removed} temp file(s) that an interrupted run left in {folder}")
+
+
+def check_run_options(a):
+    """The options that need no model, checked before the (slow) model load: one line each, no traceback."""
+    if getattr(a, "batch_size", 1) < 1:
+        raise UserError(f"--batch-size must be at least 1, got {a.batch_size}")
+    variations = getattr(a, "variations", 1)
+    if not 1 <= variations <= MAX_VARIATIONS:
+        raise UserError(f"--variations must be 1..{MAX_VARIATIONS} (the service's cap too), got {variations}")
+    seed = getattr(a, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be 0..{MAX_SEED}, got {seed}")
+    check_device(a.device)
+
+
+def check_device(name):
+    from models.loader import resolve_device
+    try:
+        resolve_device(name)
+    except RuntimeError:          # torch.device's own message lists every backend torch knows
+        raise UserError(f"--device {name}: not a device; use cpu, cuda, cuda:N or auto") from None
 
 
 def sampling_options(a, model_config):
@@ -175,34 +215,34 @@ def _progress_bar(total_clips, quiet):
 
 def cmd_generate(a):
     from models.loader import load_model
+    from models.manifest import load_config
     from retarget.bvh import write_bvh
-    from retarget.interchange import save_motion
-    from .generation import check_prompts, expand_variations, generate
+    from .generation import check_prompts, expand_variations, iter_clips, save_clip
 
     prompts = _read_prompts(a)
     if not prompts:
         raise UserError("no prompt given: pass --prompt TEXT or --prompts FILE")
-    _check_writable(a.out)
+    check_run_options(a)
     model_dir = a.model_dir or default_model_dir()
+    opts = sampling_options(a, load_config(model_dir))
+    _check_writable(a.out)
     model = load_model(model_dir, a.device, a.dtype, a.quant)
     for note in model.notes:
         warn(note)
     check_prompts(prompts, model.text_encoder, warn)
-    opts = sampling_options(a, model.config)
     jobs = expand_variations(prompts, a.variations, a.seed)
     on_step, close = _progress_bar(len(jobs), a.quiet)
     try:
-        clips = generate(model, jobs, opts, a.batch_size, a.cache, on_step)
+        # Each clip is on disk as soon as it is decoded: a crash or kill loses only the clips not yet made.
+        for i, clip in enumerate(iter_clips(model, jobs, opts, a.batch_size, a.cache, on_step)):
+            path = os.path.join(a.out, f"{i:03d}.{a.format}")
+            if a.format == "npz":
+                save_clip(path, clip, model.name)
+            else:
+                write_bvh(path, clip.motion)
+            print(path, flush=True)
     finally:
         close()
-    for i, clip in enumerate(clips):
-        path = os.path.join(a.out, f"{i:03d}.{a.format}")
-        if a.format == "npz":
-            save_motion(path, clip.motion, features=clip.features, tokens=clip.tokens, prompt=clip.prompt,
-                        seed=clip.seed, variation=clip.variation, model=model.name)
-        else:
-            write_bvh(path, clip.motion)
-        print(path)
     return 0
 
 
@@ -214,6 +254,10 @@ def cmd_encode(a):
     from models.motion_tokenizer import load_motion_tokenizer
 
     cfg = load_config(a.model_dir or default_model_dir())
+    if os.path.realpath(a.out) == os.path.realpath(a.motion) or (
+            os.path.exists(a.out) and os.path.exists(a.motion) and os.path.samefile(a.out, a.motion)):
+        raise UserError(f"--out {a.out} is the input motion {a.motion}: refusing to overwrite it; choose another --out")
+    check_device(a.device)
     try:
         features = np.load(a.motion, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -228,7 +272,8 @@ def cmd_encode(a):
     tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer).to(device)
     x = torch.from_numpy((features - mean) / std).float().to(device)[None]
     codes = tokenizer.encode(x)[0].cpu().numpy().astype(np.int64)
-    np.save(a.out, codes)
+    with open(a.out, "wb") as f:   # exactly the path given: np.save(path) would append ".npy" to other names
+        np.save(f, codes)
     print(a.out)
     return 0
 

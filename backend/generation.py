@@ -54,20 +54,30 @@ def expand_variations(prompts, variations, seed):
 
 
 def decode_clips(model, jobs, token_lists):
-    clips = []
+    """One Clip per job, yielded as soon as its motion is decoded."""
     for (prompt, seed, variation), tokens in zip(jobs, token_lists):
         idx = torch.tensor(tokens, dtype=torch.long, device=model.device)[None]
         normalised = model.tokenizer.decode(idx)[0].double().cpu().numpy()
         features = model.denormalize(normalised)
-        clips.append(Clip(prompt, seed, variation, np.asarray(tokens, np.int64), features,
-                          features_to_motion(features, fps=model.config.fps)))
-    return clips
+        yield Clip(prompt, seed, variation, np.asarray(tokens, np.int64), features,
+                   features_to_motion(features, fps=model.config.fps))
+
+
+def save_clip(path, clip, model_name, **extras):
+    """A clip's interchange .npz with what it came from: prompt, seed, variation, model (+ extras)."""
+    from retarget.interchange import save_motion
+    save_motion(path, clip.motion, features=clip.features, tokens=clip.tokens, prompt=clip.prompt, seed=clip.seed,
+                variation=clip.variation, model=model_name, **extras)
 
 
 def generate(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on_step=None, should_stop=None):
     """Clips for (prompt, seed, variation) jobs, batch_size at a time; results do not depend on batch_size."""
+    return list(iter_clips(model, jobs, opts, batch_size, cache, on_step, should_stop))
+
+
+def iter_clips(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on_step=None, should_stop=None):
+    """generate(), one clip at a time in job order: a caller that writes each at once loses none to a crash."""
     cache = cache or ("static" if model.device.type == "cuda" else "dynamic")
-    clips = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         features = model.text_encoder.encode([p for p, _, _ in chunk])
@@ -75,5 +85,4 @@ def generate(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on_s
         if on_step is not None:
             step_cb = lambda s, n, start=start, size=len(chunk): on_step(start, size, s, n)  # noqa: E731
         tokens = generate_tokens(model.decoder, features, opts, [s for _, s, _ in chunk], cache, step_cb, should_stop)
-        clips += decode_clips(model, chunk, tokens)
-    return clips
+        yield from decode_clips(model, chunk, tokens)

@@ -2,7 +2,8 @@
 
 One request per line: {"id": "r1", "op": "generate", ...}. Every event the service sends is one line with the
 request's "id" (null when a line had no usable id), an "event" name, and "final": true on the last event of a
-request. Errors: {"event": "error", "id": ..., "code": "...", "message": "...", "final": true}.
+request. Errors: {"event": "error", "id": ..., "code": "...", "message": "...", "final": true}, built by
+`error_event` only. A line that parses to an object with a usable "id" is always answered with that id.
 """
 import json
 import math
@@ -14,8 +15,15 @@ MAX_PROMPTS = 256                 # per generate request
 MAX_PROMPT_CHARS = 4000
 MAX_VARIATIONS = 64
 MAX_SEED = 2 ** 63 - 1
+MAX_INT = 2 ** 63 - 1             # any integer field; larger ones would overflow torch and numpy
+MAX_NUMBER = 1e9                  # any number field (seconds, temperature, ...); real values are far below
 
 OPS = ("hello", "load", "unload", "generate", "cancel", "status", "shutdown")
+
+
+def error_event(rid, code, message):
+    """The one form of an error: the request's id, a code a program can test, one line for a person."""
+    return {"id": rid, "event": "error", "code": code, "message": message, "final": True}
 
 
 class RequestError(Exception):
@@ -27,31 +35,48 @@ class RequestError(Exception):
 
 
 def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_INT
 
 
 def _is_number(v):
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+    # abs() first: math.isfinite raises OverflowError on an int too big for a float
+    return (_is_int(v) or isinstance(v, float)) and abs(v) <= MAX_NUMBER and math.isfinite(v)
+
+
+def is_text(v):
+    """A str that can be written out: a lone surrogate ("\\ud800", legal in JSON) fails every encoder later."""
+    if not isinstance(v, str):
+        return False
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_path(v):
+    return is_text(v) and "\0" not in v
 
 
 def _is_str_list(v):
-    return isinstance(v, list) and all(isinstance(s, str) for s in v)
+    return isinstance(v, list) and all(is_text(s) for s in v)
 
 
 # field -> (check, description); every op also takes "id" and "op"
-_STR = (lambda v: isinstance(v, str), "a string")
-_INT = (_is_int, "an integer")
-_NUM = (_is_number, "a finite number")
+_STR = (is_text, "a string (UTF-8 text)")
+_PATH = (_is_path, "a path (UTF-8 text without NUL)")
+_INT = (_is_int, "an integer of at most 63 bits")
+_NUM = (_is_number, f"a finite number of magnitude at most {MAX_NUMBER:g}")
 FIELDS = {
     "hello": {"token": _STR},
     "status": {},
     "shutdown": {},
     "unload": {},
-    "load": {"model_dir": _STR, "device": _STR, "dtype": _STR, "quant": _STR},
-    "cancel": {"target": ((lambda v: isinstance(v, str) or _is_int(v)), "a request id (string or integer)")},
+    "load": {"model_dir": _PATH, "device": _STR, "dtype": _STR, "quant": _STR},
+    "cancel": {"target": ((lambda v: is_text(v) or _is_int(v)), "a request id (string or integer)")},
     "generate": {"prompt": _STR, "prompts": (_is_str_list, "a list of strings"), "seconds": _NUM, "min_seconds": _NUM,
                  "max_tokens": _INT, "min_tokens": _INT, "seed": _INT, "variations": _INT, "sampling": _STR,
-                 "temperature": _NUM, "top_k": _INT, "top_p": _NUM, "out": _STR, "name": _STR},
+                 "temperature": _NUM, "top_k": _INT, "top_p": _NUM, "out": _PATH, "name": _STR},
 }
 REQUIRED = {"cancel": ("target",), "generate": ("out",)}
 
@@ -75,7 +100,7 @@ def parse_line(raw):
     if not isinstance(obj, dict):
         raise RequestError("bad_request", f"a request must be a JSON object, got {type(obj).__name__}")
     rid = obj.get("id")
-    if not ((isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS) or (_is_int(rid) and abs(rid) <= MAX_SEED)):
+    if not ((isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS) or _is_int(rid)):
         raise RequestError("bad_request", f"'id' must be a non-empty string (up to {MAX_ID_CHARS} characters) or an integer")
     op = obj.get("op")
     if not isinstance(op, str) or op not in FIELDS:
@@ -84,7 +109,8 @@ def parse_line(raw):
     fields = FIELDS[op]
     unknown = sorted(k[:40] for k in obj if k not in fields and k not in ("id", "op"))
     if unknown:
-        raise RequestError("bad_request", f"{op}: unknown field(s) {', '.join(map(repr, unknown[:5]))}", rid)
+        shown = ", ".join(ascii(k) for k in unknown[:5])
+        raise RequestError("bad_request", f"{op}: unknown field(s) {shown}", rid)
     for key, (check, what) in fields.items():
         if key in obj and not check(obj[key]):
             raise RequestError("bad_request", f"{op}: '{key}' must be {what}, got {type(obj[key]).__name__}", rid)

@@ -4,9 +4,16 @@ Layout of one batch: text is left-padded to the longest prompt (P columns), moti
 P for every row. Each row keeps its own positions (motion starts right after its real text length), pad columns
 are masked out, text attends both ways and motion causally, so every row computes exactly what it computes alone.
 """
+import math
 from dataclasses import dataclass
 
 import torch
+
+# Below these, logits / temperature overflow to inf and the nucleus threshold rounds to 0 in float32: every
+# token is masked and sampling draws from NaN.
+MIN_TEMPERATURE = 1e-3
+MAX_TEMPERATURE = 100.0
+MIN_TOP_P = 1e-6
 
 
 class Cancelled(Exception):
@@ -22,12 +29,13 @@ class SamplingOptions:
     max_tokens: int = 150         # decoding stops here: one pass (10 s); the reference's demo capped at 50
 
     def validate(self):
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be ≥ 0, got {self.temperature}")
+        if not (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE):
+            raise ValueError(f"temperature must be 0 (greedy) or {MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g}, "
+                             f"got {self.temperature}")
         if self.top_k < 0:
             raise ValueError(f"top-k must be ≥ 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
+        if not (math.isfinite(self.top_p) and MIN_TOP_P <= self.top_p <= 1):
+            raise ValueError(f"top-p must be in [{MIN_TOP_P:g}, 1], got {self.top_p}")
         if self.max_tokens < 1 or self.min_tokens < 0 or self.min_tokens > self.max_tokens:
             raise ValueError(f"token range {self.min_tokens}..{self.max_tokens} is impossible")
 

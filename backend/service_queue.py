@@ -10,11 +10,12 @@ import resource
 import sys
 import threading
 import time
+import traceback
 import types
 
 import torch
 
-from .protocol import RequestError
+from .protocol import RequestError, error_event
 
 
 def log(message):
@@ -48,16 +49,28 @@ def _vm_bytes():
     return 0
 
 
+def internal_message(err):
+    """The one line a client gets for a bug; the traceback goes to the service log (log_internal)."""
+    first = (str(err).splitlines() or [""])[0][:200]
+    return f"internal error ({type(err).__name__}: {first}); the service log has the details"
+
+
+def log_internal(what):
+    log(f"internal error {what}:\n{traceback.format_exc().rstrip()}")
+
+
 class GenerateRequest:
-    def __init__(self, rid, sink, prompts, opts, jobs, out, name):
-        self.rid, self.sink, self.prompts, self.opts, self.jobs = rid, sink, prompts, opts, jobs
+    def __init__(self, rid, owner, prompts, opts, jobs, out, name):
+        # owner: the client channel that sent it (its .send gets the events); only it may cancel the request
+        self.rid, self.owner, self.sink = rid, owner, owner.send
+        self.prompts, self.opts, self.jobs = prompts, opts, jobs
         self.out, self.name = out, name
         self.received = time.monotonic()
         self.started = None
         self.cancelled = False
         self.cancel_step = None  # the decoding step under way when a running request was cancelled
         self.finished = False   # a final event went out
-        self.clips = {}         # job index -> Clip
+        self.clips = {}         # job index -> what its "clip" event said (the file is on disk)
 
     @property
     def key(self):
@@ -72,10 +85,21 @@ class GenerateRequest:
             self.finished = True
             self.send(event, final=True, **fields)
 
+    def fail(self, code, message, **fields):
+        if not self.finished:
+            self.finished = True
+            self.sink({**error_event(self.rid, code, message), **fields})
+
 
 class Control:
-    def __init__(self, rid, sink, op, fields):
-        self.rid, self.sink, self.op, self.fields = rid, sink, op, fields
+    def __init__(self, rid, owner, op, fields):
+        self.rid, self.owner, self.sink, self.op, self.fields = rid, owner, owner.send, op, fields
+        self.finished = False
+
+    def fail(self, code, message):
+        if not self.finished:
+            self.finished = True
+            self.sink(error_event(self.rid, code, message))
 
 
 class Service:
@@ -93,7 +117,7 @@ class Service:
         self.cond = threading.Condition()
         self.queue = []
         self.running = []
-        self.pending_ids = set()
+        self.pending_ids = set()   # (owner, id): ids are per client, so clients cannot collide or probe each other
         self.stopping = False
         self.last_active = time.monotonic()
         self.started = time.monotonic()
@@ -106,10 +130,10 @@ class Service:
         self.worker.start()
 
     # ---- called from the protocol thread ----------------------------------------------------------------------
-    def _claim(self, rid):
-        if rid in self.pending_ids:
+    def _claim(self, owner, rid):
+        if (owner, rid) in self.pending_ids:
             raise RequestError("duplicate_id", f"request id {rid!r} is already queued or running", rid)
-        self.pending_ids.add(rid)
+        self.pending_ids.add((owner, rid))
 
     def model_config(self, rid):
         if self.config is None:
@@ -120,7 +144,8 @@ class Service:
                 raise RequestError("model_unavailable", str(err), rid) from None
         return self.config
 
-    def submit_generate(self, obj, sink):
+    def submit_generate(self, obj, owner):
+        """Validate one request completely before it can join a batch: a bad one must fail alone."""
         from .cli import UserError, _check_writable, sampling_options
         from .generation import expand_variations
         rid = obj["id"]
@@ -140,40 +165,62 @@ class Service:
         prompts = [obj["prompt"]] if "prompt" in obj else list(obj["prompts"])
         jobs = expand_variations(prompts, obj.get("variations", 1), obj.get("seed"))
         name = obj.get("name") or "clip-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(rid))[:64]
-        req = GenerateRequest(rid, sink, prompts, opts, jobs, obj["out"], name)
+        req = GenerateRequest(rid, owner, prompts, opts, jobs, obj["out"], name)
         with self.cond:
             if self.stopping:
                 raise RequestError("shutting_down", "the service is shutting down", rid)
-            self._claim(rid)
+            self._claim(owner, rid)
             self.queue.append(req)
             position = len(self.queue)
             self.cond.notify_all()
         req.send("progress", phase="queued", step=0, total=opts.max_tokens, position=position)
 
-    def submit_control(self, op, obj, sink):
+    def submit_control(self, op, obj, owner):
+        if op == "load" and "device" in obj:
+            from .cli import UserError, check_device
+            try:
+                check_device(obj["device"])
+            except UserError as err:
+                raise RequestError("bad_request", f"load: {str(err).replace('--', '')}", obj["id"]) from None
         with self.cond:
             if self.stopping:
                 raise RequestError("shutting_down", "the service is shutting down", obj["id"])
-            self._claim(obj["id"])
-            self.queue.append(Control(obj["id"], sink, op, obj))
+            self._claim(owner, obj["id"])
+            self.queue.append(Control(obj["id"], owner, op, obj))
             self.cond.notify_all()
 
-    def cancel(self, target, rid):
-        """Cancel a queued request now, or a running one at its next decoding step. Returns its state."""
+    def cancel(self, target, rid, owner):
+        """Cancel one of `owner`'s requests: a queued one now, a running one at its next decoding step. Returns its
+        state. Another client's request is "not found", as if it did not exist."""
         with self.cond:
             for item in self.queue:
-                if isinstance(item, GenerateRequest) and item.rid == target:
-                    self.queue.remove(item)
-                    self.pending_ids.discard(target)
-                    item.cancelled = True
-                    item.finish("error", code="cancelled", message=f"request {target!r} was cancelled before it started")
+                if isinstance(item, GenerateRequest) and item.rid == target and item.owner is owner:
+                    self._drop_queued(item, f"request {target!r} was cancelled before it started")
                     return "queued"
             for item in self.running:
-                if item.rid == target and not item.finished:
+                if item.rid == target and item.owner is owner and not item.finished:
                     item.cancel_step = self.current_step
                     item.cancelled = True
                     return "running"
-        raise RequestError("not_found", f"no queued or running generate request with id {target!r}", rid)
+        raise RequestError("not_found", f"no queued or running generate request of yours with id {target!r}", rid)
+
+    def cancel_owner(self, owner):
+        """A client went away: cancel all its requests (running ones stop between steps and write nothing more)."""
+        with self.cond:
+            for item in [i for i in self.queue if i.owner is owner]:
+                self._drop_queued(item, "the client disconnected")
+            for item in self.running:
+                if item.owner is owner and not item.finished:
+                    item.cancel_step = self.current_step
+                    item.cancelled = True
+
+    def _drop_queued(self, item, why):   # with self.cond held
+        if item not in self.queue:
+            return      # already dropped: failing it dropped its client, which cancelled it (same thread, RLock)
+        self.queue.remove(item)
+        self.pending_ids.discard((item.owner, item.rid))
+        item.cancelled = True
+        item.fail("cancelled", why)
 
     def status(self):
         with self.cond:
@@ -210,11 +257,7 @@ class Service:
                 item.cancelled = True
             self.cond.notify_all()
         for item in dropped:
-            if isinstance(item, GenerateRequest):
-                item.finish("error", code="shutting_down", message="the service shut down before this request ran")
-            else:
-                item.sink({"id": item.rid, "event": "error", "code": "shutting_down",
-                           "message": "the service shut down before this request ran", "final": True})
+            item.fail("shutting_down", "the service shut down before this request ran")
 
     # ---- the worker thread -------------------------------------------------------------------------------------
     def _work(self):
@@ -251,23 +294,31 @@ class Service:
                     batch = item
             try:
                 if isinstance(batch, Control):
-                    self._control(batch)
-                else:
-                    self._run_batch(batch)
-            except Exception as err:  # never let the worker die: report and go on
-                log(f"internal error: {type(err).__name__}: {err}")
-                items = batch if isinstance(batch, list) else []
-                for req in items:
-                    req.finish("error", code="internal", message=f"{type(err).__name__}: {err}")
-                if isinstance(batch, Control):
-                    batch.sink({"id": batch.rid, "event": "error", "code": "internal",
-                                "message": f"{type(err).__name__}: {err}", "final": True})
+                    self._guarded(self._control, batch, [batch])
+                elif not self._guarded(self._run_batch, batch, batch if len(batch) == 1 else []) and len(batch) > 1:
+                    # Something no check foresaw failed the batch: retry its requests alone, so only the guilty one errors.
+                    for req in batch:
+                        if not req.finished:
+                            with self.cond:
+                                self.running = [req]
+                            self._guarded(self._run_batch, [req], [req])
             finally:
                 with self.cond:
                     for req in (batch if isinstance(batch, list) else [batch]):
-                        self.pending_ids.discard(req.rid)
+                        self.pending_ids.discard((req.owner, req.rid))
                     self.running = []
                     self.last_active = time.monotonic()
+
+    def _guarded(self, run, arg, blame):
+        """run(arg); on a bug: log its traceback, send `blame` one line each (the worker never dies). True if it ran."""
+        try:
+            run(arg)
+            return True
+        except Exception as err:
+            log_internal(f"running {', '.join(repr(r.rid) for r in (arg if isinstance(arg, list) else [arg]))}")
+            for item in blame:
+                item.fail("internal", internal_message(err))
+            return False
 
     def _control(self, item):
         if item.op == "unload":
@@ -284,7 +335,7 @@ class Service:
         try:
             self._ensure_model(lambda phase: item.sink({"id": item.rid, "event": "progress", "phase": phase}))
         except RequestError as err:
-            item.sink({"id": item.rid, "event": "error", "code": err.code, "message": err.message, "final": True})
+            item.fail(err.code, err.message)
             return
         item.sink({"id": item.rid, "event": "loaded", "model": self.model.name, "device": str(self.model.device),
                    "dtype": str(self.model.dtype).removeprefix("torch."), "quant": self.model.quant,
@@ -347,10 +398,10 @@ class Service:
         for req in reqs:
             if req.cancelled and not req.finished:
                 if self.stopping:
-                    req.finish("error", code="shutting_down", message="the service shut down while this request ran")
+                    req.fail("shutting_down", "the service shut down while this request ran")
                 else:
                     extra = {} if req.cancel_step is None else {"steps_after_cancel": self.current_step - req.cancel_step}
-                    req.finish("error", code="cancelled", message=f"request {req.rid!r} was cancelled", **extra)
+                    req.fail("cancelled", f"request {req.rid!r} was cancelled", **extra)
 
     def _run_batch(self, batch):
         for req in batch:
@@ -359,7 +410,7 @@ class Service:
             model = self._ensure_model(lambda phase: [r.send("progress", phase=phase) for r in batch if not r.cancelled])
         except RequestError as err:
             for req in batch:
-                req.finish("error", code=err.code, message=err.message)
+                req.fail(err.code, err.message)
             return
         self.stats["batches"] += 1
         rows = [(req, k) for req in batch for k in range(len(req.jobs))]
@@ -372,7 +423,7 @@ class Service:
                 break
             chunk = live[:size]
             try:
-                clips = self._decode(model, chunk, batch[0].opts)
+                self._decode(model, chunk, batch[0].opts, len(chunk), t_start)
             except Exception as err:
                 if not is_out_of_memory(err):
                     raise
@@ -381,23 +432,16 @@ class Service:
                 if len(chunk) == 1:
                     req = chunk[0][0]
                     log(f"out of memory at batch size 1 for {req.rid!r}")
-                    req.finish("error", code="out_of_memory", message="out of memory even one clip at a time: "
-                               "free GPU memory, use a shorter duration or a smaller --quant")
+                    req.fail("out_of_memory", "out of memory even one clip at a time: "
+                             "free GPU memory, use a shorter duration or a smaller --quant")
                     continue
                 size = max(1, len(chunk) // 2)
                 log(f"out of memory at batch size {len(chunk)}: retrying at {size}")
                 continue
-            if clips is None:      # every request in the chunk was cancelled
-                continue
-            for (req, k), clip in zip(chunk, clips):
-                req.clips[k] = clip
-            for req in {id(r): r for r, _ in chunk}.values():
-                if len(req.clips) == len(req.jobs) and not req.finished:
-                    self._write(req, model, len(chunk), t_start)
         self._report_cancelled(batch)
 
-    def _decode(self, model, chunk, opts):
-        from .generation import generate
+    def _decode(self, model, chunk, opts, batch_rows, t_start):
+        from .generation import iter_clips
         from .sampling import Cancelled
         reqs = list({id(r): r for r, _ in chunk}.values())
         last = [0.0]
@@ -418,28 +462,36 @@ class Service:
 
         for r in reqs:
             r.send("progress", phase="encoding", step=0, total=opts.max_tokens)
+        jobs = [r.jobs[k] for r, k in chunk]
         try:
-            return generate(model, [r.jobs[k] for r, k in chunk], opts, len(chunk), self.cache, on_step, should_stop)
+            # Each clip is written, and announced, as soon as it is decoded: a kill loses only clips not yet made.
+            for (req, k), clip in zip(chunk, iter_clips(model, jobs, opts, len(chunk), self.cache, on_step, should_stop)):
+                if req.cancelled or req.finished:
+                    continue      # cancelled: nothing more is written for it
+                self._write_clip(req, k, clip, model)
+                if len(req.clips) == len(req.jobs):
+                    self._finish(req, model, batch_rows, t_start)
         except Cancelled:
-            return None
+            pass
 
-    def _write(self, req, model, batch_rows, t_start):
-        from retarget.interchange import save_motion
+    def _write_clip(self, req, k, clip, model):
+        from .generation import save_clip
+        path = os.path.abspath(os.path.join(req.out, f"{req.name}_{k:03d}.npz"))
         req.send("progress", phase="writing", step=req.opts.max_tokens, total=req.opts.max_tokens)
-        clips_out = []
         try:
-            for k in range(len(req.jobs)):
-                clip = req.clips[k]
-                path = os.path.abspath(os.path.join(req.out, f"{req.name}_{k:03d}.npz"))
-                save_motion(path, clip.motion, features=clip.features, tokens=clip.tokens, prompt=clip.prompt,
-                            seed=clip.seed, variation=clip.variation, model=model.name)
-                clips_out.append({"path": path, "prompt": clip.prompt, "seed": clip.seed, "variation": clip.variation,
-                                  "frames": int(clip.motion.rotations.shape[0]), "tokens": int(len(clip.tokens))})
+            save_clip(path, clip, model.name)
         except (OSError, ValueError) as err:
-            req.finish("error", code="write_failed", message=f"cannot write clips to {req.out}: {err}")
+            req.fail("write_failed", f"cannot write clips to {req.out}: {err}")
             return
+        info = {"path": path, "prompt": clip.prompt, "seed": clip.seed, "variation": clip.variation,
+                "frames": int(clip.motion.rotations.shape[0]), "tokens": int(len(clip.tokens))}
+        req.clips[k] = info
+        self.stats["clips"] += 1
+        req.send("clip", index=k, **info)
+
+    def _finish(self, req, model, batch_rows, t_start):
         now = time.monotonic()
-        self.stats["clips"] += len(clips_out)
+        clips_out = [req.clips[k] for k in range(len(req.jobs))]
         req.finish("result", paths=[c["path"] for c in clips_out], clips=clips_out, model=model.name,
                    timing={"queued_s": round(req.started - req.received, 4), "generate_s": round(now - t_start, 4),
                            "total_s": round(now - req.received, 4), "batch_rows": batch_rows})

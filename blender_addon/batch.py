@@ -45,11 +45,19 @@ def parse(argv):
 def _check_paths(a):
     if not os.path.isfile(a.blend):
         raise BatchError(f"--blend {a.blend}: no such file")
+    with open(a.blend, "rb") as f:
+        magic = f.read(7)
+    # a .blend starts with "BLENDER", or is gzip / zstd compressed
+    if not (magic == b"BLENDER" or magic[:2] == b"\x1f\x8b" or magic[:4] == b"\x28\xb5\x2f\xfd"):
+        raise BatchError(f"--blend {a.blend}: not a .blend file")
     out = os.path.abspath(a.out)
     if out == os.path.abspath(a.blend) or (os.path.exists(out) and os.path.samefile(out, a.blend)):
         raise BatchError(f"--out {a.out} is the input file: refusing to overwrite IN.blend; choose another --out")
+    if os.path.isdir(out):
+        raise BatchError(f"--out {a.out} is a folder; name the .blend file to write, e.g. {os.path.join(a.out, 'out.blend')}")
     if not os.path.isdir(os.path.dirname(out)):
         raise BatchError(f"--out {a.out}: folder {os.path.dirname(out)} does not exist")
+    _check_writable(out)
     for m in a.motion or ():
         if not os.path.isfile(m):
             raise BatchError(f"--motion {m}: no such file")
@@ -61,6 +69,30 @@ def _check_paths(a):
             raise BatchError(f"--preview {a.preview}: unknown extension {ext or '(none)'!r}; use .gif or .mp4")
         if not os.path.isdir(os.path.dirname(os.path.abspath(a.preview))):
             raise BatchError(f"--preview {a.preview}: folder {os.path.dirname(os.path.abspath(a.preview))} does not exist")
+
+
+def _check_writable(path):
+    """Before any work: an --out that cannot be written fails now, not after generating."""
+    probe = os.path.join(os.path.dirname(path), f".motionmill-write-test-{os.getpid()}")
+    try:
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as err:
+        raise BatchError(f"--out {path}: cannot write there ({err.strerror or err})") from None
+
+
+def _check_humanoid(obj):
+    """Before generating anything: a rig the retarget cannot map would waste the whole generation."""
+    from . import rig
+    from ._rt import mapping, skeleton
+    try:
+        skel = rig.skeleton_from_object(obj)
+        mapping.auto_map(skel).validate(skel)    # the same check the retarget makes after generating
+    except skeleton.SkeletonError as err:
+        raise BatchError(f"--rig {obj.name}: {err}") from None
 
 
 def _ops_error(fn, **kw):
@@ -78,7 +110,10 @@ def run(a):
     from . import paths, props, register, unregister
     register()
     try:
-        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(a.blend), load_ui=False)
+        try:
+            bpy.ops.wm.open_mainfile(filepath=os.path.abspath(a.blend), load_ui=False)
+        except RuntimeError as err:
+            raise BatchError(f"--blend {a.blend}: Blender cannot open it ({str(err).strip().splitlines()[-1]})") from None
         scene = bpy.context.scene
         obj = bpy.data.objects.get(a.rig)
         if obj is None:
@@ -86,6 +121,7 @@ def run(a):
             raise BatchError(f"--rig {a.rig}: no such object in {a.blend} (armatures: {', '.join(arms) or 'none'})")
         if obj.type != "ARMATURE":
             raise BatchError(f"--rig {a.rig} is a {obj.type.lower()}, not an armature")
+        _check_humanoid(obj)
         from .rig import rig_report
         print(f"rig '{obj.name}': {rig_report(obj)}")
         s = scene.motionmill
@@ -121,7 +157,10 @@ def run(a):
                     bpy.data.texts.remove(text)
         strips = list(obj.animation_data.nla_tracks["MotionMill"].strips)
         scene.frame_current = scene.frame_start
-        bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(a.out), copy=True)
+        try:
+            bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(a.out), copy=True)
+        except RuntimeError as err:
+            raise BatchError(f"--out {a.out}: Blender cannot write it ({str(err).strip().splitlines()[-1]})") from None
         if a.preview:          # after saving: OUT.blend never sees the preview's temporary camera/ground/figure
             from .preview import PreviewError, render_preview
             try:

@@ -130,8 +130,10 @@ class BackendClient:
         self._closing = True
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.close()      # EOF: the service cancels its work and exits
-            except OSError:
+                # shutdown, not only EOF: a service that also listens on a port outlives its stdin
+                self.proc.stdin.write(b'{"id": "close", "op": "shutdown"}\n')
+                self.proc.stdin.close()
+            except (OSError, ValueError):
                 pass
             try:
                 self.proc.wait(timeout)

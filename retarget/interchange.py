@@ -5,7 +5,9 @@ pelvis position, y up, metres; `fps`; optional `features` (T,272), `tokens` (N,)
 `joints` (T,22,3). Any other key (seed, model, ...) is an extra, kept as written.
 """
 import os
-import tempfile
+import secrets
+import socket
+import time
 import zipfile
 
 import numpy as np
@@ -15,6 +17,49 @@ from .motion import Motion, MotionError
 
 REQUIRED = ("rotations", "translation", "fps")
 OPTIONAL = ("features", "tokens", "prompt", "joints")
+
+# Every temp file MotionMill writes beside its outputs: "<prefix><host>-<pid>-<random><suffix>", so a later run
+# can tell its own leftovers (a writer killed mid-write) from anything else in the folder.
+TEMP_PREFIX = ".motionmill-tmp-"
+STALE_TEMP_S = 3600      # a clip is written in milliseconds: an older temp is a leftover whoever wrote it
+
+
+def create_temp(folder, suffix):
+    """(fd, path) of a new temp file in `folder`; created with mode 0o666 so the umask applies, as for any output."""
+    path = os.path.join(folder, f"{TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), path
+
+
+def _writer_gone(name):
+    host, _, rest = name[len(TEMP_PREFIX):].rpartition("-")[0].rpartition("-")
+    pid = int(rest) if rest.isdigit() else None
+    if host != socket.gethostname() or pid is None or os.name != "posix":
+        return False              # another machine's process (a shared folder), or no safe liveness test here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_stale_temps(folder):
+    """Remove MotionMill temp files left in `folder` by writers that died; nothing else. Returns how many."""
+    removed = 0
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(TEMP_PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if _writer_gone(name) or time.time() - os.lstat(path).st_mtime > STALE_TEMP_S:
+                os.remove(path)
+                removed += 1
+        except OSError:
+            continue              # gone already (another run cleaned it), or not ours to remove
+    return removed
 
 
 def save_motion(path, motion, **extras):
@@ -34,7 +79,7 @@ def save_motion(path, motion, **extras):
             if arrays[key].dtype == object:
                 raise MotionError(f"extra '{key}' must be a number, a string or an array, got {type(value).__name__}")
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    fd, tmp = create_temp(folder, ".npz")
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)

@@ -409,6 +409,33 @@ def test_batch_refuses_bad_arguments(rotated_blend, tmp_path):
     assert not (tmp_path / "o.blend").exists()
 
 
+def test_batch_faults_are_one_line_before_any_work(rotated_blend, tmp_path):
+    """Issue 11: a text file as --blend, a folder or an unwritable --out, a rig that is not a humanoid."""
+    npz = shared_path("data", "motion272", "amass_000000_motion.npz")
+    text = tmp_path / "notes.blend"
+    text.write_text("not a blend file\n")
+    unwritable = "/proc/motionmill-out.blend"        # not writable even by root
+    cases = [(["--blend", text, "--out", tmp_path / "o.blend"], "not a .blend file"),
+             (["--blend", rotated_blend, "--out", tmp_path], "is a folder"),
+             (["--blend", rotated_blend, "--out", unwritable], "cannot write there")]
+    for args, says in cases:
+        r = run_batch(args + ["--rig", "Mixamo", "--motion", npz])
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert [line for line in r.stderr.splitlines() if line.startswith("error: ")] == \
+            [line for line in r.stderr.splitlines() if says in line], (says, r.stderr)
+    rigs.clear_scene()
+    rigs.build_armature("Snake", [("a", None, (0, 0, 0), (0, 0, 0.3)), ("b", "a", (0, 0, 0.3), (0, 0, 0.6)),
+                                  ("c", "b", (0, 0, 0.6), (0, 0, 0.9))])
+    snake = tmp_path / "snake.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(snake), copy=True)
+    # a backend Python that does not exist: had it tried to generate first, that would be the error
+    r = run_batch(["--blend", snake, "--rig", "Snake", "--prompt", "a person waves", "--python", tmp_path / "no-python",
+                   "--model-dir", shared_path("conformance", "motionmillion-tiny", "model"), "--out", tmp_path / "o.blend"])
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "--rig Snake" in r.stderr and "no-python" not in r.stderr, r.stderr
+    assert not (tmp_path / "o.blend").exists()
+
+
 # ------------------------------------------------------------------------------------------ packaging
 
 def test_package_zips_install_and_use_the_bundled_retarget(tmp_path):

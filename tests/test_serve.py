@@ -37,13 +37,21 @@ def test_generate_writes_clips_that_match_the_library(tmp_path):
     with start_client() as c:
         hello = c.call("hello", timeout=60)
         assert hello["protocol"] == 1 and "generate" in hello["ops"] and hello["loaded"] is False
-        seen = []
+        seen, on_disk = [], []
         rid = c.generate(prompts=["a person walks forward", "a man jumps"], out=tmp_path, seconds=1, seed=11,
                          variations=2, sampling="sample", temperature=0.8, name="walk")
-        result = c.wait(rid, timeout=120, on_event=seen.append)
+
+        def on_event(e):
+            seen.append(e)
+            if e["event"] == "clip":   # each clip is on disk when its own event arrives, before the result
+                on_disk.append(os.path.exists(e["path"]))
+        result = c.wait(rid, timeout=120, on_event=on_event)
     assert result["event"] == "result" and len(result["paths"]) == 4
-    assert [e["event"] for e in seen] and all(e["event"] == "progress" for e in seen)
-    assert {"queued", "decoding", "writing"} <= {e["phase"] for e in seen}
+    assert {e["event"] for e in seen} == {"progress", "clip"}
+    clip_events = [e for e in seen if e["event"] == "clip"]
+    assert [e["path"] for e in clip_events] == result["paths"] and on_disk == [True] * 4
+    assert [e["index"] for e in clip_events] == [0, 1, 2, 3]
+    assert {"queued", "decoding", "writing"} <= {e["phase"] for e in seen if e["event"] == "progress"}
     model = load_model(tiny_model(), "cpu")
     jobs = expand_variations(["a person walks forward", "a man jumps"], 2, 11)
     want = generate(model, jobs, SamplingOptions(0.8, 0, 1.0, 15, 15), batch_size=1)
@@ -209,15 +217,16 @@ def _serve(*args):
 
 def test_listen_needs_a_token_and_a_loopback_address():
     no_token = _serve("--listen", "127.0.0.1:0")
-    assert no_token.returncode == 2 and "needs --token" in no_token.stderr
+    assert no_token.returncode == 2 and "needs a token (MOTIONMILL_TOKEN or --token-file)" in no_token.stderr
     assert len(no_token.stderr.strip().splitlines()) == 1
-    public = _serve("--listen", "0.0.0.0:8765", "--token", "t")
+    public = _serve("--listen", "0.0.0.0:8765", "--token", "t" * 16)
     assert public.returncode == 2 and "only loopback" in public.stderr
 
 
 def test_listen_accepts_only_the_right_token():
     lines = []
-    with start_client("--listen", "127.0.0.1:0", "--token", "s3cret", log=lines.append) as c:
+    with start_client("--listen", "127.0.0.1:0", log=lines.append,
+                      env={**os.environ, "MOTIONMILL_TOKEN": "s3cret-s3cret-s3cret"}) as c:
         c.call("hello", timeout=60)
         port = None
         deadline = time.monotonic() + 10
@@ -241,5 +250,5 @@ def test_listen_accepts_only_the_right_token():
 
         bad = talk('{"id": 1, "op": "hello", "token": "wrong"}', '{"id": 2, "op": "status"}')
         assert b'"unauthorized"' in bad[0] and bad[1] == b""        # refused and closed
-        good = talk('{"id": 1, "op": "hello", "token": "s3cret"}', '{"id": 2, "op": "status"}')
+        good = talk('{"id": 1, "op": "hello", "token": "s3cret-s3cret-s3cret"}', '{"id": 2, "op": "status"}')
         assert b'"event":"hello"' in good[0] and b'"event":"status"' in good[1]
