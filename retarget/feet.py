@@ -155,11 +155,15 @@ def _pins(points, contact, floor, clearances, blend):
         if not len(s):
             continue
         pin = (csum[e, p] - csum[s, p]) / (e - s)[:, None]
-        pin[:, 2] = floor + clearances[p]
+        ground = floor + clearances[p]
+        pin[:, 2] = 0.0
         off_start = pin - points[s, p]
         off_end = pin - points[e - 1, p]
+        off_start[:, 2] = np.maximum(ground - points[s, p, 2], 0.0)
+        off_end[:, 2] = np.maximum(ground - points[e - 1, p, 2], 0.0)
         for i in range(len(s)):
-            target[s[i]:e[i], p] = pin[i]
+            target[s[i]:e[i], p, :2] = pin[i, :2]
+            target[s[i]:e[i], p, 2] = np.maximum(points[s[i]:e[i], p, 2], ground)
             weight[s[i]:e[i], p] = 1.0
             # gap after run i (to the next run, or to the end of the clip)
             g_end = s[i + 1] if i + 1 < len(s) else T
