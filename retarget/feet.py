@@ -9,22 +9,26 @@ Public API
 ``cleanup_feet(anim, target, mapping, params=None) -> TargetAnimation``
 ``detect_contacts(points, fps, floor, clearances, params, scale=1.0) -> (T, P) bool``
 
-Method: foot points (ankle = foot-bone head, ball = toe-bone head) get contacts from smoothed ground speed
-and height above the floor with hysteresis (enter below the low thresholds, leave above the high ones),
-short contacts dropped. Hysteresis would keep a shuffling foot (low, between speed_on and speed_off) in one long
-contact while it travels; a stretch of a contact at speed_on or faster, `min_contact` frames or longer, that travels
-`min_step` or more is cut out as a step, leaving a plant on either side (slower drift stays pinned). Each contact run is pinned at the point's mean ground position over the run, on the
-floor, and the pin is blended in and out over `blend` frames with 2u^3 - 3u^2 + 1. A foot that travels without a
-contact is swinging, not sliding: it is lifted so its points clear the floor by up to `swing_clearance` (rising
-with ground speed from `speed_on` to `speed_off`; the lift is widened and smoothed over `smooth` frames), so a
-shuffling foot that stays low while it moves steps over the floor instead of dragging on it. A point travelling
-between two contacts also gets a clearance sized to the step, `step_lift` x the pin-to-pin ground distance (capped
-at `max_step_lift`), ramped over the first and last quarter of the gap: a long slow step is lifted even where its
-speed alone would not lift it. The ankle follows its
-pin (or, while only the ball is planted, the ball's correction); the pelvis is lowered where a leg cannot
-reach; a two-bone analytic IK per leg (knee kept in its bend plane: pole = the knee's original offset from
-the hip-ankle line) places thigh and shin; the foot keeps its world orientation except that it turns to
-keep a planted ball on its pin. Everything is vectorised over frames.
+Method. Foot points (ankle = foot-bone head, ball = toe-bone head) get contacts from smoothed ground speed and
+height above the floor with hysteresis (enter below the low thresholds, leave above the high ones); short contacts
+are dropped, and a stretch of a contact that travels `min_step` or more at speed_on or faster is cut out as a step
+(hysteresis alone would pin a shuffling foot at its mean while it travels).
+
+A contact run holds the point's ground-plane position at its mean over the run, blended in and out over `blend`
+frames with 2u^3 - 3u^2 + 1. Heights are not pinned: each point keeps its own height, raised to the floor where it
+would be below it. A planted foot's points sit off their rest heights (a heel rolling up over the ball; a rig whose
+foot is shaped unlike the source's), and pulling them down to the rest clearance bent legs and feet by 8-15 degrees.
+
+The foot moves as one rigid body: it keeps its pitch and roll, shifts over the ground by its points' pin-weighted
+corrections, and turns about the vertical only to hold its heading while heel and ball are both planted (see
+_foot_move). Pinning the two points separately pitched the foot to fit two pins taken over different frames.
+
+A foot that travels without a contact is swinging, not sliding: it is lifted so its points clear the floor by up to
+`swing_clearance` (rising with ground speed from `speed_on` to `speed_off`), and a point travelling between two
+contacts wants `step_lift` x the pin-to-pin distance (capped at `max_step_lift`) over the middle of the gap, so a
+shuffling foot steps over the floor instead of dragging on it. The pelvis is lowered where a leg cannot reach; a
+two-bone analytic IK per leg (knee kept in its bend plane) places thigh and shin. Everything is vectorised over
+frames.
 """
 from dataclasses import dataclass, replace
 
