@@ -125,6 +125,9 @@ def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_
         if bname in translated:
             for i in range(3):
                 _write_curve(fcurves, base + ".location", i, bname, frames, anim.locations[:, b, i])
+    if reduced is not None:      # the clip's length, even where its last frames need no key of their own
+        action.use_frame_range = True
+        action.frame_start, action.frame_end = float(frames[0]), float(frames[-1])
     if assign:
         ad = obj.animation_data or obj.animation_data_create()
         old = ad.action
