@@ -51,6 +51,11 @@ def build_parser():
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--cache", choices=["static", "dynamic", "none"], help="KV cache kind (default: static on CUDA)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--continue-from", metavar="MOTION", help="continue this motion (interchange/AMASS .npz, .bvh, 272 "
+                   ".npy); the output holds only the new frames, in the input's world")
+    g.add_argument("--timeline", metavar="FILE", help="one `SECONDS PROMPT` segment per line -> one continuous clip")
+    g.add_argument("--context-seconds", type=float, default=3.0, help="how much of the motion so far conditions what "
+                   "comes next (default 3 s; 2-4 s is the useful range)")
 
     e = sub.add_parser("encode", help="motion -> FSQ codes")
     e.add_argument("motion", help="(T, 272) denormalised features .npy")
@@ -180,26 +185,44 @@ def cmd_generate(a):
     from .generation import check_prompts, expand_variations, generate
 
     prompts = _read_prompts(a)
-    if not prompts:
+    if a.timeline and prompts:
+        raise UserError("--timeline holds the prompts: drop --prompt/--prompts")
+    if not prompts and not a.timeline:
         raise UserError("no prompt given: pass --prompt TEXT or --prompts FILE")
+    if a.timeline and (a.seconds is not None or a.min_seconds is not None):
+        raise UserError("--timeline gives each segment its seconds: drop --seconds/--min-seconds")
     _check_writable(a.out)
+    if a.timeline or a.continue_from:  # read before the model loads, so that a bad file fails at once
+        from .long_motion import load_source, read_timeline
+        timeline = read_timeline(a.timeline) if a.timeline else None
+        source = load_source(a.continue_from) if a.continue_from else None
     model_dir = a.model_dir or default_model_dir()
     model = load_model(model_dir, a.device, a.dtype, a.quant)
     for note in model.notes:
         warn(note)
-    check_prompts(prompts, model.text_encoder, warn)
-    opts = sampling_options(a, model.config)
-    jobs = expand_variations(prompts, a.variations, a.seed)
-    on_step, close = _progress_bar(len(jobs), a.quiet)
-    try:
-        clips = generate(model, jobs, opts, a.batch_size, a.cache, on_step)
-    finally:
-        close()
+    if a.timeline or a.continue_from:
+        from .long_motion import generate_long_jobs
+        opts = sampling_options(a, model.config)
+        on_step, close = _progress_bar((1 if a.timeline else len(prompts)) * a.variations, a.quiet)
+        try:
+            clips = generate_long_jobs(model, timeline, source, prompts, a.variations, a.seed, opts,
+                                       a.context_seconds, a.cache, on_step, warn)
+        finally:
+            close()
+    else:
+        check_prompts(prompts, model.text_encoder, warn)
+        opts = sampling_options(a, model.config)
+        jobs = expand_variations(prompts, a.variations, a.seed)
+        on_step, close = _progress_bar(len(jobs), a.quiet)
+        try:
+            clips = generate(model, jobs, opts, a.batch_size, a.cache, on_step)
+        finally:
+            close()
     for i, clip in enumerate(clips):
         path = os.path.join(a.out, f"{i:03d}.{a.format}")
         if a.format == "npz":
             save_motion(path, clip.motion, features=clip.features, tokens=clip.tokens, prompt=clip.prompt,
-                        seed=clip.seed, variation=clip.variation, model=model.name)
+                        seed=clip.seed, variation=clip.variation, model=model.name, **clip.info)
         else:
             write_bvh(path, clip.motion)
         print(path)
