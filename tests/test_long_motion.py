@@ -123,3 +123,26 @@ def test_only_smpl_skeletons_are_continued():
                    motion.parents, motion.offsets)
     with pytest.raises(MotionError, match="SMPL-22 skeleton"):
         as_smpl22(other, "rig.bvh")
+
+
+def test_the_service_takes_timelines_and_continuations_with_the_clis_result(model, tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from serve_helpers import start_client
+    src = str(shared_path("data", "bvh", "motionmillion_case1_0_predict.bvh"))
+    timeline = [{"seconds": 1, "prompt": "a person walks forward"}, {"seconds": 0.6, "prompt": "a person jumps"}]
+    with start_client() as c:
+        r1 = c.generate(out=tmp_path, timeline=timeline, name="tl")
+        r2 = c.generate(prompt="a person sits down", out=tmp_path, continue_from=src, seconds=1, name="cont")
+        bad = c.generate(prompt="x", out=tmp_path, timeline=timeline)
+        results = [c.wait(r, timeout=120) for r in (r1, r2)]
+        refused = c.wait(bad, timeout=60, raise_errors=False)
+    assert refused["event"] == "error" and "timeline" in refused["message"]
+    want_tl = generate_long(model, parse_timeline(timeline), SamplingOptions())
+    want_cont = generate_long(model, [(None, "a person sits down")], SamplingOptions(min_tokens=15, max_tokens=15),
+                              source=load_source(src))
+    for result, want in zip(results, (want_tl, want_cont)):
+        with np.load(result["paths"][0]) as d:
+            assert np.array_equal(d["tokens"], want.tokens)
+            np.testing.assert_allclose(d["translation"], want.motion.translation, atol=1e-5)
+            assert d["segment_starts"].tolist() == want.info["segment_starts"].tolist()
+    assert results[0]["clips"][0]["segment_starts"] == [0, 30]
