@@ -75,6 +75,9 @@ def build_parser():
     b.add_argument("--batches", default="1,4,16", help="batch sizes for the throughput table")
     b.add_argument("--compare-batches", default="1,4", help="batch sizes for cached vs recompute")
     b.add_argument("--out", default="docs/benchmarks.md")
+    b.add_argument("--sections", default="decoder,timeline", help="which to run: decoder, timeline (comma-separated)")
+    b.add_argument("--timeline", type=int, default=12, help="segments in the timeline benchmark (0: skip it)")
+    b.add_argument("--timeline-seconds", type=float, default=5.0, help="seconds per timeline segment")
 
     s = sub.add_parser("serve", help="JSON-lines service on stdin/stdout")
     _add_model_args(s)
