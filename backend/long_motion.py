@@ -13,7 +13,6 @@ import torch
 
 from retarget.continuation import as_smpl22, canonical_tail, place_continuation, tail
 from retarget.formats import load_any
-from retarget.motion import MotionError
 from retarget.motion272 import features_to_motion, motion_to_features
 from .generation import Clip, check_prompts, expand_variations, seconds_to_tokens
 from .sampling import generate_tokens
