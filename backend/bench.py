@@ -2,7 +2,9 @@
 
 - cached decoding against the reference-style loop that recomputes the whole sequence at every step;
 - throughput at several batch sizes;
-- on CUDA: decoder VRAM, batch-1 tokens/s and a whole 150-token clip end to end (text, decoder, FSQ decoder).
+- on CUDA: decoder VRAM, batch-1 tokens/s and a whole 150-token clip end to end (text, decoder, FSQ decoder);
+- a prompt timeline (segments of 5 s, each continuing the stream so far) against as many independent 5 s clips,
+  with the worst joins of each, decoded through the tiny conformance model's FSQ tokenizer (its own section).
 Random weights at a named size stand in for the release (which cannot be downloaded here); speed does not
 depend on the values.
 """
@@ -83,6 +85,96 @@ def time_decode(decoder, batch, tokens, cache, repeats=1):
     return best
 
 
+def _worst_joins(motion, starts):
+    """(pelvis, rotation): the worst step at the given frames, each over the motion's own 95th-percentile step."""
+    from retarget.continuation import ordinary_steps, seam
+    p95_pelvis, p95_rotation = ordinary_steps(motion)
+    joins = [seam(_frames(motion, 0, s), _frames(motion, s, None)) for s in starts]
+    return max(p for p, _ in joins) / p95_pelvis, max(float(r.max()) for _, r in joins) / p95_rotation
+
+
+def _frames(motion, start, stop):
+    from dataclasses import replace
+    return replace(motion, rotations=motion.rotations[start:stop], translation=motion.translation[start:stop])
+
+
+def bench_timeline(decoder, cache, segments, seconds=5.0, context_tokens=45):
+    """(lines, summary): a timeline of `segments` × `seconds` against as many independent clips, same decoder."""
+    import numpy as np
+
+    from models.loader import load_normalization
+    from models.manifest import load_config
+    from models.motion_tokenizer import load_motion_tokenizer
+    from retarget.motion import Motion
+    from retarget.motion272 import features_to_motion
+    from .random_model import tiny_model_dir
+    device = decoder.llama_proj.weight.device
+    n = int(round(seconds * 15))
+    g = torch.Generator(device="cpu").manual_seed(2)
+    feats = [torch.randn(TEXT_TOKENS - i % 5, decoder.shape.clip_dim, generator=g).to(device) for i in range(segments)]
+    opts = SamplingOptions(min_tokens=n, max_tokens=n)
+    generate_tokens(decoder, feats[:1], SamplingOptions(max_tokens=2), cache=cache)  # warm-up
+
+    def timed(fn):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        return out, time.perf_counter() - t0
+
+    # Timeline segments and independent one-at-a-time clips alternate, so that a busy machine slows both alike.
+    stream, t_timeline, t_single = [], 0.0, 0.0
+    for f in feats:
+        new, t = timed(lambda f=f: generate_tokens(decoder, [f], opts, cache=cache, prefixes=[stream[-context_tokens:]])[0])
+        stream += new
+        t_timeline += t
+        t_single += timed(lambda f=f: generate_tokens(decoder, [f], opts, cache=cache))[1]
+    batched, t_batched = timed(lambda: generate_tokens(decoder, feats, opts, cache=cache))
+    starts = [n * 2 * k for k in range(1, segments)]
+    lines = [f"A {segments} × {seconds:g} s timeline ({segments * seconds:g} s, {len(stream)} tokens, each segment "
+             f"continuing the last {context_tokens} tokens of the stream) against {segments} independent {seconds:g} s "
+             f"clips, {TEXT_TOKENS}-token texts, same decoder and run. Command: `python -m backend bench --sections "
+             f"timeline{'' if (segments, seconds) == (12, 5) else f' --timeline {segments} --timeline-seconds {seconds:g}'}`.", "",
+             "| what | seconds | worst join: pelvis step / the clip's p95 step | worst join: joint rotation / p95 |",
+             "|---|---|---|---|"]
+    cfg_dir = tiny_model_dir()
+    try:
+        cfg = load_config(cfg_dir)
+        tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer).to(device)
+        mean, std = load_normalization(cfg)
+    except (OSError, ValueError):
+        tokenizer = None
+
+    def decode(tokens):
+        idx = torch.tensor(tokens, dtype=torch.long, device=device)[None]
+        return features_to_motion(tokenizer.decode(idx)[0].double().cpu().numpy() * std + mean)
+    if tokenizer is not None:
+        tl_joins = _worst_joins(decode(stream), starts)
+        clips = [decode(t) for t in batched]
+        rotations = np.concatenate([c.rotations for c in clips])
+        paths, end = [], np.zeros(3)
+        for c in clips:   # chained end to end: each clip's pelvis path starts where the one before ends (x/z)
+            path = c.translation.copy()
+            path[:, [0, 2]] += end[[0, 2]] - path[0, [0, 2]]
+            paths.append(path)
+            end = path[-1]
+        translation = np.concatenate(paths)
+        chained = _worst_joins(Motion(rotations, translation, 30.0), starts)
+    fmt = (lambda j: (f"{j[0]:.2f}×", f"{j[1]:.2f}×")) if tokenizer is not None else (lambda j: ("–", "–"))
+    tl_cells, ch_cells = fmt(tl_joins if tokenizer else None), fmt(chained if tokenizer else None)
+    lines += [f"| timeline, one stream decoded as one motion | {t_timeline:.2f} | {tl_cells[0]} | {tl_cells[1]} |",
+              f"| {segments} independent clips, one batch, chained end to end | {t_batched:.2f} | {ch_cells[0]} | {ch_cells[1]} |",
+              f"| {segments} independent clips, one at a time | {t_single:.2f} | | |", "",
+              "The joins are measured on motion decoded by the tiny conformance model's FSQ tokenizer (random decoder "
+              "tokens carry no meaning, so the figures compare the two ways of joining, not motion quality)."
+              if tokenizer is not None else "No tokenizer found for the join figures (../shared is missing)."]
+    summary = (f"timeline {segments}x{seconds:g}s: {t_timeline:.2f}s vs independent {t_batched:.2f}s batched, "
+               f"{t_single:.2f}s one at a time" + (f"; worst join pelvis {tl_joins[0]:.2f}x / rotation "
+                                                     f"{tl_joins[1]:.2f}x p95 (chained clips {chained[0]:.2f}x / "
+                                                     f"{chained[1]:.2f}x)" if tokenizer is not None else ""))
+    return lines, summary
+
+
 def run_bench(a):
     device = resolve_device(a.device)
     dtype, quant, notes = resolve_precision(device, None, a.quant)
@@ -96,6 +188,17 @@ def run_bench(a):
     cache = "static" if device.type == "cuda" else "dynamic"
     packed = packs_weights(device, dtype, quant)
     tokens = a.tokens
+    sections = set(getattr(a, "sections", "decoder,timeline").split(","))
+    if "timeline" in sections and getattr(a, "timeline", 12):
+        body, summary = bench_timeline(pack_decoder(copy.deepcopy(decoder)) if packed else decoder, cache, a.timeline,
+                                       getattr(a, "timeline_seconds", 5.0))
+        print(summary)
+        update_section(a.out, f"Timeline ({a.size}, {device.type})", f"Model: random weights, {a.size} "
+                       f"({shape.n_layer} layers, E {shape.n_embd}), {quant} quantisation, {str(dtype).removeprefix('torch.')} "
+                       f"compute{', packed for oneDNN' if packed else ''}, {cache} cache, on {device.type}.\n\n" + "\n".join(body))
+        if "decoder" not in sections:
+            print(f"wrote {a.out}")
+            return 0
     lines = []
     where = (torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} threads)")

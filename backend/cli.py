@@ -51,6 +51,11 @@ def build_parser():
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--cache", choices=["static", "dynamic", "none"], help="KV cache kind (default: static on CUDA)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--continue-from", metavar="MOTION", help="continue this motion (interchange/AMASS .npz, .bvh, 272 "
+                   ".npy); the output holds only the new frames, in the input's world")
+    g.add_argument("--timeline", metavar="FILE", help="one `SECONDS PROMPT` segment per line -> one continuous clip")
+    g.add_argument("--context-seconds", type=float, default=3.0, help="how much of the motion so far conditions what "
+                   "comes next (default 3 s; 2-4 s is the useful range)")
 
     e = sub.add_parser("encode", help="motion -> FSQ codes")
     e.add_argument("motion", help="(T, 272) denormalised features .npy")
@@ -70,6 +75,9 @@ def build_parser():
     b.add_argument("--batches", default="1,4,16", help="batch sizes for the throughput table")
     b.add_argument("--compare-batches", default="1,4", help="batch sizes for cached vs recompute")
     b.add_argument("--out", default="docs/benchmarks.md")
+    b.add_argument("--sections", default="decoder,timeline", help="which to run: decoder, timeline (comma-separated)")
+    b.add_argument("--timeline", type=int, default=12, help="segments in the timeline benchmark (0: skip it)")
+    b.add_argument("--timeline-seconds", type=float, default=5.0, help="seconds per timeline segment")
 
     s = sub.add_parser("serve", help="JSON-lines service on stdin/stdout")
     _add_model_args(s)
@@ -220,21 +228,40 @@ def cmd_generate(a):
     from .generation import check_prompts, expand_variations, iter_clips, save_clip
 
     prompts = _read_prompts(a)
-    if not prompts:
+    if a.timeline and prompts:
+        raise UserError("--timeline holds the prompts: drop --prompt/--prompts")
+    if not prompts and not a.timeline:
         raise UserError("no prompt given: pass --prompt TEXT or --prompts FILE")
+    if a.timeline and (a.seconds is not None or a.min_seconds is not None):
+        raise UserError("--timeline gives each segment its seconds: drop --seconds/--min-seconds")
     check_run_options(a)
+    timeline = source = None
+    if a.timeline or a.continue_from:  # read before the model loads, so that a bad file fails at once
+        from .long_motion import load_source, read_timeline
+        timeline = read_timeline(a.timeline) if a.timeline else None
+        source = load_source(a.continue_from) if a.continue_from else None
     model_dir = a.model_dir or default_model_dir()
     opts = sampling_options(a, load_config(model_dir))
     _check_writable(a.out)
     model = load_model(model_dir, a.device, a.dtype, a.quant)
     for note in model.notes:
         warn(note)
-    check_prompts(prompts, model.text_encoder, warn)
-    jobs = expand_variations(prompts, a.variations, a.seed)
-    on_step, close = _progress_bar(len(jobs), a.quiet)
+    if a.timeline or a.continue_from:
+        from .long_motion import generate_long_jobs
+        on_step, close = _progress_bar((1 if a.timeline else len(prompts)) * a.variations, a.quiet)
+        try:
+            clips = generate_long_jobs(model, timeline, source, prompts, a.variations, a.seed, opts,
+                                       a.context_seconds, a.cache, on_step, warn)
+        finally:
+            close()
+    else:
+        check_prompts(prompts, model.text_encoder, warn)
+        jobs = expand_variations(prompts, a.variations, a.seed)
+        on_step, close = _progress_bar(len(jobs), a.quiet)
+        clips = iter_clips(model, jobs, opts, a.batch_size, a.cache, on_step)
     try:
         # Each clip is on disk as soon as it is decoded: a crash or kill loses only the clips not yet made.
-        for i, clip in enumerate(iter_clips(model, jobs, opts, a.batch_size, a.cache, on_step)):
+        for i, clip in enumerate(clips):
             path = os.path.join(a.out, f"{i:03d}.{a.format}")
             if a.format == "npz":
                 save_clip(path, clip, model.name)

@@ -64,10 +64,11 @@ def decode_clips(model, jobs, token_lists):
 
 
 def save_clip(path, clip, model_name, **extras):
-    """A clip's interchange .npz with what it came from: prompt, seed, variation, model (+ extras)."""
+    """A clip's interchange .npz with what it came from: prompt, seed, variation, model, the clip's own info (a
+    timeline's segment starts and prompts, a continuation's prefix tokens) and extras."""
     from retarget.interchange import save_motion
     save_motion(path, clip.motion, features=clip.features, tokens=clip.tokens, prompt=clip.prompt, seed=clip.seed,
-                variation=clip.variation, model=model_name, **extras)
+                variation=clip.variation, model=model_name, **{**clip.info, **extras})
 
 
 def generate(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on_step=None, should_stop=None):

@@ -76,7 +76,10 @@ FIELDS = {
     "cancel": {"target": ((lambda v: is_text(v) or _is_int(v)), "a request id (string or integer)")},
     "generate": {"prompt": _STR, "prompts": (_is_str_list, "a list of strings"), "seconds": _NUM, "min_seconds": _NUM,
                  "max_tokens": _INT, "min_tokens": _INT, "seed": _INT, "variations": _INT, "sampling": _STR,
-                 "temperature": _NUM, "top_k": _INT, "top_p": _NUM, "out": _PATH, "name": _STR},
+                 "temperature": _NUM, "top_k": _INT, "top_p": _NUM, "out": _PATH, "name": _STR,
+                 "continue_from": _PATH, "context_seconds": _NUM,
+                 "timeline": ((lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v)),
+                              'a list of {"seconds": S, "prompt": P} objects')},
 }
 REQUIRED = {"cancel": ("target",), "generate": ("out",)}
 
@@ -124,6 +127,13 @@ def parse_line(raw):
 
 def _check_generate(obj, rid):
     has_one, has_many = "prompt" in obj, "prompts" in obj
+    if "timeline" in obj:  # its segments hold the prompts; backend.long_motion.parse_timeline checks them
+        if has_one or has_many:
+            raise RequestError("bad_request", "generate: a 'timeline' holds the prompts: drop 'prompt'/'prompts'", rid)
+        if not 1 <= len(obj["timeline"]) <= MAX_PROMPTS:
+            raise RequestError("bad_request", f"generate: 1 to {MAX_PROMPTS} timeline segments, got {len(obj['timeline'])}", rid)
+        has_many, obj = True, dict(obj, prompts=[x.get("prompt") if isinstance(x.get("prompt"), str) else ""
+                                                 for x in obj["timeline"]])
     if has_one == has_many:
         raise RequestError("bad_request", "generate: give exactly one of 'prompt' (a string) or 'prompts' (a list)", rid)
     prompts = [obj["prompt"]] if has_one else obj["prompts"]

@@ -1,8 +1,10 @@
 """The decoding loop: batched prompts, KV cache, greedy / temperature / top-k / top-p, duration control.
 
-Layout of one batch: text is left-padded to the longest prompt (P columns), motion tokens follow from column
-P for every row. Each row keeps its own positions (motion starts right after its real text length), pad columns
-are masked out, text attends both ways and motion causally, so every row computes exactly what it computes alone.
+Layout of one batch: each row's context is its text followed by its motion-token prefix (none by default). The
+contexts are left-padded to the longest (C columns), and new motion tokens follow from column C for every row.
+Each row keeps its own positions (motion starts right after its real text length, the prefix first), pad columns
+are masked out, text attends both ways and motion (prefix and new) causally, so every row computes exactly what it
+computes alone, and continuing from the first k tokens of a result computes what the result's own step k did.
 """
 import math
 from dataclasses import dataclass
@@ -80,6 +82,23 @@ def _row_generators(seeds, device):
     return gens
 
 
+def fit_prefixes(text_lengths, prefixes, max_tokens, block_size, warn=None):
+    """Prefixes cut to their most recent tokens so that text + prefix + new tokens fit the block; one warning line."""
+    fitted, dropped = [], []
+    for i, (L, prefix) in enumerate(zip(text_lengths, prefixes)):
+        room = max(0, block_size - int(L) - max_tokens)
+        prefix = list(prefix)
+        if len(prefix) > room:
+            dropped.append((i, len(prefix) - room))
+            prefix = prefix[len(prefix) - room:]
+        fitted.append(prefix)
+    if dropped and warn is not None:
+        rows = ", ".join(f"row {i + 1}: {n}" for i, n in dropped) if len(prefixes) > 1 else f"{dropped[0][1]}"
+        warn(f"the motion prefix does not fit the model's {block_size}-position block with the text and "
+             f"{max_tokens} new tokens: dropped its oldest tokens ({rows}), kept the most recent")
+    return fitted
+
+
 def _cache(decoder, kind, max_len):
     from transformers import DynamicCache, StaticCache
     if kind == "static":
@@ -91,11 +110,13 @@ def _cache(decoder, kind, max_len):
 
 @torch.no_grad()
 def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, cache="dynamic",
-                    on_step=None, should_stop=None):
-    """Motion tokens per prompt, END excluded.
+                    on_step=None, should_stop=None, prefixes=None, warn=None):
+    """New motion tokens per prompt, END excluded (a prefix is not repeated in the result).
 
-    text_features: list of (L_i, clip_dim) tensors. cache: "static", "dynamic", or "none" (recompute the whole
-    sequence at every step, as the reference does; kept for benchmarks and cross-checks).
+    text_features: list of (L_i, clip_dim) tensors. prefixes: None, or per row a list of motion tokens (any
+    length, empty allowed) to continue from; too long a prefix keeps its most recent tokens (fit_prefixes, which
+    reports through warn). cache: "static", "dynamic", or "none" (recompute the whole sequence at every step, as
+    the reference does; kept for benchmarks and cross-checks).
     on_step(step, max_tokens) reports progress; should_stop() is polled between steps and raises Cancelled.
     """
     opts.validate()
@@ -103,26 +124,37 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
     device = decoder.llama_proj.weight.device
     dtype = decoder.llama_proj.weight.dtype
     end = decoder.end_token
-    lengths = torch.tensor([f.shape[0] for f in text_features], device=device)
-    P = int(lengths.max())
-    pad = P - lengths                                                       # left padding per row
+    text_len = torch.tensor([f.shape[0] for f in text_features], device=device)
+    if prefixes is None:
+        prefixes = [[]] * B
+    if len(prefixes) != B:
+        raise ValueError(f"{len(prefixes)} motion prefixes for {B} prompts")
+    prefixes = fit_prefixes(text_len.tolist(), prefixes, opts.max_tokens, decoder.shape.block_size, warn)
+    context_len = text_len + torch.tensor([len(p) for p in prefixes], device=device, dtype=torch.long)
+    P = int(context_len.max())                                              # new tokens start at column P
+    pad = P - context_len                                                   # left padding per row
     max_len = P + opts.max_tokens
 
-    text = torch.zeros(B, P, decoder.shape.n_embd, device=device, dtype=dtype)
-    for i, f in enumerate(text_features):
-        text[i, P - f.shape[0]:] = decoder.embed_text(f.to(device))
+    context = torch.zeros(B, P, decoder.shape.n_embd, device=device, dtype=dtype)
+    for i, (f, prefix) in enumerate(zip(text_features, prefixes)):
+        start = int(pad[i])
+        context[i, start:start + f.shape[0]] = decoder.embed_text(f.to(device))
+        if prefix:
+            ids = torch.tensor(prefix, dtype=torch.long, device=device)
+            context[i, start + f.shape[0]:P] = decoder.embed_tokens(ids).to(dtype)
     col = torch.arange(max_len, device=device)
     real = col[None, :] >= pad[:, None]                                     # (B, max_len): not a pad column
     positions = (col[None, :] - pad[:, None]).clamp(min=0)                  # per-row positions
-    is_text = col < P
+    is_text = real & (col[None, :] < (pad + text_len)[:, None])             # (B, max_len): a text column
     neg = _mask_value(dtype)
 
     def mask_for(q_cols, k_len):
         """Additive mask (B, 1, len(q_cols), k_len) for queries at columns q_cols over keys 0..k_len-1."""
         k = col[:k_len]
         q = q_cols[:, None]
-        allowed = (k[None, :] <= q) | (is_text[q] & is_text[k][None, :])    # causal, text both ways
-        allowed = allowed[None] & real[:, None, :k_len]                     # no pad keys
+        both_text = is_text[:, q_cols][:, :, None] & is_text[:, None, :k_len]   # (B, q, k)
+        allowed = (k[None, None, :] <= q[None]) | both_text                 # causal, text both ways
+        allowed = allowed & real[:, None, :k_len]                           # no pad keys
         allowed = allowed | (~real[:, q_cols])[:, :, None] & (k[None, None, :] == q[None])  # pad query sees itself
         return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, neg)[:, None]
 
@@ -132,7 +164,7 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
     done = torch.zeros(B, dtype=torch.bool, device=device)
     n_out = torch.full((B,), opts.max_tokens, device=device)
 
-    embeds = text
+    embeds = context
     q_cols = col[:P]
     for step in range(opts.max_tokens):
         if should_stop is not None and should_stop():
@@ -154,7 +186,7 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
         if bool(done.all()) or step + 1 == opts.max_tokens:
             break
         if cache == "none":
-            embeds = torch.cat([text, decoder.embed_tokens(tokens)], 1)
+            embeds = torch.cat([context, decoder.embed_tokens(tokens).to(dtype)], 1)
             q_cols = col[: P + tokens.shape[1]]
             kv = None
         else:

@@ -71,9 +71,12 @@ class GenerateRequest:
         self.cancel_step = None  # the decoding step under way when a running request was cancelled
         self.finished = False   # a final event went out
         self.clips = {}         # job index -> what its "clip" event said (the file is on disk)
+        self.long = None        # a timeline or continuation: (per job (segments, seed, variation), source, context s)
 
     @property
     def key(self):
+        if self.long is not None:  # decoded on its own, segment by segment
+            return ("long", id(self))
         o = self.opts
         return (o.temperature, o.top_k, o.top_p, o.min_tokens, o.max_tokens)
 
@@ -162,10 +165,17 @@ class Service:
             _check_writable(obj["out"])
         except UserError as err:
             raise RequestError("bad_output", str(err), rid) from None
-        prompts = [obj["prompt"]] if "prompt" in obj else list(obj["prompts"])
-        jobs = expand_variations(prompts, obj.get("variations", 1), obj.get("seed"))
+        long = None
+        if "timeline" in obj or "continue_from" in obj:
+            long = self._long_jobs(obj, rid)
+            prompts = list(dict.fromkeys(p for segments, _, _ in long[0] for _, p in segments))
+            jobs = [(" | ".join(p for _, p in segments), s, v) for segments, s, v in long[0]]
+        else:
+            prompts = [obj["prompt"]] if "prompt" in obj else list(obj["prompts"])
+            jobs = expand_variations(prompts, obj.get("variations", 1), obj.get("seed"))
         name = obj.get("name") or "clip-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(rid))[:64]
         req = GenerateRequest(rid, owner, prompts, opts, jobs, obj["out"], name)
+        req.long = long
         with self.cond:
             if self.stopping:
                 raise RequestError("shutting_down", "the service is shutting down", rid)
@@ -174,6 +184,28 @@ class Service:
             position = len(self.queue)
             self.cond.notify_all()
         req.send("progress", phase="queued", step=0, total=opts.max_tokens, position=position)
+
+    def _long_jobs(self, obj, rid):
+        """(per job (segments, seed, variation), source Motion or None, context seconds) for a timeline or a
+        continuation request, with its files read now so that a bad one is refused at once."""
+        from .generation import expand_variations
+        from .long_motion import CONTEXT_SECONDS, load_source, parse_timeline
+        try:
+            if "timeline" in obj and ("seconds" in obj or "min_seconds" in obj):
+                raise ValueError("a timeline gives each segment its seconds: drop 'seconds'/'min_seconds'")
+            source = load_source(obj["continue_from"]) if "continue_from" in obj else None
+            context = obj.get("context_seconds", CONTEXT_SECONDS)
+            if not 0 < context <= 10:
+                raise ValueError(f"'context_seconds' must be 0-10, got {context:g}")
+            if "timeline" in obj:
+                segments = parse_timeline(obj["timeline"], "timeline")
+                runs = [(segments, s, v) for _, s, v in expand_variations(["timeline"], obj.get("variations", 1), obj.get("seed"))]
+            else:
+                prompts = [obj["prompt"]] if "prompt" in obj else list(obj["prompts"])
+                runs = [([(None, p)], s, v) for p, s, v in expand_variations(prompts, obj.get("variations", 1), obj.get("seed"))]
+        except ValueError as err:
+            raise RequestError("bad_request", f"generate: {err}", rid) from None
+        return runs, source, context
 
     def submit_control(self, op, obj, owner):
         if op == "load" and "device" in obj:
@@ -465,7 +497,11 @@ class Service:
         jobs = [r.jobs[k] for r, k in chunk]
         try:
             # Each clip is written, and announced, as soon as it is decoded: a kill loses only clips not yet made.
-            for (req, k), clip in zip(chunk, iter_clips(model, jobs, opts, len(chunk), self.cache, on_step, should_stop)):
+            if reqs[0].long is not None:  # a timeline or a continuation: decoded on its own, a job at a time
+                clips = (self._decode_long(model, r, k, opts, on_step, should_stop) for r, k in chunk)
+            else:
+                clips = iter_clips(model, jobs, opts, len(chunk), self.cache, on_step, should_stop)
+            for (req, k), clip in zip(chunk, clips):
                 if req.cancelled or req.finished:
                     continue      # cancelled: nothing more is written for it
                 self._write_clip(req, k, clip, model)
@@ -473,6 +509,15 @@ class Service:
                     self._finish(req, model, batch_rows, t_start)
         except Cancelled:
             pass
+
+    def _decode_long(self, model, req, k, opts, on_step, should_stop):
+        from .long_motion import FADE_FRAMES, generate_long
+        runs, source, context = req.long
+        segments, seed, variation = runs[k]
+        clip = generate_long(model, segments, opts, seed, source, context, FADE_FRAMES, self.cache, on_step,
+                             should_stop, log)
+        clip.variation = variation
+        return clip
 
     def _write_clip(self, req, k, clip, model):
         from .generation import save_clip
@@ -485,6 +530,8 @@ class Service:
             return
         info = {"path": path, "prompt": clip.prompt, "seed": clip.seed, "variation": clip.variation,
                 "frames": int(clip.motion.rotations.shape[0]), "tokens": int(len(clip.tokens))}
+        if "segment_starts" in clip.info:
+            info["segment_starts"] = [int(f) for f in clip.info["segment_starts"]]
         req.clips[k] = info
         self.stats["clips"] += 1
         req.send("clip", index=k, **info)

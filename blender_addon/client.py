@@ -179,7 +179,7 @@ class BackendClient:
         fields = {"out": os.fspath(out), **options}
         if prompts is not None:
             fields["prompts"] = list(prompts)
-        else:
+        elif prompt is not None:   # a timeline request carries its prompts in "timeline"
             fields["prompt"] = prompt
         return self.request("generate", **fields)
 

@@ -186,3 +186,36 @@ def test_reduced_precision_on_cpu_keeps_logits_close_to_fp32(model, fixture_dir,
         a, b = first_logits(model, prompt), first_logits(q, prompt)
         cos = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=0)
         assert cos >= 0.99, f"{quant}/{dtype} cosine {cos:.4f}"
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static", "none"])
+def test_continuing_from_the_first_k_tokens_reproduces_the_rest(model, references, cache):
+    prompts = [p for p, _ in references[:3]]
+    feats = model.text_encoder.encode(prompts)
+    full = generate_tokens(model.decoder, feats, SamplingOptions(max_tokens=50), cache=cache)
+    assert all(len(row) == 50 for row in full)
+    for k in (1, 17, 49):
+        rest = SamplingOptions(min_tokens=50 - k, max_tokens=50 - k)
+        alone = [generate_tokens(model.decoder, [f], rest, cache=cache, prefixes=[row[:k]])[0] for f, row in zip(feats, full)]
+        assert alone == [row[k:] for row in full], f"k={k}"
+    # rows with different prefix lengths in one batch give what each gives alone
+    ks = [5, 30, 12]
+    batched = generate_tokens(model.decoder, feats, SamplingOptions(max_tokens=10), cache=cache,
+                              prefixes=[row[:k] for row, k in zip(full, ks)])
+    assert batched == [row[k:k + 10] for row, k in zip(full, ks)]
+
+
+def test_a_prefix_too_long_for_the_block_keeps_its_most_recent_tokens(model, references):
+    feats = model.text_encoder.encode([references[0][0]])
+    L = feats[0].shape[0]
+    full = generate_tokens(model.decoder, feats, SamplingOptions(max_tokens=50))[0]
+    block = model.decoder.shape.block_size
+    warnings = []
+    long_prefix = list(range(100, 100 + block)) + full[:20]   # more than the block holds, real tokens last
+    opts = SamplingOptions(max_tokens=30)
+    got = generate_tokens(model.decoder, feats, opts, prefixes=[long_prefix], warn=warnings.append)[0]
+    kept = block - L - 30
+    assert len(warnings) == 1 and f"{len(long_prefix) - kept}" in warnings[0]
+    assert got == generate_tokens(model.decoder, feats, opts, prefixes=[long_prefix[-kept:]])[0]
+    assert generate_tokens(model.decoder, feats, opts, prefixes=[full[:20]], warn=warnings.append)[0] == full[20:50]
+    assert len(warnings) == 1  # a prefix that fits says nothing
