@@ -149,7 +149,7 @@ def presets_dir(create=True):
 
 def _file_name(name):
     """A preset's file name: its name with only the characters every file system takes."""
-    stem = re.sub(r"[^\w\-. ]+", "_", name.strip()).strip(" .")
+    stem = re.sub(r"[^\w\-.() ]+", "_", name.strip()).strip(" .")
     if not stem:
         raise ValueError("a bone-map preset needs a name")
     return stem + ".json"
