@@ -246,13 +246,13 @@ class MOTIONMILL_MT_bone_map_presets(bpy.types.Menu):
 _STATUS = {}
 
 
-def _status(obj):
-    """bonemap.status of the stored map, cached on its content: the list draws it once per row."""
-    stored = _stored(obj)
-    key = (obj.data.name, len(obj.data.bones), tuple((e.name, e.bone) for e in stored.roles))
+def _status(arm):
+    """bonemap.status of armature data `arm`'s stored map, cached on its content: the list draws it once per row."""
+    stored = arm.motionmill_bone_map
+    key = (arm.name, len(arm.bones), tuple((e.name, e.bone) for e in stored.roles))
     if key not in _STATUS:
         _STATUS.clear()
-        _STATUS[key] = bonemap.status(_roles(stored), obj.data.bones.keys())
+        _STATUS[key] = bonemap.status(_roles(stored), arm.bones.keys())
     return _STATUS[key]
 
 
@@ -285,10 +285,9 @@ class MOTIONMILL_UL_bone_map(bpy.types.UIList):
     """One role per row: its name (red when a required role is empty or the bone is wrong) and the bone field."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
-        obj = context.scene.motionmill.target or context.active_object
-        st = _status(obj) if obj is not None and obj.type == "ARMATURE" and obj.data == item.id_data else None
-        bad = st is not None and (item.name in st["missing_required"] or item.name in st["unknown"]
-                                  or any(item.name in rs for rs in st["duplicates"].values()))
+        st = _status(item.id_data)
+        bad = (item.name in st["missing_required"] or item.name in st["unknown"]
+               or any(item.name in rs for rs in st["duplicates"].values()))
         row = layout.row(align=True)
         split = row.split(factor=0.4, align=True)
         cell = split.row(align=True)
@@ -315,7 +314,7 @@ class MOTIONMILL_PT_bone_map(bpy.types.Panel):
     @staticmethod
     def _usable(obj):
         if len(_stored(obj).roles):
-            return bonemap.is_usable(_status(obj))
+            return bonemap.is_usable(_status(obj.data))
         return not _auto_summary(obj)[2]
 
     def draw(self, context):
@@ -354,7 +353,7 @@ class MOTIONMILL_PT_bone_map(bpy.types.Panel):
             box.label(text=bonemap.label(role) + ":")
             for line in _wrap(bonemap.describe(role), 38):
                 box.label(text=line)
-        st = _status(obj)
+        st = _status(obj.data)
         if not bonemap.is_usable(st):
             box = layout.box()
             box.alert = True

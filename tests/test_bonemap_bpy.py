@@ -272,3 +272,92 @@ def test_operators_say_why_they_are_disabled():
     finally:
         bpy.context.window_manager.motionmill.running = False
     assert bpy.ops.motionmill.generate.poll() and bpy.ops.motionmill.bone_map_edit.poll()
+
+
+# ------------------------------------------------------------------------------------------ the sub-panel's drawing
+
+class _Layout:
+    """Records what a draw function asks of a UILayout and checks each name against real bpy: operators exist,
+    properties exist on their data, icons are Blender's. (Headless bpy has no window to draw a real panel in.)"""
+    ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+
+    def __init__(self, log):
+        self.log = log
+
+    def _icon(self, kw):
+        assert kw.get("icon", "NONE") in self.ICONS, kw["icon"]
+
+    def _child(self, *a, **kw):
+        return _Layout(self.log)
+    row = column = box = split = _child
+
+    def label(self, text="", icon="NONE"):
+        self._icon({"icon": icon})
+        self.log.append(("label", text, icon, getattr(self, "alert", False)))
+
+    def operator(self, idname, text=None, icon="NONE"):
+        self._icon({"icon": icon})
+        group, name = idname.split(".")
+        assert getattr(getattr(bpy.ops, group), name).get_rna_type(), idname
+        self.log.append(("operator", idname, text))
+        return types.SimpleNamespace()
+
+    def prop_search(self, data, prop, search_data, search_prop, text=None):
+        assert prop in data.bl_rna.properties and search_prop in search_data.bl_rna.properties
+        self.log.append(("prop_search", data.name, getattr(data, prop)))
+
+    def template_list(self, ul, list_id, data, prop, active_data, active_prop, rows=5):
+        assert hasattr(bpy.types, ul) and prop in data.bl_rna.properties and active_prop in active_data.bl_rna.properties
+        self.log.append(("list", ul))
+
+    def menu(self, idname, text="", icon="NONE"):
+        self._icon({"icon": icon})
+        assert hasattr(bpy.types, idname)
+        self.log.append(("menu", idname))
+
+
+def _draw(obj):
+    log = []
+    panel = ui_bonemap.MOTIONMILL_PT_bone_map
+    fake = types.SimpleNamespace(layout=_Layout(log), _draw_auto=lambda *a: panel._draw_auto(fake, *a),
+                                 _draw_map=lambda *a: panel._draw_map(fake, *a), _usable=panel._usable)
+    panel.draw_header(fake, bpy.context)
+    panel.draw(fake, bpy.context)
+    for e in obj.data.motionmill_bone_map.roles:
+        ui_bonemap.MOTIONMILL_UL_bone_map.draw_item(None, bpy.context, _Layout(log), None, e, 0, None, "", 0)
+    return log
+
+
+def test_the_sub_panel_shows_the_map_marks_missing_roles_and_says_what_the_selected_role_means():
+    obj = _target(german_rig())
+    log = _draw(obj)
+    assert ("label", "", "ERROR", False) in log                             # the header: this rig is refused
+    assert ("operator", "motionmill.bone_map_edit", None) in log
+    assert any(e[0] == "label" and e[1].startswith("Cannot retarget: 7 required roles") for e in log)
+    bpy.ops.motionmill.bone_map_edit()
+    obj.data.motionmill_bone_map.index = list(obj.data.motionmill_bone_map.roles.keys()).index("left_knee")
+    log = _draw(obj)
+    assert ("list", "MOTIONMILL_UL_bone_map") in log and ("menu", "MOTIONMILL_MT_bone_map_presets") in log
+    assert ("prop_search", "left_knee", "Schienbein.L") in log and ("prop_search", "head", "") in log
+    assert ("label", "Head", "ERROR", True) in log and ("label", "Left knee", "BLANK1", False) in log
+    text = " ".join(e[1] for e in log if e[0] == "label")
+    assert "the shin, starting at the knee" in text and "missing Head" in text
+    assert sum(e[:2] == ("operator", "motionmill.bone_map_use_active") for e in log) == 23
+
+
+def test_the_headless_batch_uses_the_map_saved_in_the_blend_file(tmp_path):
+    from conftest import run_batch
+    obj = _target(german_rig())
+    bvh = shared_path("data", "bvh", "motionmillion_case1_0_predict.bvh")
+    blend, out = tmp_path / "in.blend", tmp_path / "out.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    r = run_batch(["--blend", blend, "--rig", "Figur", "--motion", bvh, "--out", out])
+    assert r.returncode != 0 and "required role" in r.stderr and not out.exists()
+    bpy.ops.motionmill.bone_map_edit()
+    for e in obj.data.motionmill_bone_map.roles:
+        e.bone = EXPECTED.get(e.name, "")
+    assert mm_rig.rig_report(obj).startswith("up axis")
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    r = run_batch(["--blend", blend, "--rig", "Figur", "--motion", bvh, "--out", out])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.exists()
