@@ -33,10 +33,15 @@ class _TargetPoll:
 
     @classmethod
     def poll(cls, context):
-        obj, err = target_armature(context)
-        if err:
-            cls.poll_message_set(err)
-        return obj is not None
+        return poll_target(cls, context)
+
+
+def poll_target(cls, context):
+    """True when there is a target armature; else False, with the reason for the button's tooltip."""
+    obj, err = target_armature(context)
+    if err:
+        cls.poll_message_set(err)
+    return obj is not None
 
 
 def prompt_lines(s):
@@ -462,6 +467,14 @@ class MOTIONMILL_OT_doctor(bpy.types.Operator):
 
 class _HistoryOp:
     index: IntProperty(default=-1)
+    needs_target = False
+
+    @classmethod
+    def poll(cls, context):
+        if not len(settings(context).history):
+            cls.poll_message_set("no clips yet: generate or import one")
+            return False
+        return poll_target(cls, context) if cls.needs_target else True
 
     def item(self, context):
         s = settings(context)
@@ -473,6 +486,7 @@ class MOTIONMILL_OT_history_apply(_HistoryOp, bpy.types.Operator):
     """Re-apply the clip to the target armature (a new action)"""
     bl_idname = "motionmill.history_apply"
     bl_label = "Apply to Rig"
+    needs_target = True
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
@@ -487,6 +501,7 @@ class MOTIONMILL_OT_history_preview(_HistoryOp, bpy.types.Operator):
     """Show the clip's action on the target armature and play it"""
     bl_idname = "motionmill.history_preview"
     bl_label = "Preview"
+    needs_target = True
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):

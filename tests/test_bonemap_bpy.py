@@ -264,6 +264,9 @@ def test_operators_say_why_they_are_disabled():
         bpy.ops.motionmill.generate()
     with pytest.raises(RuntimeError, match=r"\.poll\(\) nothing is running"):
         bpy.ops.motionmill.cancel()
+    for op in (bpy.ops.motionmill.history_apply, bpy.ops.motionmill.history_preview, bpy.ops.motionmill.history_delete):
+        with pytest.raises(RuntimeError, match=r"\.poll\(\) no clips yet"):
+            op()
     s.prompt = "a person walks"
     bpy.context.window_manager.motionmill.running = True
     try:
