@@ -16,6 +16,7 @@ skeleton = importlib.import_module(_name + ".skeleton")
 transfer = importlib.import_module(_name + ".transfer")
 feet = importlib.import_module(_name + ".feet")
 smpl = importlib.import_module(_name + ".smpl")
+keyreduce = importlib.import_module(_name + ".keyreduce")
 
 MotionError = motion.MotionError
 SkeletonError = skeleton.SkeletonError

@@ -18,8 +18,12 @@ def clip_name(prompt_or_path):
 
 
 def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", cleanup=False, placement="INSERT",
-                 start=None, blend_in=0.0, blend_out=0.0):
-    """-> (action, strip or None, TargetAnimation). Raises MotionError/SkeletonError with one line."""
+                 start=None, blend_in=0.0, blend_out=0.0, reduce_keys=None):
+    """-> (action, strip or None, TargetAnimation). Raises MotionError/SkeletonError with one line.
+
+    reduce_keys None follows the panel's Reduce keys (scene.motionmill), which the headless batch sets too."""
+    if reduce_keys is None:
+        reduce_keys = scene.motionmill.reduce_keys
     fps = rig.scene_fps(scene)
     anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=root_motion, cleanup=cleanup)
     start = scene.frame_current if start is None else start
@@ -30,11 +34,12 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
     if anim.notes:
         props["motionmill_notes"] = "\n".join(anim.notes)
     if placement == "NLA":
-        action, slot = keying.key_animation(obj, anim, name, start, props, assign=False)
+        action, slot = keying.key_animation(obj, anim, name, start, props, assign=False,
+                                            reduce_keys=reduce_keys)
         action.use_fake_user = False
         strip = nla.push_strip(obj, action, slot, start, name, blend_in, blend_out)
         return action, strip, anim
-    action, slot = keying.key_animation(obj, anim, name, start, props, assign=True)
+    action, slot = keying.key_animation(obj, anim, name, start, props, assign=True, reduce_keys=reduce_keys)
     return action, None, anim
 
 

@@ -1,7 +1,7 @@
 """Headless batch (DESIGN contract 4), driving the same operators as the panel:
 
     python -m blender_addon.batch --blend IN.blend --rig ARMATURE (--prompt TEXT ... | --prompts FILE | --motion FILE ...)
-        [--model-dir DIR] [--cleanup-feet] [--root-motion hips|root|in_place] [--seconds S] [--seed N]
+        [--model-dir DIR] [--cleanup-feet] [--reduce-keys] [--root-motion hips|root|in_place] [--seconds S] [--seed N]
         [--python PY] [--backend-dir DIR] [--device cpu|cuda|auto] [--preview out.gif|out.mp4 [--preview-width PX]] --out OUT.blend
 
 Run with a Python that has bpy (or `blender -b --python-expr`). One NLA strip per clip on the rig's MotionMill
@@ -27,6 +27,9 @@ def parse(argv):
     src.add_argument("--motion", action="append", help="interchange .npz, AMASS .npz, 272 .npy or .bvh")
     p.add_argument("--model-dir")
     p.add_argument("--cleanup-feet", action="store_true")
+    p.add_argument("--reduce-keys", action="store_true",
+                   help="editable Bezier keys within 0.5 deg per bone and 1 mm per location of the bake "
+                        "(default: a key on every frame, the exact bake)")
     p.add_argument("--root-motion", choices=["hips", "root", "in_place"], default="hips")
     p.add_argument("--seconds", type=float, help="exact clip length (up to 10 s); default: auto, the model decides")
     p.add_argument("--seed", type=int, default=0)
@@ -127,6 +130,7 @@ def run(a):
         s = scene.motionmill
         s.target = obj
         s.cleanup_feet, s.root_motion = a.cleanup_feet, a.root_motion
+        s.reduce_keys = a.reduce_keys      # the panel defaults to on; pipelines get the exact bake unless asked
         s.placement, s.blend_in, s.blend_out = "NLA", a.blend_in, a.blend_out
         s.auto_length = a.seconds is None
         if a.seconds is not None:

@@ -36,5 +36,6 @@ def cleanup_active_action(scene, obj):
     clean = feet.cleanup_feet(anim, skel, mapping)
     props = {k: old[k] for k in old.keys() if isinstance(old[k], (str, int, float))}
     props["motionmill_cleanup_feet"] = True
-    action, _ = keying.key_animation(obj, clean, old.name + " feet", int(lo), props, assign=True)
+    action, _ = keying.key_animation(obj, clean, old.name + " feet", int(lo), props, assign=True,
+                                     reduce_keys=scene.motionmill.reduce_keys)
     return action

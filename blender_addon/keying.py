@@ -1,9 +1,16 @@
-"""Write a TargetAnimation into a NEW action as whole F-curves (foreach_set, not keyframe_insert)."""
+"""Write a TargetAnimation into a NEW action as whole F-curves (foreach_set, not keyframe_insert): a key on every
+frame (the exact bake), or with reduce_keys the few Bezier keys retarget.keyreduce finds within a tolerance of it."""
 import numpy as np
 
 from . import compat
+from ._rt import keyreduce
 
-LINEAR = 1  # Keyframe.interpolation enum index of 'LINEAR'
+LINEAR = 1   # Keyframe.interpolation enum value of 'LINEAR'
+BEZIER = 2   # ... of 'BEZIER'
+ALIGNED = 3  # Keyframe.handle_*_type enum value of 'ALIGNED' (DNA's HD_ALIGN)
+
+ROTATION_TOLERANCE_DEG = 0.5     # per bone, on its channel and on its orientation in the armature
+LOCATION_TOLERANCE_M = 0.001     # per bone location, in the rig's world size
 
 
 def _write_curve(fcurves, data_path, index, group, frames, values):
@@ -19,6 +26,62 @@ def _write_curve(fcurves, data_path, index, group, frames, values):
     return fc
 
 
+def _write_reduced(fcurves, data_path, index, group, start_frame, keys, c):
+    """One F-curve of KeyedGroup `keys` (channel c): Bezier keys whose aligned handles at a third of each segment
+    make Blender evaluate the very cubic the reduction checked."""
+    fc = compat.new_fcurve(fcurves, data_path, index, group)
+    n = len(keys.frames)
+    frames = start_frame + keys.frames.astype(np.float64)
+    left, right = keys.handles()
+    fc.keyframe_points.add(n)
+    points = fc.keyframe_points
+    for prop, x, y in (("co", frames, keys.values[:, c]), ("handle_left", frames + left[:, c, 0], left[:, c, 1]),
+                       ("handle_right", frames + right[:, c, 0], right[:, c, 1])):
+        xy = np.empty(2 * n, np.float32)
+        xy[0::2], xy[1::2] = x, y
+        points.foreach_set(prop, xy)
+    points.foreach_set("interpolation", np.full(n, BEZIER, np.int32))
+    points.foreach_set("handle_left_type", np.full(n, ALIGNED, np.int32))
+    points.foreach_set("handle_right_type", np.full(n, ALIGNED, np.int32))
+    fc.update()
+    return fc
+
+
+def object_scale(obj):
+    """Metres per armature unit: the armature object's (uniform) world scale."""
+    return float(np.cbrt(abs(np.linalg.det(np.array(obj.matrix_world)[:3, :3]))))
+
+
+def reduce_animation(obj, anim, rotation_deg=ROTATION_TOLERANCE_DEG, location_m=LOCATION_TOLERANCE_M):
+    """{bone name: (rotation KeyedGroup, location KeyedGroup or None)} for `anim` on armature `obj`."""
+    names = [n for n in anim.bone_names if n in obj.data.bones]
+    index = {n: i for i, n in enumerate(anim.bone_names)}
+    order = []                                      # parents first, as keyreduce bounds orientations down chains
+    placed = set()
+
+    def place(name):
+        if name in placed:
+            return
+        parent = obj.data.bones[name].parent
+        while parent is not None and parent.name not in index:    # an unkeyed bone in between holds its rest pose
+            parent = parent.parent
+        if parent is not None:
+            place(parent.name)
+        placed.add(name)
+        order.append((name, parent.name if parent is not None else None))
+    for n in names:
+        place(n)
+    pos = {n: i for i, (n, _) in enumerate(order)}
+    cols = [index[n] for n, _ in order]
+    translated = set(anim.translated)
+    groups = keyreduce.reduce_animation(
+        anim.quaternions[:, cols], anim.locations[:, cols], [n in translated for n, _ in order],
+        [pos[p] if p is not None else -1 for _, p in order],
+        np.array([np.array(obj.data.bones[n].matrix_local)[:3, :3] for n, _ in order]),
+        rotation_deg, location_m / object_scale(obj))
+    return {n: g for (n, _), g in zip(order, groups)}
+
+
 def new_action(name, props=None):
     """A new action named `name` (Blender makes the name unique; existing actions stay untouched)."""
     import bpy
@@ -29,11 +92,15 @@ def new_action(name, props=None):
     return action
 
 
-def key_animation(obj, anim, name, start_frame, props=None, assign=True):
-    """Key `anim` (retarget.transfer.TargetAnimation) on armature `obj` from `start_frame`, one key per frame.
+def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_keys=False):
+    """Key `anim` (retarget.transfer.TargetAnimation) on armature `obj` from `start_frame`: one linear key per frame,
+    or with reduce_keys Bezier keys within ROTATION_TOLERANCE_DEG and LOCATION_TOLERANCE_M of that bake.
 
     Returns (action, slot). With assign=True the action becomes the object's active action; the one it replaces
     is kept (fake user) so nothing is lost. Pose bones of the animation are switched to quaternion rotation."""
+    reduced = reduce_animation(obj, anim) if reduce_keys else None
+    props = dict(props or {})
+    props["motionmill_reduced_keys"] = bool(reduce_keys)
     action = new_action(name, props)
     slot = compat.ensure_slot(action, obj)
     fcurves = compat.fcurves_for(action, slot)
@@ -46,11 +113,21 @@ def key_animation(obj, anim, name, start_frame, props=None, assign=True):
             continue
         pb.rotation_mode = "QUATERNION"
         base = f'pose.bones["{_escape(bname)}"]'
+        if reduced is not None:
+            rot, loc = reduced[bname]
+            for i in range(4):
+                _write_reduced(fcurves, base + ".rotation_quaternion", i, bname, start_frame, rot, i)
+            for i in range(3 if loc is not None else 0):
+                _write_reduced(fcurves, base + ".location", i, bname, start_frame, loc, i)
+            continue
         for i in range(4):
             _write_curve(fcurves, base + ".rotation_quaternion", i, bname, frames, anim.quaternions[:, b, i])
         if bname in translated:
             for i in range(3):
                 _write_curve(fcurves, base + ".location", i, bname, frames, anim.locations[:, b, i])
+    if reduced is not None:      # the clip's length, even where its last frames need no key of their own
+        action.use_frame_range = True
+        action.frame_start, action.frame_end = float(frames[0]), float(frames[-1])
     if assign:
         ad = obj.animation_data or obj.animation_data_create()
         old = ad.action

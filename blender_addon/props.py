@@ -48,6 +48,10 @@ class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
                             description="The rig to animate (default: the active armature)")
     root_motion: EnumProperty(name="Root motion", items=[(k, n, d) for k, n, d in ROOT_MOTION], default="hips")
     cleanup_feet: BoolProperty(name="Foot cleanup", default=True, description="Remove foot sliding")
+    reduce_keys: BoolProperty(name="Reduce keys", default=True,
+                              description="Key only what the motion needs, as Bezier keys you can edit: every bone "
+                                          "stays within 0.5\u00b0 and every location within 1 mm of a key on every "
+                                          "frame. Off: a key on every frame (the exact bake)")
     placement: EnumProperty(name="Place", items=[("INSERT", "Insert at current frame", "New active action"),
                                                   ("NLA", "Push to NLA strip", "New strip on the MotionMill track")],
                             default="INSERT")

@@ -55,6 +55,7 @@ class MOTIONMILL_PT_panel(bpy.types.Panel):
                 box.label(text=part)
         col.prop(s, "root_motion")
         col.prop(s, "cleanup_feet")
+        col.prop(s, "reduce_keys")
         col.prop(s, "placement")
         if s.placement == "NLA":
             row = col.row(align=True)

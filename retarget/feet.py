@@ -9,29 +9,33 @@ Public API
 ``cleanup_feet(anim, target, mapping, params=None) -> TargetAnimation``
 ``detect_contacts(points, fps, floor, clearances, params, scale=1.0) -> (T, P) bool``
 
-Method: foot points (ankle = foot-bone head, ball = toe-bone head) get contacts from smoothed ground speed
-and height above the floor with hysteresis (enter below the low thresholds, leave above the high ones),
-short contacts dropped. Hysteresis would keep a shuffling foot (low, between speed_on and speed_off) in one long
-contact while it travels; a stretch of a contact at speed_on or faster, `min_contact` frames or longer, that travels
-`min_step` or more is cut out as a step, leaving a plant on either side (slower drift stays pinned). Each contact run is pinned at the point's mean ground position over the run, on the
-floor, and the pin is blended in and out over `blend` frames with 2u^3 - 3u^2 + 1. A foot that travels without a
-contact is swinging, not sliding: it is lifted so its points clear the floor by up to `swing_clearance` (rising
-with ground speed from `speed_on` to `speed_off`; the lift is widened and smoothed over `smooth` frames), so a
-shuffling foot that stays low while it moves steps over the floor instead of dragging on it. A point travelling
-between two contacts also gets a clearance sized to the step, `step_lift` x the pin-to-pin ground distance (capped
-at `max_step_lift`), ramped over the first and last quarter of the gap: a long slow step is lifted even where its
-speed alone would not lift it. The ankle follows its
-pin (or, while only the ball is planted, the ball's correction); the pelvis is lowered where a leg cannot
-reach; a two-bone analytic IK per leg (knee kept in its bend plane: pole = the knee's original offset from
-the hip-ankle line) places thigh and shin; the foot keeps its world orientation except that it turns to
-keep a planted ball on its pin. Everything is vectorised over frames.
+Method. Foot points (ankle = foot-bone head, ball = toe-bone head) get contacts from smoothed ground speed and
+height above the floor with hysteresis (enter below the low thresholds, leave above the high ones); short contacts
+are dropped, and a stretch of a contact that travels `min_step` or more at speed_on or faster is cut out as a step
+(hysteresis alone would pin a shuffling foot at its mean while it travels).
+
+A contact run holds the point's ground-plane position at its mean over the run, blended in and out over `blend`
+frames with 2u^3 - 3u^2 + 1. Heights are not pinned: each point keeps its own height, raised to the floor where it
+would be below it. A planted foot's points sit off their rest heights (a heel rolling up over the ball; a rig whose
+foot is shaped unlike the source's), and pulling them down to the rest clearance bent legs and feet by 8-15 degrees.
+
+The foot moves as one rigid body: it keeps its pitch and roll, shifts over the ground by its points' pin-weighted
+corrections, and turns about the vertical only to hold its heading while heel and ball are both planted (see
+_foot_move). Pinning the two points separately pitched the foot to fit two pins taken over different frames.
+
+A foot that travels without a contact is swinging, not sliding: it is lifted so its points clear the floor by up to
+`swing_clearance` (rising with ground speed from `speed_on` to `speed_off`), and a point travelling between two
+contacts wants `step_lift` x the pin-to-pin distance (capped at `max_step_lift`) over the middle of the gap, so a
+shuffling foot steps over the floor instead of dragging on it. The pelvis is lowered where a leg cannot reach; a
+two-bone analytic IK per leg (knee kept in its bend plane) places thigh and shin. Everything is vectorised over
+frames.
 """
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .rotations import normalize, rotation_between
-from .transfer import UP, _mul, _mv, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
+from .transfer import UP, _mul, _mv, _rot_about, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
 
 REFERENCE_LEG = 0.85  # metres; thresholds below are for a leg this long
 
@@ -137,29 +141,27 @@ def _fall(u):
     return 2 * u ** 3 - 3 * u ** 2 + 1
 
 
-def _pins(points, contact, floor, clearances, blend):
-    """Pinned targets and pin weights (T,P,3), (T,P).
+def _hold(values, contact, blend):
+    """Held values and hold weights (T,P,D), (T,P): each contact run of `values` (T,P,D) held at its mean.
 
-    Inside a contact run the point sits at the run's mean ground position, on the floor. Outside, the
-    point keeps its own motion plus the offset it had at the neighbouring run's edge, fading out over
-    `blend` frames (2u^3-3u^2+1); a gap shorter than two blends hands the offset of one run over to the
-    next's across the whole gap, so a foot never snaps between close pins.
+    Outside a run, a value keeps its own course plus the offset it had at the neighbouring run's edge, fading out
+    over `blend` frames (2u^3-3u^2+1); a gap shorter than two blends hands the offset of one run over to the next's
+    across the whole gap, so nothing snaps between close holds.
     """
     T, P = contact.shape
-    target = points.copy()
+    target = values.copy()
     weight = np.zeros((T, P))
-    csum = np.concatenate([np.zeros((1, P, 3)), np.cumsum(points, 0)])
+    csum = np.concatenate([np.zeros((1,) + values.shape[1:]), np.cumsum(values, 0)])
     blend = max(int(blend), 1)
     for p in range(P):
         s, e = _runs(contact[:, p])
         if not len(s):
             continue
-        pin = (csum[e, p] - csum[s, p]) / (e - s)[:, None]
-        pin[:, 2] = floor + clearances[p]
-        off_start = pin - points[s, p]
-        off_end = pin - points[e - 1, p]
+        mean = (csum[e, p] - csum[s, p]) / (e - s)[:, None]
+        off_start = mean - values[s, p]
+        off_end = mean - values[e - 1, p]
         for i in range(len(s)):
-            target[s[i]:e[i], p] = pin[i]
+            target[s[i]:e[i], p] = mean[i]
             weight[s[i]:e[i], p] = 1.0
             # gap after run i (to the next run, or to the end of the clip)
             g_end = s[i + 1] if i + 1 < len(s) else T
@@ -181,6 +183,21 @@ def _pins(points, contact, floor, clearances, blend):
                 weight[t, p] += w
         np.minimum(weight[:, p], 1.0, out=weight[:, p])
     return target, weight
+
+
+def _pins(points, contact, floor, clearances, blend):
+    """Pinned targets and pin weights (T,P,3), (T,P).
+
+    A contact run holds the point's ground-plane position at its mean over the run (see _hold); its height stays
+    its own. The height a foot point has while planted is not its rest clearance: a heel rises as the foot rolls
+    onto its ball, and a foot whose rest pose is shaped unlike the source's (other toe pitch, other ankle height)
+    stands with its points a few centimetres off their rest heights. Pulling every contact down to its rest
+    clearance bent the legs and pitched the feet by 8-15 degrees on a real capture. Only a point below the floor is
+    raised onto it, planted or not.
+    """
+    target, weight = _hold(points[..., :2], contact, blend)
+    height = np.maximum(points[..., 2], floor + np.asarray(clearances))
+    return np.concatenate([target, height[..., None]], -1), weight
 
 
 def _step_clearance(points, contact, params, scale):
@@ -240,6 +257,42 @@ def _swing_lift(targets, side_of, floor, clearances, fps, params, scale, step=No
     return lift
 
 
+def _foot_move(ankle, ankle_pin, ankle_w, ball, ball_pin, ball_w, heading_turn):
+    """Where the ankle goes (T,3) when the foot, one rigid body, is turned about the vertical by `heading_turn` (T,)
+    and shifted so that its planted points land on their pins.
+
+    The ankle and the ball lie on one foot, but each gets its own pin (the mean of its own contact run), and while the
+    foot rolls (the heel rising over the ball, the toe lowering after heel strike) the runs overlap: pinning each
+    point on its own would turn the foot to fit both pins, pitching it to a direction the source never had and the
+    toe tip through the floor. So the foot keeps its pitch and roll; it turns only about the vertical (its heading
+    held while both points are planted, see cleanup_feet) and shifts over the ground by the pin-weighted mean of
+    its points' corrections. Upwards it moves as far as either point needs to stay on the floor.
+    """
+    tot = np.maximum(ankle_w + ball_w, 1e-9)[:, None]
+    centre = (ankle_w[:, None] * ankle + ball_w[:, None] * ball) / tot
+    Q = _rot_about(UP, heading_turn)
+    a_r = centre + _mv(Q, ankle - centre)
+    b_r = centre + _mv(Q, ball - centre)
+    shift = (ankle_w[:, None] * (ankle_pin - a_r) + ball_w[:, None] * (ball_pin - b_r)) / tot
+    out = a_r + shift
+    out[:, 2] = ankle[:, 2] + np.maximum(ankle_pin[:, 2] - ankle[:, 2], ball_pin[:, 2] - ball[:, 2])
+    return out
+
+
+def _heading_turns(cps, contact, k_ankle, k_ball, blend):
+    """(T,) turn about the vertical that holds the foot's heading (ankle -> ball over the ground) at its mean while
+    both of its points are planted, faded in and out as the pins are: a planted foot twisting on the floor slides
+    too (the ball sweeps round the heel), and that is what the two points' own means cannot tell apart from
+    rolling."""
+    d = cps[:, k_ball, :2] - cps[:, k_ankle, :2]
+    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
+    both = contact[:, k_ankle] & contact[:, k_ball]
+    held, weight = _hold(d[:, None], both[:, None], blend)
+    h = held[:, 0]
+    turn = np.arctan2(d[:, 0] * h[:, 1] - d[:, 1] * h[:, 0], np.sum(d * h, -1))
+    return turn * (np.linalg.norm(h, axis=-1) > 1e-6)
+
+
 def _chain(skel, top, bottom):
     """Bones from top (inclusive) down to bottom (exclusive) along the parent path."""
     path, j = [], skel.parents[bottom]
@@ -282,17 +335,16 @@ def cleanup_feet(anim, target, mapping, params=None):
     step = _step_clearance(cps, contact, params, scale)
     lift = _swing_lift(pinned, side_of, floor, clr, fps, params, scale, step)
     k = 0
-    ank_t, ball_t, ball_w, ball_o = {}, {}, {}, {}
+    ank_t, foot_yaw = {}, {}
     for s in sides:
-        a_p, a_w = pinned[:, k], w[:, k]
-        k += 1
         if has_toe[s]:
-            b_o, b_p, b_w = cps[:, k], pinned[:, k], w[:, k]
-            k += 1
-            ank_t[s] = a_p + (1 - a_w)[:, None] * (b_p - b_o)
-            ball_t[s], ball_w[s], ball_o[s] = b_p, b_w, b_o
+            foot_yaw[s] = _heading_turns(cps, contact, k, k + 1, params.blend)
+            ank_t[s] = _foot_move(cps[:, k], pinned[:, k], w[:, k], cps[:, k + 1], pinned[:, k + 1], w[:, k + 1],
+                                  foot_yaw[s])
+            k += 2
         else:
-            ank_t[s] = a_p
+            ank_t[s], foot_yaw[s] = pinned[:, k], np.zeros(T)
+            k += 1
         ank_t[s] = ank_t[s] + lift[:, sides.index(s), None] * UP
     # pelvis lowering where a leg cannot reach its ankle target
     pel = tr["pelvis"]
@@ -343,12 +395,7 @@ def cleanup_feet(anim, target, mapping, params=None):
             special[b] = Q1
         for b in _chain(target, knee, ank):
             special[b] = Q2
-        Qf = np.broadcast_to(np.eye(3), (T, 3, 3))
-        if has_toe[s]:
-            ball_now = An + _mv(E[:, ank], Ht[tr[f"{s}_foot"]] - Ht[ank])
-            want = ball_now + ball_w[s][:, None] * (ball_t[s] - ball_now)
-            Qf = rotation_between(ball_now - An, want - An)
-        special[ank] = Qf
+        special[ank] = _rot_about(UP, foot_yaw[s])
     for b, p in enumerate(target.parents):
         if b in special:
             Qc[:, b] = special[b]

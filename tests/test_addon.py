@@ -44,6 +44,7 @@ def mixamo():
     scene = bpy.context.scene
     scene.motionmill.target = obj
     scene.motionmill.cleanup_feet, scene.motionmill.placement, scene.motionmill.root_motion = False, "INSERT", "hips"
+    scene.motionmill.reduce_keys = False     # these check the exact bake against retarget; test_keys checks reduction
     scene.render.fps, scene.render.fps_base = 24, 1.0
     scene.frame_current = 1
     return obj

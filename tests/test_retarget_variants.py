@@ -103,16 +103,23 @@ def test_delivered_rig_retargets_within_the_limits(amass, delivered, scene24, ri
 
 
 @pytest.mark.parametrize("rig,variant", CASES)
-def test_delivered_rig_with_foot_cleanup_lands_as_the_original(amass, delivered, scene24, rig, variant):
+def test_delivered_rig_with_foot_cleanup_meets_the_limits(amass, delivered, scene24, rig, variant):
+    """The issue's limits with foot cleanup, absolute: p95 limb error <= 5 deg over the same limbs as without it,
+    pelvis height correlation >= 0.95, nothing more than 1 cm below the floor, foot skate no worse than the
+    source's (per leg length)."""
     anim, sk, mp, source = solve(amass, delivered, rig, variant, True, scene24)
     m = measures(anim, sk, mp, source)
-    ref = measures(*solve(amass, delivered, rig, "original", True, scene24))
+    ss, sm, ps = metrics.source_world(source)
+    src_skate = metrics.rig_foot_skate(ss, sm, ps, source.fps)
+    assert m["p95"] <= 5.0, m["p95"]
+    assert m["corr"] >= 0.95, m["corr"]
+    assert m["below"] <= 0.01, m["below"]
+    assert m["skate"] <= src_skate, (m["skate"], src_skate)
     plain = measures(*solve(amass, delivered, rig, "original", False, scene24))
-    assert m["corr"] >= 0.95, m
-    assert m["skate"] <= plain["skate"], (m["skate"], plain["skate"])  # cleanup never adds sliding
-    if same_body(variant):
+    assert m["skate"] <= plain["skate"]  # cleanup never adds sliding
+    if same_body(variant):  # lands where the original rig does
+        ref = measures(*solve(amass, delivered, rig, "original", True, scene24))
         assert same_pose(m, ref) < 2e-3
-        assert abs(m["p95"] - ref["p95"]) < 0.05 and abs(m["below"] - ref["below"]) < 1e-3
 
 
 def test_gltf_mixamo_pelvis_stays_in_the_sources_vertical_range(amass, delivered):
