@@ -182,6 +182,15 @@ def list_presets():
     return sorted(out, key=lambda p: p[0].lower())
 
 
+def presets_stamp():
+    """Changes whenever a saved preset is added, removed or rewritten; cheap enough for a panel's every redraw."""
+    try:
+        return tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(presets_dir(create=False))
+                            if e.name.endswith(".json")))
+    except OSError:
+        return ()
+
+
 def user_presets():
     """The saved presets as retarget presets (sides expanded), for the auto-map."""
     out = []

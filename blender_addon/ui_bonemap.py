@@ -262,7 +262,7 @@ _AUTO = {}
 def _auto_summary(obj):
     """(preset or None, mapped roles, missing required) of the auto-map, cached per rig state and saved presets."""
     key = (obj.name, obj.data.name, len(obj.data.bones), tuple(map(tuple, obj.matrix_world)),
-           tuple(bonemap.list_presets()))
+           bonemap.presets_stamp())
     if key not in _AUTO:
         _AUTO.clear()
         m = bonemap.auto_map(rig.skeleton_from_object(obj))

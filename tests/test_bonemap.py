@@ -70,7 +70,7 @@ def test_saved_preset_round_trip_and_the_auto_map_reads_it(user_data):
     assert mapping.roles == roles and mapping.report["missing_required"] == []
     path = bonemap.save_preset("My rig / v2", mapping, "Rig")
     assert path.startswith(str(user_data / "bone_maps")) and path.endswith("My rig _ v2.json")
-    assert bonemap.list_presets() == [("My rig / v2", path)]
+    assert bonemap.list_presets() == [("My rig / v2", path)] and bonemap.presets_stamp()[0][0] == "My rig _ v2.json"
     data = json.loads(open(path).read())
     assert data["roles"]["head"] == [roles["head"]] and data["priority"] == bonemap.USER_PRIORITY
     m = bonemap.auto_map(skel)
@@ -78,7 +78,8 @@ def test_saved_preset_round_trip_and_the_auto_map_reads_it(user_data):
     assert bonemap.roles_from_preset(bonemap.load_preset("My rig / v2"), [n.upper() for n in names]) == {
         r: b.upper() for r, b in roles.items()}
     bonemap.delete_preset("My rig / v2")
-    assert bonemap.list_presets() == [] and bonemap.auto_map(skel).report["missing_required"]
+    assert bonemap.list_presets() == [] and bonemap.presets_stamp() == ()
+    assert bonemap.auto_map(skel).report["missing_required"]
     with pytest.raises(ValueError, match="no bone-map preset named 'gone'"):
         bonemap.load_preset("gone")
 

@@ -154,6 +154,7 @@ def test_refused_rig_is_mapped_by_hand_saved_and_then_retargeted_from_the_preset
     _target(obj)
     assert bpy.ops.motionmill.bone_map_clear() == {"FINISHED"} and not len(stored.roles)
     assert mm_rig.mapping_for(obj).report["preset"] == "Figur (deutsch)"
+    assert ui_bonemap.MOTIONMILL_PT_bone_map._usable(obj)                 # its header's warning is gone
 
 
 def test_the_panel_marks_wrong_bones_and_presets_load_and_delete(user_data):
