@@ -90,10 +90,10 @@ def _check_writable(path):
 def _check_humanoid(obj):
     """Before generating anything: a rig the retarget cannot map would waste the whole generation."""
     from . import rig
-    from ._rt import mapping, skeleton
+    from ._rt import skeleton
     try:
         skel = rig.skeleton_from_object(obj)
-        mapping.auto_map(skel).validate(skel)    # the same check the retarget makes after generating
+        rig.mapping_for(obj, skel).validate(skel)    # the same check the retarget makes after generating
     except skeleton.SkeletonError as err:
         raise BatchError(f"--rig {obj.name}: {err}") from None
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import keying, rig
-from ._rt import feet, mapping as mapping_mod, transfer
+from ._rt import feet, transfer
 
 
 def anim_from_object(scene, obj, frames):
@@ -27,7 +27,7 @@ def cleanup_active_action(scene, obj):
     old = ad.action
     lo, hi = old.frame_range
     skel = rig.skeleton_from_object(obj)
-    mapping = mapping_mod.auto_map(skel)
+    mapping = rig.mapping_for(obj, skel)
     anim = anim_from_object(scene, obj, range(int(lo), int(hi) + 1))
     # bone order of the skeleton (parents first) for the solver
     order = [anim.bone_names.index(n) for n in skel.names]

@@ -76,3 +76,13 @@ def all_fcurves(action):
         if out or not hasattr(action, "fcurves"):
             return out
     return list(action.fcurves)
+
+
+def invoke_import(op, context):
+    """Invoke an ImportHelper operator as Blender's own importers do: with its file path already set (a file dropped
+    onto the viewport through a FileHandler) it shows its options in a popup, else the file browser.
+    ImportHelper.invoke_popup arrived in 4.2; older Blender always opens the file browser."""
+    if hasattr(op, "invoke_popup"):
+        return op.invoke_popup(context)
+    context.window_manager.fileselect_add(op)
+    return {"RUNNING_MODAL"}

@@ -2,9 +2,10 @@
 import os
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
 
-from . import apply, nla, paths, session as sess
+from . import apply, compat, nla, paths, session as sess
 from ._rt import MotionError, SkeletonError
 from .props import get_prefs
 
@@ -24,6 +25,23 @@ def target_armature(context):
     if obj.type != "ARMATURE":
         return None, f"'{obj.name}' is a {obj.type.lower()}, not an armature: pick an armature as the target"
     return obj, None
+
+
+class _TargetPoll:
+    """poll: the operator needs a target armature; when there is none the button is greyed out and its tooltip (and
+    the error a script gets) says why, as Blender's own operators do."""
+
+    @classmethod
+    def poll(cls, context):
+        return poll_target(cls, context)
+
+
+def poll_target(cls, context):
+    """True when there is a target armature; else False, with the reason for the button's tooltip."""
+    obj, err = target_armature(context)
+    if err:
+        cls.poll_message_set(err)
+    return obj is not None
 
 
 def prompt_lines(s):
@@ -62,10 +80,17 @@ def _redraw(context, viewport=False):
                     region.tag_redraw()
 
 
-class _BackendOp:
+class _BackendOp(_TargetPoll):
     """Shared: start a request; in background mode block, in the UI run modal with a timer and poll."""
     _timer = None
     _job = None
+
+    @classmethod
+    def poll(cls, context):
+        if _runtime(context).running:
+            cls.poll_message_set("a generation is already running: wait for it or press Cancel")
+            return False
+        return super().poll(context)
 
     def start_request(self, context, prompts, options):
         try:
@@ -201,15 +226,16 @@ class MOTIONMILL_OT_generate(_BackendOp, bpy.types.Operator):
     bl_label = "Generate"
     bl_options = {"REGISTER", "UNDO"}
 
+    @classmethod
+    def poll(cls, context):
+        if not prompt_lines(settings(context)):
+            cls.poll_message_set("the prompt is empty: type what the character should do (or pick a Text block)")
+            return False
+        return super().poll(context)
+
     def _begin(self, context):
         s = settings(context)
         prompts = prompt_lines(s)
-        if not prompts:
-            self.report({"ERROR"}, "the prompt is empty: type what the character should do")
-            return None
-        if _runtime(context).running:
-            self.report({"ERROR"}, "a generation is already running: wait for it or press Cancel")
-            return None
         return self.start_for_target(context, prompts, sampling_options(s, variations=int(s.variations)))
 
     def placement_for(self, context):
@@ -251,47 +277,65 @@ class MOTIONMILL_OT_generate_batch(_BackendOp, bpy.types.Operator):
         return "NLA"
 
 
-class MOTIONMILL_OT_import_motion(bpy.types.Operator):
-    """Import a motion file (interchange .npz, 272-feature .npy, AMASS .npz, BVH) onto the target armature"""
+class MOTIONMILL_OT_import_motion(_TargetPoll, bpy.types.Operator, ImportHelper):
+    """Import motion files (interchange .npz, 272-feature .npy, AMASS .npz, BVH) onto the target armature"""
     bl_idname = "motionmill.import_motion"
     bl_label = "Import Motion"
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: StringProperty(subtype="FILE_PATH")
     filter_glob: StringProperty(default="*.npz;*.npy;*.bvh", options={"HIDDEN"})
-    placement: EnumProperty(items=[("PANEL", "As in panel", ""), ("INSERT", "Insert", ""), ("NLA", "NLA strip", "")],
+    # several files from the file browser, or dropped onto the 3D viewport (MOTIONMILL_FH_motion)
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+    placement: EnumProperty(name="Place", items=[("PANEL", "As in panel", "The panel's Place setting"),
+                                                  ("INSERT", "Insert", "Each file a new active action"),
+                                                  ("NLA", "NLA strip", "Strips on the MotionMill track, one after another")],
                             default="PANEL")
 
     def invoke(self, context, event):
-        context.window_manager.fileselect_add(self)
-        return {"RUNNING_MODAL"}
+        return compat.invoke_import(self, context)
+
+    def paths(self):
+        names = [f.name for f in self.files if f.name]
+        if names and self.directory:
+            return [os.path.join(bpy.path.abspath(self.directory), n) for n in names]
+        return [bpy.path.abspath(self.filepath)]
 
     def execute(self, context):
-        obj, err = target_armature(context)
-        if err:
-            self.report({"ERROR"}, err)
+        obj, _ = target_armature(context)
+        paths = self.paths()
+        done, failed = [], []
+        for path in paths:
+            try:
+                done.append(self.import_one(context, obj, path))
+            except (MotionError, SkeletonError) as err:
+                failed.append(f"{os.path.basename(path)}: {str(err).splitlines()[0]}")
+        if not done:
+            self.report({"ERROR"}, "; ".join(failed))
             return {"CANCELLED"}
+        for line in failed:
+            self.report({"WARNING"}, f"not imported: {line}")
+        names = ", ".join(f"'{a.name}'" for a in done)
+        self.report({"INFO"}, f"imported {len(done)} file(s) onto {obj.name} as {names}" if len(paths) > 1 else
+                    f"imported {os.path.basename(paths[0])} onto {obj.name} as {names}")
+        return {"FINISHED"}
+
+    def import_one(self, context, obj, path):
         s = settings(context)
-        path = bpy.path.abspath(self.filepath)
         placement = s.placement if self.placement == "PANEL" else self.placement
-        try:
-            motion = apply.load_motion(path)
-            name = apply.clip_name(path)
-            action, strip, anim = apply.apply_motion(context.scene, obj, motion, name, {"motionmill_path": path},
-                                                     s.root_motion, s.cleanup_feet, placement, None, s.blend_in, s.blend_out)
-            if placement == "NLA":  # else the animator's active action would hold its pose over the new strip
-                nla.push_down_active_action(obj)
-        except (MotionError, SkeletonError) as err:
-            self.report({"ERROR"}, str(err).splitlines()[0])
-            return {"CANCELLED"}
+        motion = apply.load_motion(path)
+        name = apply.clip_name(path)
+        action, strip, anim = apply.apply_motion(context.scene, obj, motion, name, {"motionmill_path": path},
+                                                 s.root_motion, s.cleanup_feet, placement, None, s.blend_in, s.blend_out)
+        if placement == "NLA":  # else the animator's active action would hold its pose over the new strip
+            nla.push_down_active_action(obj)
         apply.add_history(context.scene, name, path, action)
         for note in anim.notes:
             self.report({"WARNING"}, note)
-        self.report({"INFO"}, f"imported {os.path.basename(path)} onto {obj.name} as '{action.name}'")
-        return {"FINISHED"}
+        return action
 
 
-class MOTIONMILL_OT_retarget(bpy.types.Operator):
+class MOTIONMILL_OT_retarget(_TargetPoll, bpy.types.Operator):
     """Retarget from an SMPL armature's action (or a motion file) onto the target armature"""
     bl_idname = "motionmill.retarget"
     bl_label = "Retarget"
@@ -302,10 +346,7 @@ class MOTIONMILL_OT_retarget(bpy.types.Operator):
 
     def execute(self, context):
         from . import smpl_rig
-        obj, err = target_armature(context)
-        if err:
-            self.report({"ERROR"}, err)
-            return {"CANCELLED"}
+        obj, _ = target_armature(context)
         s = settings(context)
         path = bpy.path.abspath(self.filepath) if self.filepath else ""
         try:
@@ -332,7 +373,7 @@ class MOTIONMILL_OT_retarget(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MOTIONMILL_OT_cleanup_feet(bpy.types.Operator):
+class MOTIONMILL_OT_cleanup_feet(_TargetPoll, bpy.types.Operator):
     """Remove foot sliding from the armature's active action (into a new action; the old one is kept)"""
     bl_idname = "motionmill.cleanup_feet"
     bl_label = "Clean Up Feet"
@@ -340,10 +381,7 @@ class MOTIONMILL_OT_cleanup_feet(bpy.types.Operator):
 
     def execute(self, context):
         from . import cleanup
-        obj, err = target_armature(context)
-        if err:
-            self.report({"ERROR"}, err)
-            return {"CANCELLED"}
+        obj, _ = target_armature(context)
         try:
             action = cleanup.cleanup_active_action(context.scene, obj)
         except (MotionError, SkeletonError, ValueError) as err:
@@ -371,12 +409,16 @@ class MOTIONMILL_OT_cancel(bpy.types.Operator):
     bl_idname = "motionmill.cancel"
     bl_label = "Cancel"
 
-    def execute(self, context):
+    @classmethod
+    def poll(cls, context):
         job = sess.SESSION.job
         if job is None or job.done:
-            self.report({"WARNING"}, "nothing is running")
-            return {"CANCELLED"}
-        job.cancel()
+            cls.poll_message_set("nothing is running")
+            return False
+        return True
+
+    def execute(self, context):
+        sess.SESSION.job.cancel()
         _runtime(context).status = "cancelling…"
         return {"FINISHED"}
 
@@ -425,6 +467,14 @@ class MOTIONMILL_OT_doctor(bpy.types.Operator):
 
 class _HistoryOp:
     index: IntProperty(default=-1)
+    needs_target = False
+
+    @classmethod
+    def poll(cls, context):
+        if not len(settings(context).history):
+            cls.poll_message_set("no clips yet: generate or import one")
+            return False
+        return poll_target(cls, context) if cls.needs_target else True
 
     def item(self, context):
         s = settings(context)
@@ -436,6 +486,7 @@ class MOTIONMILL_OT_history_apply(_HistoryOp, bpy.types.Operator):
     """Re-apply the clip to the target armature (a new action)"""
     bl_idname = "motionmill.history_apply"
     bl_label = "Apply to Rig"
+    needs_target = True
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
@@ -450,6 +501,7 @@ class MOTIONMILL_OT_history_preview(_HistoryOp, bpy.types.Operator):
     """Show the clip's action on the target armature and play it"""
     bl_idname = "motionmill.history_preview"
     bl_label = "Preview"
+    needs_target = True
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
@@ -490,3 +542,18 @@ CLASSES = (MOTIONMILL_OT_generate, MOTIONMILL_OT_generate_batch, MOTIONMILL_OT_i
            MOTIONMILL_OT_cleanup_feet, MOTIONMILL_OT_add_smpl_armature, MOTIONMILL_OT_cancel,
            MOTIONMILL_OT_restart_backend, MOTIONMILL_OT_doctor, MOTIONMILL_OT_history_apply,
            MOTIONMILL_OT_history_preview, MOTIONMILL_OT_history_delete)
+
+
+class MOTIONMILL_FH_motion(bpy.types.FileHandler):
+    """Drop .bvh / .npz / .npy files onto the 3D viewport: Import Motion onto the target armature (Blender 4.1+)."""
+    bl_idname = "MOTIONMILL_FH_motion"
+    bl_label = "MotionMill motion"
+    bl_import_operator = "motionmill.import_motion"
+    bl_file_extensions = ".bvh;.npz;.npy"
+
+    @classmethod
+    def poll_drop(cls, context):
+        return context.area is not None and context.area.type == "VIEW_3D"
+
+
+CLASSES += (MOTIONMILL_FH_motion,)

@@ -99,9 +99,8 @@ def _has_skinned_mesh(obj):
 def _bone_points(obj, frames, scene):
     """World positions (F, B, 2, 3) of pose bone heads/tails at `frames`, and the left-right axis (3,) or None."""
     from . import rig
-    from ._rt import mapping
     try:
-        roles = mapping.auto_map(rig.skeleton_from_object(obj)).roles
+        roles = rig.mapping_for(obj).roles
         hips = (roles.get("left_hip"), roles.get("right_hip"))
         hips = hips if all(hips) else None
     except Exception:       # noqa: BLE001 - an unmappable rig just gets the default view

@@ -121,14 +121,30 @@ def get_prefs(context=None):
     return Prefs()
 
 
-CLASSES = (MOTIONMILL_PG_clip, MOTIONMILL_PG_settings, MOTIONMILL_PG_runtime, MOTIONMILL_AP_preferences)
+class MOTIONMILL_PG_bone_role(bpy.types.PropertyGroup):
+    """One role of a rig's bone map: `name` is the role (retarget.mapping.ROLES), `bone` the rig's bone playing it."""
+    bone: StringProperty(name="Bone", description="The rig's bone that plays this role (empty: none)")
+
+
+class MOTIONMILL_PG_bone_map(bpy.types.PropertyGroup):
+    """The bone map edited in the panel, stored on the armature (Armature.motionmill_bone_map). While `roles` is
+    filled the retarget uses it instead of the auto-map (blender_addon.bonemap, rig.mapping_for)."""
+    roles: CollectionProperty(type=MOTIONMILL_PG_bone_role)
+    index: IntProperty(name="Role")
+    source: StringProperty(description="Where the map came from: the auto-map or a saved preset")
+
+
+CLASSES = (MOTIONMILL_PG_clip, MOTIONMILL_PG_settings, MOTIONMILL_PG_runtime, MOTIONMILL_AP_preferences,
+           MOTIONMILL_PG_bone_role, MOTIONMILL_PG_bone_map)
 
 
 def register():
     bpy.types.Scene.motionmill = PointerProperty(type=MOTIONMILL_PG_settings)
     bpy.types.WindowManager.motionmill = PointerProperty(type=MOTIONMILL_PG_runtime)
+    bpy.types.Armature.motionmill_bone_map = PointerProperty(type=MOTIONMILL_PG_bone_map)
 
 
 def unregister():
+    del bpy.types.Armature.motionmill_bone_map
     del bpy.types.WindowManager.motionmill
     del bpy.types.Scene.motionmill

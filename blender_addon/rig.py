@@ -2,7 +2,8 @@
 import bpy
 import numpy as np
 
-from ._rt import feet, mapping as mapping_mod, transfer, skeleton as skeleton_mod
+from . import bonemap
+from ._rt import feet, transfer, skeleton as skeleton_mod
 
 ROOT_MOTION = (("hips", "Hips", "The hips bone carries all translation"),
                ("root", "Root bone", "A root bone above the hips carries ground travel and heading"),
@@ -53,11 +54,26 @@ def skeleton_from_object(obj):
                                  np.array(obj.matrix_world), mesh_points(obj, index))
 
 
+def edited_roles(obj):
+    """role -> bone of the map edited in the panel for armature `obj` (props.MOTIONMILL_PG_bone_map), or None when
+    the rig has none (or the add-on's properties are not registered)."""
+    stored = getattr(obj.data, "motionmill_bone_map", None)
+    if stored is None or not len(stored.roles):
+        return None
+    return {e.name: e.bone for e in stored.roles if e.bone}
+
+
+def mapping_for(obj, skel=None):
+    """The bone map the retarget uses for armature `obj`: the one edited in the panel when the rig has one, else the
+    auto-map (with the user's saved bone-map presets)."""
+    return bonemap.mapping_for(skel or skeleton_from_object(obj), edited_roles(obj))
+
+
 def rig_report(obj):
     """One line: what the retarget reads from the rig (up axis, unit scale, leg length, floor, foot points), or why
     it cannot map it."""
     skel = skeleton_from_object(obj)
-    mapping = mapping_mod.auto_map(skel)
+    mapping = mapping_for(obj, skel)
     try:
         mapping.validate(skel)
     except skeleton_mod.SkeletonError as err:
@@ -74,7 +90,11 @@ def solve(motion, obj, fps, root_motion="hips", cleanup=False):
 
     Raises retarget's MotionError / SkeletonError with one-line messages."""
     skel = skeleton_from_object(obj)
-    mapping = mapping_mod.auto_map(skel)
+    mapping = mapping_for(obj, skel)
+    try:
+        mapping.validate(skel)
+    except skeleton_mod.SkeletonError as err:
+        raise skeleton_mod.SkeletonError(f"{err}; fix it in the MotionMill panel's Bone Map") from None
     motion = motion.resample(fps)
     anim = transfer.retarget(motion, skel, mapping, root_motion=root_motion)
     if cleanup:

@@ -15,9 +15,10 @@ _RIG_LINES = {}
 
 def _rig_line(obj):
     """The rig report, cached per armature state: the panel redraws often, reading a rig with its mesh does not."""
-    key = (obj.name, obj.data.name, len(obj.data.bones), tuple(map(tuple, obj.matrix_world)))
+    from .rig import edited_roles, rig_report
+    key = (obj.name, obj.data.name, len(obj.data.bones), tuple(map(tuple, obj.matrix_world)),
+           tuple(sorted((edited_roles(obj) or {}).items())))   # the Bone Map sub-panel's edits change the report
     if key not in _RIG_LINES:
-        from .rig import rig_report
         _RIG_LINES.clear()
         _RIG_LINES[key] = rig_report(obj)
     return _RIG_LINES[key]

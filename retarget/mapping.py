@@ -46,7 +46,7 @@ _SIDE_WORDS = {"left": {"{side}": "left", "{Side}": "Left", "{S}": "L", "{s}": "
                "right": {"{side}": "right", "{Side}": "Right", "{S}": "R", "{s}": "r"}}
 
 
-def _expand_sides(preset):
+def expand_sides(preset):
     """A preset's sided roles are written once, "{side}_hip": ["{Side}UpLeg", "{S}_Thigh"], and expanded here."""
     roles = {}
     for role, aliases in preset.get("roles", {}).items():
@@ -65,7 +65,7 @@ def _expand_sides(preset):
 def load_presets(directory=None):
     """All presets as dicts, from retarget/presets (or `directory`)."""
     d = pathlib.Path(directory) if directory else PRESET_DIR
-    presets = [_expand_sides(json.loads(p.read_text())) for p in sorted(d.glob("*.json"))]
+    presets = [expand_sides(json.loads(p.read_text())) for p in sorted(d.glob("*.json"))]
     if not presets:
         raise SkeletonError(f"no bone-mapping presets found in {d}")
     return presets
