@@ -1,5 +1,6 @@
 """Operators (motionmill.*). Thin: validation and reporting here, the work in apply/keying/nla/session/smpl_rig."""
 import os
+import time
 
 import bpy
 from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringProperty
@@ -64,6 +65,13 @@ def _runtime(context):
     return context.window_manager.motionmill
 
 
+def _status_bar(context, text):
+    """The progress in Blender's status bar too, visible with the sidebar closed (None: Blender's own text)."""
+    workspace = getattr(context, "workspace", None)
+    if workspace is not None:
+        workspace.status_text_set(text)
+
+
 def _redraw(context, viewport=False):
     """Redraw the MotionMill sidebar (the progress bar) of every 3D View; with viewport=True the whole 3D View
     (the rig's pose changed). The progress alone must not redraw the viewport: in a heavy scene, or with software
@@ -92,16 +100,22 @@ class _BackendOp(_TargetPoll):
             return False
         return super().poll(context)
 
+    def fail(self, context, message):
+        """An error the panel keeps showing (in red) until the next run, besides Blender's report."""
+        rt = _runtime(context)
+        rt.running, rt.failed, rt.status, rt.progress = False, True, message, 0.0
+        self.report({"ERROR"}, message)
+
     def start_request(self, context, prompts, options):
         try:
             ensure_backend(context)
             job = sess.start_generate(sess.SESSION, prompts, paths.clips_dir(), **options)
         except sess.SessionError as err:
-            self.report({"ERROR"}, str(err))
+            self.fail(context, str(err))
             return None
         self._job = job
-        rt = _runtime(context)
-        rt.running, rt.progress, rt.status = True, 0.0, job.status
+        rt = _runtime(context)  # each run starts from a clean status: nothing of the last one stays
+        rt.running, rt.failed, rt.progress, rt.status = True, False, 0.0, job.status
         return job
 
     def execute(self, context):
@@ -119,7 +133,7 @@ class _BackendOp(_TargetPoll):
         """Check the target armature, remember it, and start the request."""
         obj, err = target_armature(context)
         if err:
-            self.report({"ERROR"}, err)
+            self.fail(context, err)
             return None
         self._obj_name = obj.name
         return self.start_request(context, prompts, options)
@@ -152,10 +166,12 @@ class _BackendOp(_TargetPoll):
             rt = _runtime(context)
             rt.status, rt.progress = shown
             _redraw(context)
+            _status_bar(context, f"MotionMill: {shown[0]} ({int(100 * shown[1])}%)")
         if not done:
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)
         self._timer = None
+        _status_bar(context, None)
         result = self.finish(context)
         _redraw(context, viewport=True)
         return result
@@ -164,19 +180,18 @@ class _BackendOp(_TargetPoll):
         job, rt = self._job, _runtime(context)
         rt.running = False
         if job.error:
-            rt.status, rt.progress = job.error if job.error_code != "cancelled" else "cancelled", 0.0
             if job.error_code == "cancelled":
+                rt.status, rt.progress = "cancelled", 0.0
                 self.report({"WARNING"}, "generation cancelled")
             else:
-                self.report({"ERROR"}, job.error)
+                self.fail(context, job.error)
             return {"CANCELLED"}
         try:
             n = self.apply_result(context, job.result)
         except (MotionError, SkeletonError, OSError, ValueError) as err:
-            rt.status = f"failed: {err}"
-            self.report({"ERROR"}, str(err).splitlines()[0])
+            self.fail(context, f"failed: {str(err).splitlines()[0]}")
             return {"CANCELLED"}
-        rt.status, rt.progress = f"done: {n} clip(s)", 1.0
+        rt.status, rt.progress = f"done: {n} clip{'' if n == 1 else 's'}", 1.0
         self.report({"INFO"}, rt.status)
         return {"FINISHED"}
 
@@ -184,6 +199,7 @@ class _BackendOp(_TargetPoll):
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
+        _status_bar(context, None)
         if self._job is not None:
             self._job.cancel()
 
@@ -224,7 +240,7 @@ class MOTIONMILL_OT_generate(_BackendOp, bpy.types.Operator):
     """Generate a motion from the prompt and put it on the target armature"""
     bl_idname = "motionmill.generate"
     bl_label = "Generate"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # one undo step, and no redo panel: re-running a generation from it would block
 
     @classmethod
     def poll(cls, context):
@@ -257,7 +273,7 @@ class MOTIONMILL_OT_generate_batch(_BackendOp, bpy.types.Operator):
     """One NLA strip per prompt (text block or file, one per line), laid one after another"""
     bl_idname = "motionmill.generate_batch"
     bl_label = "Generate Batch"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # one undo step, and no redo panel: re-running a generation from it would block
 
     filepath: StringProperty(name="Prompts file", subtype="FILE_PATH", default="")
 
@@ -441,28 +457,81 @@ class MOTIONMILL_OT_restart_backend(bpy.types.Operator):
 
 
 class MOTIONMILL_OT_doctor(bpy.types.Operator):
-    """Run `backend doctor` and show its result"""
+    """Check what this machine and the model directory can do (`backend doctor`), without blocking Blender"""
     bl_idname = "motionmill.doctor"
     bl_label = "Run Doctor"
+    TIMEOUT_S = 120
+    _proc = _timer = None
 
-    def execute(self, context):
+    def _start(self, context):
         import subprocess
         p = get_prefs(context)
         py = bpy.path.abspath(p.backend_python)
         if not os.path.isfile(py):
             self.report({"ERROR"}, f"backend Python not found: {py or '(not set)'}")
-            return {"CANCELLED"}
-        args = [py, "-m", "backend", "doctor"] + (["--model-dir", bpy.path.abspath(p.model_dir)] if p.model_dir else [])
+            return None
+        args = [py, "-m", "backend", "doctor", "--json"]
+        if p.model_dir:
+            args += ["--model-dir", bpy.path.abspath(p.model_dir)]
         try:
-            r = subprocess.run(args, cwd=bpy.path.abspath(p.backend_dir) or None, capture_output=True, text=True,
-                               timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            self.report({"ERROR"}, f"doctor failed: {err}")
-            return {"CANCELLED"}
+            self._proc = subprocess.Popen(args, cwd=bpy.path.abspath(p.backend_dir) or None, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True)
+        except OSError as err:
+            self.report({"ERROR"}, f"doctor failed: {err.strerror or err}")
+            return None
+        self._started = time.monotonic()
+        _runtime(context).doctor_running = True
+        return self._proc
+
+    def _finish(self, context, output):
+        from .doctor_view import doctor_report
         rt = _runtime(context)
-        rt.doctor_output = (r.stdout + r.stderr).strip()[-4000:]
-        self.report({"INFO"} if r.returncode == 0 else {"ERROR"}, (rt.doctor_output.splitlines() or ["(no output)"])[-1])
-        return {"FINISHED"} if r.returncode == 0 else {"CANCELLED"}
+        rt.doctor_running = False
+        rt.doctor_output = (output or "").strip()[-8000:]
+        report = doctor_report(rt.doctor_output)
+        ok = report is not None and report["model"]["complete"] and self._proc.returncode == 0
+        if report is None:
+            summary = (rt.doctor_output.splitlines() or ["(no output)"])[-1]
+        else:
+            summary = "ready" if ok else "not ready: " + "; ".join(report["model"]["missing"][:1])
+        self.report({"INFO"} if ok else {"ERROR"}, f"doctor: {summary}")
+        for area in getattr(context, "screen", None) and context.screen.areas or ():
+            area.tag_redraw()
+        return {"FINISHED"} if ok else {"CANCELLED"}
+
+    def execute(self, context):  # scripts and background mode: wait for it
+        import subprocess
+        if self._start(context) is None:
+            return {"CANCELLED"}
+        try:
+            out, _ = self._proc.communicate(timeout=self.TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            out = f"doctor did not answer within {self.TIMEOUT_S} s"
+        return self._finish(context, out)
+
+    def invoke(self, context, event):
+        if bpy.app.background or not context.window_manager.windows:
+            return self.execute(context)
+        if self._start(context) is None:
+            return {"CANCELLED"}
+        self._timer = context.window_manager.event_timer_add(0.2, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if self._proc.poll() is None:
+            if time.monotonic() - self._started < self.TIMEOUT_S:
+                return {"PASS_THROUGH"}
+            self._proc.kill()
+            self._proc.wait()
+            out = f"doctor did not answer within {self.TIMEOUT_S} s"
+        else:  # the report is a few KB: it waits whole in the pipe
+            out = self._proc.stdout.read()
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(context, out)
 
 
 class _HistoryOp:

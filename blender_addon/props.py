@@ -23,7 +23,7 @@ _TARGET_POLL = {"poll": _is_armature} if bpy.app.version >= (4, 5, 0) else {}
 
 
 class MOTIONMILL_PG_clip(bpy.types.PropertyGroup):
-    prompt: StringProperty()
+    prompt: StringProperty(name="Prompt", description="The prompt this clip was generated from")
     path: StringProperty(subtype="FILE_PATH")
     seed: IntProperty(default=-1)
     model: StringProperty()
@@ -31,32 +31,43 @@ class MOTIONMILL_PG_clip(bpy.types.PropertyGroup):
 
 
 class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
-    prompt: StringProperty(name="Prompt", description="What the character does")
+    prompt: StringProperty(name="Prompt", description="What the character does, in plain words: \"a zombie shuffles "
+                                                      "forward, then lunges\". Used when it is not empty")
     prompt_text: PointerProperty(name="Text", type=bpy.types.Text,
-                                 description="A text block for long prompts (used when the prompt field is empty); "
-                                             "for batch generation, one prompt per line")
+                                 description="A text block for a long prompt (used when the prompt field is empty); "
+                                             "for Generate Batch, one prompt per line")
     auto_length: BoolProperty(name="Auto", default=True,
                               description="The model decides how long the motion is (up to 10 s), as it was trained; "
                                           "untick to ask for an exact length")
     seconds: FloatProperty(name="Seconds", default=4.0, min=0.5, max=10.0,
                            description="Exact length of each clip when Auto is off (up to 10 s)")
-    seed: IntProperty(name="Seed", default=0, min=0)
-    variations: IntProperty(name="Variations", default=1, min=1, max=16)
+    seed: IntProperty(name="Seed", default=0, min=0,
+                      description="Which take you get: the same prompt, seed and Temperature give the same motion "
+                                  "again; another seed gives another take (when Temperature is above 0)")
+    variations: IntProperty(name="Variations", default=1, min=1, max=16,
+                            description="How many different takes of the prompt to make at once (seeds Seed, Seed+1, "
+                                        "…); the first becomes the action, the others NLA strips to choose from")
     temperature: FloatProperty(name="Temperature", default=1.0, min=0.0, max=2.0,
-                               description="0 = greedy (deterministic)")
+                               description="How freely the model varies the motion: 0 = the same, most typical motion "
+                                           "every time; 1 = natural variety; above 1 = wilder, less reliable")
     target: PointerProperty(name="Armature", type=bpy.types.Object, **_TARGET_POLL,
-                            description="The rig to animate (default: the active armature)")
-    root_motion: EnumProperty(name="Root motion", items=[(k, n, d) for k, n, d in ROOT_MOTION], default="hips")
-    cleanup_feet: BoolProperty(name="Foot cleanup", default=True, description="Remove foot sliding")
+                            description="The rig to animate: any humanoid armature (empty: the active armature)")
+    root_motion: EnumProperty(name="Root motion", items=[(k, n, d) for k, n, d in ROOT_MOTION], default="hips",
+                              description="Which bone carries the travel through the scene")
+    cleanup_feet: BoolProperty(name="Foot cleanup", default=True,
+                               description="Plant the feet where they touch the ground: no sliding, nothing through "
+                                           "the floor")
     reduce_keys: BoolProperty(name="Reduce keys", default=True,
                               description="Key only what the motion needs, as Bezier keys you can edit: every bone "
                                           "stays within 0.5\u00b0 and every location within 1 mm of a key on every "
                                           "frame. Off: a key on every frame (the exact bake)")
     placement: EnumProperty(name="Place", items=[("INSERT", "Insert at current frame", "New active action"),
                                                   ("NLA", "Push to NLA strip", "New strip on the MotionMill track")],
-                            default="INSERT")
-    blend_in: FloatProperty(name="Blend in", default=0.0, min=0.0)
-    blend_out: FloatProperty(name="Blend out", default=0.0, min=0.0)
+                            default="INSERT", description="Where the new motion goes on the timeline")
+    blend_in: FloatProperty(name="Blend in", default=0.0, min=0.0,
+                            description="Frames over which a new strip fades in over what is below it")
+    blend_out: FloatProperty(name="Blend out", default=0.0, min=0.0,
+                             description="Frames over which a new strip fades out")
     history: CollectionProperty(type=MOTIONMILL_PG_clip)
     history_index: IntProperty()
 
@@ -65,7 +76,9 @@ class MOTIONMILL_PG_runtime(bpy.types.PropertyGroup):
     running: BoolProperty()
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
     status: StringProperty()
-    doctor_output: StringProperty()  # the last `backend doctor` report, shown in the preferences
+    failed: BoolProperty()  # the status is an error: shown in red until the next run
+    doctor_output: StringProperty()  # the last `backend doctor --json` report, shown in the preferences
+    doctor_running: BoolProperty()
 
 
 def _defaults():
@@ -79,23 +92,50 @@ class MOTIONMILL_AP_preferences(bpy.types.AddonPreferences):
                                    description="The Python of MotionMill's virtual environment (filled in by the installer)")
     backend_dir: StringProperty(name="Backend folder", subtype="DIR_PATH", default=_defaults()[1],
                                 description="The MotionMill folder holding `backend/`")
-    model_dir: StringProperty(name="Model directory", subtype="DIR_PATH", default=_defaults()[2])
-    device: EnumProperty(name="Device", items=[("auto", "Auto", ""), ("cuda", "CUDA", ""), ("cpu", "CPU", "")])
-    quant: EnumProperty(name="Quantisation", items=[("nf4", "NF4 (4-bit)", ""), ("int8", "int8", ""),
-                                                      ("none", "None", "")], default="nf4")
-    idle_minutes: FloatProperty(name="Unload after idle minutes", default=0.0, min=0.0,
-                                description="Free the model's memory after this idle time (0: keep loaded)")
+    model_dir: StringProperty(name="Model directory", subtype="DIR_PATH", default=_defaults()[2],
+                              description="The folder holding the MotionMillion model (filled in by the installer)")
+    device: EnumProperty(name="Device", items=[("auto", "Auto", "The NVIDIA GPU where there is one, else the CPU"),
+                                               ("cuda", "CUDA", "The NVIDIA GPU"), ("cpu", "CPU", "The processor")],
+                         description="Where the model runs")
+    quant: EnumProperty(name="Quantisation", items=[("nf4", "NF4 (4-bit)", "Least GPU memory (GPU only)"),
+                                                      ("int8", "int8", "More GPU memory, closer to full precision "
+                                                                       "(GPU only)"),
+                                                      ("none", "None", "Full precision")], default="nf4",
+                        description="How the model's weights are stored on a GPU; on the CPU they run unquantised")
+    idle_minutes: FloatProperty(name="Unload after idle (minutes)", default=0.0, min=0.0,
+                                description="Free the model's memory after this many idle minutes; 0 = never (the "
+                                            "model stays loaded for the next prompt)")
     smpl_model_dir: StringProperty(name="SMPL model files", subtype="DIR_PATH",
                                    description="Folder with SMPL_NEUTRAL.npz (optional, for the preview body mesh)")
 
     def draw(self, context):
+        from .doctor_view import doctor_report, doctor_rows
+        rt = context.window_manager.motionmill
+        report = doctor_report(rt.doctor_output)
         col = self.layout.column()
-        for p in ("backend_python", "backend_dir", "model_dir", "device", "quant", "idle_minutes", "smpl_model_dir"):
+        for p in ("backend_python", "backend_dir", "model_dir", "device"):
             col.prop(self, p)
-        col.operator("motionmill.doctor", icon="INFO")
-        for line in context.window_manager.motionmill.doctor_output.split("\n")[:30]:
-            if line:
-                col.label(text=line)
+        on_gpu = report is None or report["device"]["kind"] == "cuda" and self.device != "cpu"
+        row = col.row()
+        row.active = on_gpu  # greyed out where it cannot apply: the doctor found no CUDA GPU
+        row.prop(self, "quant")
+        if not on_gpu:
+            col.label(text="No CUDA GPU: the model runs unquantised, in float32, on the CPU", icon="INFO")
+        for p in ("idle_minutes", "smpl_model_dir"):
+            col.prop(self, p)
+        row = col.row()
+        row.enabled = not rt.doctor_running
+        row.operator("motionmill.doctor", icon="INFO", text="Checking…" if rt.doctor_running else "Run Doctor")
+        if report is not None:
+            box = col.box()
+            for key, value in doctor_rows(report):
+                split = box.split(factor=0.25)
+                split.label(text=key)
+                split.label(text=value)
+        else:
+            for line in rt.doctor_output.split("\n")[:12]:  # not a report: the doctor's own error lines
+                if line:
+                    col.label(text=line)
 
 
 class Prefs:

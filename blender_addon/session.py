@@ -7,7 +7,21 @@ import time
 
 from .client import BackendClient, BackendError
 
-PHASE_TEXT = {"queued": "queued…", "encoding": "encoding prompt…", "writing": "writing clip…"}
+# What each backend phase means to an animator, and where the bar stands then (decoding fills 10-90 %).
+PHASE_TEXT = {"starting": "starting the backend…", "queued": "queued…",
+              "loading": "loading the model (first time only)…", "encoding": "reading the prompt…",
+              "writing": "writing the clip…", "retargeting": "retargeting…"}
+PHASE_PROGRESS = {"loading": 0.03, "encoding": 0.08, "writing": 0.92, "retargeting": 0.95}
+
+
+def decoding_text(fraction, clip, clips, seconds_left):
+    """'generating 40% · clip 2 of 3 · about 4 s left' (the clip count only for several clips, the time once known)."""
+    parts = [f"generating {int(100 * fraction)}%"]
+    if clips > 1:
+        parts.append(f"clip {min(clip, clips)} of {clips}")
+    if seconds_left is not None:
+        parts.append(f"about {max(1, round(seconds_left))} s left")
+    return " · ".join(parts)
 
 
 class SessionError(Exception):
@@ -76,6 +90,7 @@ class Job:
         self.error_code = None
         self.done = False
         self.listeners = []   # callables(event), e.g. tests or the modal operator
+        self.decoding_since = None  # (time, fraction) at the first decoding step: the rate gives the time left
 
     def _event(self, ev):
         if ev.get("id") != self.rid:
@@ -86,12 +101,14 @@ class Job:
         if kind == "progress":
             phase = ev.get("phase", "")
             if phase == "decoding":
-                step, total = ev.get("step", 0), max(1, ev.get("total", 1))
-                self.status = f"token {step}/{total}"
-                self.progress = 0.1 + 0.8 * step / total
+                self._decoding(ev)
+            elif phase == "queued" and ev.get("position", 1) > 1:
+                ahead = ev["position"] - 1
+                self.status = f"waiting for {ahead} earlier request{'s' if ahead > 1 else ''}…"
             else:
-                self.status = PHASE_TEXT.get(phase, f"{phase}…")
-                self.progress = {"writing": 0.92}.get(phase, self.progress)
+                key = "loading" if phase.startswith("loading") else phase
+                self.status = PHASE_TEXT.get(key, f"{phase}…")
+                self.progress = max(self.progress, PHASE_PROGRESS.get(key, self.progress))
         elif ev.get("final"):
             self.done = True
             if kind == "error":
@@ -100,7 +117,22 @@ class Job:
                 self.status = "cancelled" if self.error_code == "cancelled" else "failed"
             else:
                 self.result = ev
-                self.status, self.progress = "retargeting…", 0.95
+                self.status, self.progress = PHASE_TEXT["retargeting"], PHASE_PROGRESS["retargeting"]
+
+    def _decoding(self, ev):
+        step, total = ev.get("step", 0), max(1, ev.get("total", 1))
+        clips, done = max(1, ev.get("clips", 1)), ev.get("clips_done", 0)
+        # a decoding pass makes a batch of clips at once: clips_done counts those written before this pass
+        fraction = min(1.0, (done + step / total) / clips) if clips > 1 else step / total
+        now = time.monotonic()
+        if self.decoding_since is None:
+            self.decoding_since = (now, fraction)
+        t0, f0 = self.decoding_since
+        left = None
+        if fraction > f0 and now - t0 > 0.5:
+            left = (now - t0) / (fraction - f0) * (1.0 - fraction)
+        self.status = decoding_text(fraction, done + 1, clips, left)
+        self.progress = 0.1 + 0.8 * fraction
 
     def pump(self):
         """Handle every event that has arrived; returns True once the request is finished."""
@@ -160,7 +192,7 @@ def start_generate(session, prompts, out, **options):
     except BackendError as err:
         raise SessionError(_one_line(err.code, err.message)) from None
     # what the panel shows until the first event: a service that has never answered is still starting up
-    job = Job(session, rid, status=PHASE_TEXT["queued"] if client.answered else "starting backend…")
+    job = Job(session, rid, status=PHASE_TEXT["queued" if client.answered else "starting"])
     session.job = job
     return job
 

@@ -1,13 +1,31 @@
-"""The MotionMill sidebar panel and the history list."""
+"""The MotionMill sidebar: Generate (the main panel), then the Clips, Motion tools and Backend sub-panels, the
+rarely used ones closed by default. What each control does to the motion is in its tooltip (props.py)."""
+import textwrap
+
 import bpy
+
+
+def _clip_seconds(item, scene):
+    if item.action is None:
+        return None
+    first, last = item.action.frame_range
+    return (last - first) / (scene.render.fps / scene.render.fps_base)
 
 
 class MOTIONMILL_UL_history(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
         row = layout.row(align=True)
-        row.label(text=item.name, icon="ACTION")
+        row.label(text=item.prompt or item.name, icon="ACTION")  # the start of the prompt: it tells clips apart
+        facts = []
+        seconds = _clip_seconds(item, context.scene)
+        if seconds is not None:
+            facts.append(f"{seconds:.1f} s")
         if item.seed >= 0:
-            row.label(text=f"seed {item.seed}")
+            facts.append(f"seed {item.seed}")
+        if facts:
+            sub = row.row()
+            sub.alignment = "RIGHT"
+            sub.label(text=" · ".join(facts))
 
 
 _RIG_LINES = {}
@@ -15,79 +33,163 @@ _RIG_LINES = {}
 
 def _rig_line(obj):
     """The rig report, cached per armature state: the panel redraws often, reading a rig with its mesh does not."""
-    from .rig import edited_roles, rig_report
-    key = (obj.name, obj.data.name, len(obj.data.bones), tuple(map(tuple, obj.matrix_world)),
-           tuple(sorted((edited_roles(obj) or {}).items())))   # the Bone Map sub-panel's edits change the report
+    key = (obj.name, obj.data.name, len(obj.data.bones), tuple(map(tuple, obj.matrix_world)))
     if key not in _RIG_LINES:
+        from .rig import rig_report
         _RIG_LINES.clear()
         _RIG_LINES[key] = rig_report(obj)
     return _RIG_LINES[key]
 
 
-class MOTIONMILL_PT_panel(bpy.types.Panel):
-    bl_idname = "MOTIONMILL_PT_panel"
-    bl_label = "MotionMill"
+def _wrapped(layout, text, width_px, icon="NONE"):
+    """`text` as labels wrapped to the sidebar's width (a label is cut, not wrapped, by Blender)."""
+    chars = max(20, int(width_px / 7))
+    for i, line in enumerate(textwrap.wrap(text, chars) or [""]):
+        layout.label(text=line, icon=icon if i == 0 else "BLANK1" if icon != "NONE" else "NONE")
+
+
+def _prompt_source(s):
+    """Which prompt Generate uses, in words."""
+    if s.prompt.strip():
+        return "Generate uses the prompt field"
+    if s.prompt_text is not None:
+        n = len([ln for ln in s.prompt_text.as_string().splitlines() if ln.strip()])
+        return f"Generate uses the text '{s.prompt_text.name}' ({n} line{'' if n == 1 else 's'})"
+    return "Type a prompt, or pick a text block"
+
+
+class _Sidebar:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "MotionMill"
 
+
+class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
+    bl_idname = "MOTIONMILL_PT_panel"
+    bl_label = "MotionMill"
+
     def draw(self, context):
+        from .ops import target_armature
         s = context.scene.motionmill
         rt = context.window_manager.motionmill
         layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        width = context.region.width if context.region else 300
+
         col = layout.column()
+        col.label(text="Prompt")
         col.prop(s, "prompt", text="")
-        col.prop(s, "prompt_text")
-        row = col.row(align=True)
-        row.prop(s, "auto_length", toggle=True)
-        sub = row.row(align=True)
+        if len(s.prompt) > max(20, width / 8):  # a long prompt is cut in its field: show all of it
+            box = col.box()
+            _wrapped(box.column(align=True), s.prompt, width - 40)
+        col.prop(s, "prompt_text", text="Text")
+        col.label(text=_prompt_source(s), icon="INFO")
+
+        col = layout.column()
+        col.prop(s, "auto_length", text="Length auto")
+        sub = col.column()
         sub.active = not s.auto_length
         sub.prop(s, "seconds")
         col.prop(s, "seed")
-        row = col.row(align=True)
-        row.prop(s, "variations")
-        row.prop(s, "temperature")
+        col.prop(s, "variations")
+        col.prop(s, "temperature")
+
+        col = layout.column()
         col.prop(s, "target")
-        if s.target is not None and s.target.type == "ARMATURE":
+        obj, err = target_armature(context)
+        if err:
+            col.label(text=err, icon="ERROR")
+        else:
+            if s.target is None:
+                col.label(text=f"Uses the active armature '{obj.name}'", icon="ARMATURE_DATA")
             box = col.box()
             box.label(text="Rig as read", icon="ARMATURE_DATA")
-            for part in _rig_line(s.target).split(", "):
+            for part in _rig_line(obj).split(", "):
                 box.label(text=part)
         col.prop(s, "root_motion")
         col.prop(s, "cleanup_feet")
         col.prop(s, "reduce_keys")
         col.prop(s, "placement")
         if s.placement == "NLA":
-            row = col.row(align=True)
-            row.prop(s, "blend_in")
-            row.prop(s, "blend_out")
-        row = col.row(align=True)
+            col.prop(s, "blend_in")
+            col.prop(s, "blend_out")
+
+        layout.use_property_split = False
+        row = layout.row(align=True)
+        row.scale_y = 1.4
         row.enabled = not rt.running
         row.operator("motionmill.generate", icon="PLAY")
         row.operator("motionmill.generate_batch", icon="NLA")
-        if rt.running or rt.status:
-            row = col.row(align=True)
-            if rt.running:
-                if hasattr(row, "progress"):
-                    row.progress(factor=rt.progress, text=rt.status)
-                else:
-                    row.prop(rt, "progress", text=rt.status, slider=True)
-                row.operator("motionmill.cancel", text="", icon="CANCEL")
+        if rt.running:
+            row = layout.row(align=True)
+            if hasattr(row, "progress"):
+                row.progress(factor=rt.progress, text=f"{rt.status}")
             else:
-                row.label(text=rt.status)
-        box = layout.box()
-        box.label(text="Clips")
-        box.template_list("MOTIONMILL_UL_history", "", s, "history", s, "history_index", rows=3)
-        row = box.row(align=True)
+                row.prop(rt, "progress", text=rt.status, slider=True)
+            row.operator("motionmill.cancel", text="", icon="CANCEL")
+        elif rt.status:
+            box = layout.box()
+            box.alert = rt.failed
+            _wrapped(box.column(align=True), rt.status, width - 40, icon="ERROR" if rt.failed else "CHECKMARK")
+
+
+class MOTIONMILL_PT_clips(_Sidebar, bpy.types.Panel):
+    bl_idname = "MOTIONMILL_PT_clips"
+    bl_label = "Clips"
+    bl_parent_id = "MOTIONMILL_PT_panel"
+
+    def draw(self, context):
+        s = context.scene.motionmill
+        layout = self.layout
+        layout.template_list("MOTIONMILL_UL_history", "", s, "history", s, "history_index", rows=3)
+        if 0 <= s.history_index < len(s.history) and s.history[s.history_index].prompt:
+            _wrapped(layout.column(align=True), s.history[s.history_index].prompt,
+                     (context.region.width if context.region else 300) - 30)
+        row = layout.row(align=True)
         row.operator("motionmill.history_apply", icon="ARMATURE_DATA")
         row.operator("motionmill.history_preview", icon="HIDE_OFF")
         row.operator("motionmill.history_delete", icon="TRASH", text="")
-        col = layout.column(align=True)
+
+
+class MOTIONMILL_PT_tools(_Sidebar, bpy.types.Panel):
+    bl_idname = "MOTIONMILL_PT_tools"
+    bl_label = "Motion tools"
+    bl_parent_id = "MOTIONMILL_PT_panel"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        col = self.layout.column(align=True)
         col.operator("motionmill.import_motion", icon="IMPORT")
         col.operator("motionmill.retarget", icon="MOD_ARMATURE")
         col.operator("motionmill.cleanup_feet", icon="MOD_DYNAMICPAINT")
         col.operator("motionmill.add_smpl_armature", icon="OUTLINER_OB_ARMATURE")
+
+
+class MOTIONMILL_PT_backend(_Sidebar, bpy.types.Panel):
+    bl_idname = "MOTIONMILL_PT_backend"
+    bl_label = "Backend"
+    bl_parent_id = "MOTIONMILL_PT_panel"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        from . import session
+        from .doctor_view import doctor_report, doctor_rows
+        rt = context.window_manager.motionmill
+        col = self.layout.column(align=True)
+        alive = session.SESSION.alive
+        col.label(text="running (the model stays loaded)" if alive else "not started: Generate starts it",
+                  icon="CHECKMARK" if alive else "INFO")
         col.operator("motionmill.restart_backend", icon="FILE_REFRESH")
+        row = col.row()
+        row.enabled = not rt.doctor_running
+        row.operator("motionmill.doctor", icon="INFO", text="Checking…" if rt.doctor_running else "Run Doctor")
+        report = doctor_report(rt.doctor_output)
+        if report is not None:
+            box = self.layout.box()
+            width = (context.region.width if context.region else 300) - 40
+            for key, value in doctor_rows(report):
+                _wrapped(box.column(align=True), f"{key}: {value}", width)
 
 
-CLASSES = (MOTIONMILL_UL_history, MOTIONMILL_PT_panel)
+CLASSES = (MOTIONMILL_UL_history, MOTIONMILL_PT_panel, MOTIONMILL_PT_clips, MOTIONMILL_PT_tools, MOTIONMILL_PT_backend)

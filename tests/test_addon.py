@@ -1,5 +1,6 @@
 """The Blender add-on in real bpy: operators, keying against retarget's own pose, the backend end to end."""
 import os
+import re
 import sys
 
 import numpy as np
@@ -307,14 +308,19 @@ def test_cancel_in_the_middle(backend, mixamo):
 
 
 def test_status_says_starting_only_until_the_backend_has_answered(backend, tmp_path):
-    """The panel's first status: "starting backend…" for a service that has not answered yet (python + torch are
+    """The panel's first status: "starting the backend…" for a service that has not answered yet (python + torch are
     still loading), "queued…" once it has (seen in the windowed check: it said "starting" on every request)."""
     from blender_addon import ops
     mm_session.SESSION.close()
     ops.ensure_backend(bpy.context)
     job = mm_session.start_generate(mm_session.SESSION, ["a person waves"], str(tmp_path), seconds=1.0)
-    assert job.status == "starting backend…"
+    assert job.status == "starting the backend…"
+    phases = []
+    job.listeners.append(lambda ev: phases.append(job.status))
     assert job.wait(120).result is not None, job.error
+    # then what an animator reads: the model loading once, the prompt, the percentage, the writing
+    assert "loading the model (first time only)…" in phases and "reading the prompt…" in phases, phases
+    assert any(re.fullmatch(r"generating \d+%( · about \d+ s left)?", p) for p in phases), phases
     job = mm_session.start_generate(mm_session.SESSION, ["a person waves"], str(tmp_path), seconds=1.0)
     assert job.status == "queued…"
     assert job.wait(120).result is not None, job.error
@@ -468,14 +474,18 @@ def test_package_zips_install_and_use_the_bundled_retarget(tmp_path):
 # ------------------------------------------------------------------------------- preferences and history
 
 def test_doctor_button_shows_the_backend_report(backend, tmp_path):
+    from blender_addon.doctor_view import doctor_report, doctor_rows
     runtime = bpy.context.window_manager.motionmill
     assert bpy.ops.motionmill.doctor() == {"FINISHED"}
-    assert "Model directory" in runtime.doctor_output and ": complete" in runtime.doctor_output
-    assert "transformers" in runtime.doctor_output
+    report = doctor_report(runtime.doctor_output)
+    assert report["model"]["complete"] is True and not runtime.doctor_running
+    rows = dict(doctor_rows(report))
+    assert rows["Model"] == "ready (checkpoints opened and checked)" and rows["transformers"]
     mm_props.Prefs.overrides = {**mm_props.Prefs.overrides, "model_dir": str(tmp_path / "nowhere")}
-    with pytest.raises(RuntimeError, match="INCOMPLETE"):
+    with pytest.raises(RuntimeError, match="doctor: not ready: model directory not found"):
         bpy.ops.motionmill.doctor()
-    assert "INCOMPLETE" in runtime.doctor_output
+    rows = dict(doctor_rows(doctor_report(runtime.doctor_output)))
+    assert rows["Model"] == "NOT READY" and "model directory not found" in rows["Problem"]
 
 
 def test_restart_backend_starts_a_fresh_service(backend, mixamo):

@@ -24,6 +24,8 @@ import argparse
 import importlib.util
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +49,7 @@ def parse_args():
     p.add_argument("--model-dir", required=True)
     p.add_argument("--backend-dir", default=ROOT)
     p.add_argument("--timeout", type=float, default=400.0, help="watchdog for the whole check, seconds")
+    p.add_argument("--shots", default="", help="a folder for screenshots of the window (xwd files)")
     return p.parse_args(argv)
 
 
@@ -129,6 +132,26 @@ class PanelSpy:
         self.draws.append((time.monotonic(), rt.running, rt.status, round(rt.progress, 3)))
 
 
+def action_fcurves(action):
+    curves = list(getattr(action, "fcurves", None) or [])
+    if not curves and hasattr(action, "layers"):
+        for layer in action.layers:
+            for strip in layer.strips:
+                for bag in getattr(strip, "channelbags", ()):
+                    curves += list(bag.fcurves)
+    return curves
+
+
+def shot(name):
+    """The whole screen into --shots/NAME.xwd (bpy.ops.screen.screenshot reads black with llvmpipe under Xvfb)."""
+    if not ARGS.shots:
+        return
+    os.makedirs(ARGS.shots, exist_ok=True)
+    path = os.path.join(ARGS.shots, name + ".xwd")
+    r = subprocess.run(["xwd", "-root", "-silent", "-out", path], capture_output=True, text=True)
+    RESULT.setdefault("shots", {})[name] = path if r.returncode == 0 else f"xwd failed: {r.stderr.strip()}"
+
+
 def action_keys(action):
     curves = list(getattr(action, "fcurves", None) or [])
     if not curves and hasattr(action, "layers"):
@@ -194,6 +217,7 @@ def script():
         area.tag_redraw()
         yield
     check("panel_drawn", len(spy.draws) > 0, "the MotionMill panel never drew in the sidebar")
+    shot("panel-idle")
     # the timer's own rhythm with nothing running: the baseline for the gaps measured during generation
     ticks = [time.monotonic()]
     for _ in range(40):
@@ -208,7 +232,7 @@ def script():
 
     def run(label, prompt, seconds, esc=False):
         """Generator: invoke Generate, sample the panel's properties every tick until it stops running."""
-        s.prompt, s.seconds = prompt, seconds
+        s.prompt, s.seconds, s.auto_length = prompt, seconds, False
         rt = bpy.context.window_manager.motionmill
         info = {"prompt": prompt, "seconds": seconds, "statuses": [], "progress": [], "esc": None}
         RESULT["runs"][label] = info
@@ -223,7 +247,7 @@ def script():
                 info["statuses"].append(rt.status)
             if not info["progress"] or info["progress"][-1] != round(rt.progress, 3):
                 info["progress"].append(round(rt.progress, 3))
-            if esc and info["esc"] is None and rt.running and rt.status.startswith("token "):
+            if esc and info["esc"] is None and rt.running and rt.status.startswith("generating "):
                 win.event_simulate(type="ESC", value="PRESS")
                 win.event_simulate(type="ESC", value="RELEASE")
                 info["esc"] = {"at_s": round(time.monotonic() - t0, 3), "status_then": rt.status}
@@ -263,13 +287,15 @@ def script():
     n_actions = len(bpy.data.actions)
     info = yield from run("run1", "a person walks forward", 2.0)
     act = obj.animation_data.action if obj.animation_data else None
-    check("run1_done", info["final_status"] == "done: 1 clip(s)", info["final_status"])
+    check("run1_done", info["final_status"] == "done: 1 clip", info["final_status"])
     # the 3D viewport is redrawn for what changed (each status, the new pose), not on every timer tick
     check("run1_viewport_not_redrawn_every_tick", info["viewport_draws"] <= len(info["statuses"]) + 3,
           f"{info['viewport_draws']} viewport redraws for {len(info['statuses'])} statuses in {info['ticks']} ticks")
-    check("run1_says_starting_backend", info["statuses"][0] == "starting backend…", str(info["statuses"]))
-    tokens = [st for st in info["statuses"] if st.startswith("token ")]
-    check("run1_token_progress_seen", len(tokens) >= 1, str(info["statuses"]))
+    check("run1_says_starting_backend", info["statuses"][0] == "starting the backend…", str(info["statuses"]))
+    check("run1_says_loading_the_model", "loading the model (first time only)…" in info["statuses"],
+          str(info["statuses"]))
+    tokens = [st for st in info["statuses"] if re.fullmatch(r"generating \d+%( · about \d+ s left)?", st)]
+    check("run1_progress_in_percent", len(tokens) >= 1, str(info["statuses"]))
     check("run1_progress_rises", info["progress"][-1] == 1.0 and any(0.1 < p < 0.9 for p in info["progress"]),
           str(info["progress"]))
     check("run1_action_created", act is not None and len(bpy.data.actions) == n_actions + 1)
@@ -293,12 +319,13 @@ def script():
     info = yield from run("run2_esc", "a person runs in a circle", 10.0, esc=True)
     check("run2_esc_pressed", info["esc"] is not None, "no 'token' status was ever shown")
     check("run2_cancelled", info["final_status"] == "cancelled", info["final_status"])
-    check("run2_backend_not_starting_again", "starting backend…" not in info["statuses"], str(info["statuses"]))
-    last_token = [st for st in info["statuses"] if st.startswith("token ")]
+    check("run2_backend_not_starting_again", "starting the backend…" not in info["statuses"], str(info["statuses"]))
+    check("run2_seconds_left_shown", any(" s left" in st for st in info["statuses"]), str(info["statuses"]))
+    last_token = [st for st in info["statuses"] if st.startswith("generating ")]
     if last_token:
-        step, total = map(int, last_token[-1].split()[1].split("/"))
-        info["last_token"] = [step, total]
-        check("run2_stopped_mid_way", step < total, last_token[-1])
+        percent = int(re.match(r"generating (\d+)%", last_token[-1]).group(1))
+        info["last_percent"] = percent
+        check("run2_stopped_mid_way", percent < 100, last_token[-1])
     check("run2_no_new_action", sorted(a.name for a in bpy.data.actions) == before["actions"])
     check("run2_no_new_history", len(s.history) == before["history"])
     check("run2_no_new_clip_file", sorted(os.listdir(clips_dir)) == before["clips"])
@@ -313,7 +340,7 @@ def script():
         yield
     info = yield from run("run3", "a person waves", 2.0)
     act3 = obj.animation_data.action
-    check("run3_done", info["final_status"] == "done: 1 clip(s)", info["final_status"])
+    check("run3_done", info["final_status"] == "done: 1 clip", info["final_status"])
     check("run3_new_action", act3 is not None and act3.name == "a person waves", act3 and act3.name)
     check("run3_same_backend", SESSION.client is not None and SESSION.client.pid == pid)
     rig_name = obj.name
@@ -330,6 +357,81 @@ def script():
                       "history_after_ctrl_z": len(bpy.context.scene.motionmill.history)}
     check("ctrl_z_undoes_run3", after is not None and after.name == "a person walks forward",
           RESULT["undo"]["active_after_ctrl_z"])
+    obj = rig
+    s = bpy.context.scene.motionmill
+    s.target = obj
+    rt = bpy.context.window_manager.motionmill
+    shot("panel-done")
+
+    # ---- run 4: an error stays readable in the panel, in red; the next run starts from a clean status
+    camera = next((o for o in bpy.data.objects if o.type == "CAMERA"), None)
+    if camera is not None:
+        s.target = camera
+        with bpy.context.temp_override(window=win, area=area, region=region):
+            try:
+                bpy.ops.motionmill.generate("INVOKE_DEFAULT")
+            except RuntimeError as err:   # refused by its poll: the reason is what the panel shows too
+                RESULT["run4_refused"] = str(err)
+        check("run4_panel_names_the_problem", "not an armature" in RESULT.get("run4_refused", ""),
+              RESULT.get("run4_refused"))
+        s.target = obj
+    rt.status, rt.failed = "backend: an earlier error", True   # as a failed run leaves it
+    yield
+    info = yield from run("run5", "a person jumps", 2.0)
+    check("run5_status_reset", info["statuses"][0] != "backend: an earlier error" and not rt.failed,
+          str(info["statuses"][:2]))
+
+    # ---- batch: after a Generate (its clip is the active action) the batch's strips are what plays
+    txt = bpy.data.texts.new("shot prompts")
+    txt.write("a person waves\na person sits down\n")
+    s.prompt, s.prompt_text, s.placement = "", txt, "INSERT"
+    bpy.context.scene.frame_current = int(obj.animation_data.action.frame_range[1]) + 1
+    with bpy.context.temp_override(window=win, area=area, region=region):
+        RESULT["batch_invoke"] = sorted(bpy.ops.motionmill.generate_batch("INVOKE_DEFAULT"))
+    shot_taken = False
+    t0 = time.monotonic()
+    while rt.running and time.monotonic() - t0 < 240:
+        if not shot_taken and rt.status.startswith("generating "):
+            shot("panel-generating")
+            shot_taken = True
+        yield
+    ad = obj.animation_data
+    strips = list(ad.nla_tracks["MotionMill"].strips) if ad.nla_tracks.get("MotionMill") else []
+    check("batch_strips", len(strips) == 2, f"{len(strips)} strips")
+    visible = []
+    for strip in strips:
+        mid = int((strip.frame_start + strip.frame_end) // 2)
+        bpy.context.scene.frame_set(mid)
+        got = obj.pose.bones["mixamorig:Hips"].location.copy()
+        fcs = [fc for fc in action_fcurves(strip.action) if fc.data_path == 'pose.bones["mixamorig:Hips"].location']
+        want = [fc.evaluate(strip.action_frame_start + mid - strip.frame_start) for fc in sorted(fcs, key=lambda f: f.array_index)]
+        visible.append(bool(fcs) and max(abs(a - b) for a, b in zip(got, want)) < 1e-3)
+    check("batch_strips_visible_over_the_active_action", visible and all(visible), str(visible))
+    check("batch_active_action_pushed_down", ad.action is None, str(ad.action))
+    last_ops = [op.bl_idname for op in bpy.context.window_manager.operators]
+    RESULT["last_operators"] = last_ops[-5:]
+    check("batch_not_in_redo_panel", not last_ops or last_ops[-1] != "MOTIONMILL_OT_generate_batch", str(last_ops[-3:]))
+    bpy.context.scene.frame_set(int(strips[0].frame_start) if strips else 1)
+    for a in win.screen.areas:   # the timeline becomes an NLA editor for the picture
+        if a.type in ("TIMELINE", "DOPESHEET_EDITOR"):
+            a.type = "NLA_EDITOR"
+            break
+    for _ in range(10):
+        yield
+    shot("nla-batch")
+
+    # ---- the doctor runs in the background: the timer keeps ticking
+    with bpy.context.temp_override(window=win, area=area, region=region):
+        RESULT["doctor_invoke"] = sorted(bpy.ops.motionmill.doctor("INVOKE_DEFAULT"))
+    ticks = [time.monotonic()]
+    while rt.doctor_running and time.monotonic() - ticks[0] < 150:
+        yield
+        ticks.append(time.monotonic())
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    RESULT["doctor"] = {"seconds": round(ticks[-1] - ticks[0], 2), "max_tick_gap_ms": round(1000 * max(gaps), 1) if gaps else None}
+    check("doctor_ran_in_background", RESULT["doctor_invoke"] == ["RUNNING_MODAL"] and len(ticks) > 3, str(RESULT["doctor"]))
+    check("doctor_never_blocked", gaps and max(gaps) < 0.5, str(RESULT["doctor"]))
+    check("doctor_report_kept", '"model"' in rt.doctor_output, rt.doctor_output[-200:])
 
     spy.panel_cls.remove(spy)
     bpy.types.SpaceView3D.draw_handler_remove(vp_handle, "WINDOW")
