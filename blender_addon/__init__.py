@@ -12,8 +12,8 @@ bl_info = {
 
 
 def _classes():
-    from . import ops, props, ui
-    return props.CLASSES + ops.CLASSES + ui.CLASSES
+    from . import long, ops, props, ui
+    return props.CLASSES + ops.CLASSES + long.CLASSES + ui.CLASSES
 
 
 def register():
