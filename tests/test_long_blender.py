@@ -32,16 +32,18 @@ def amass():
     return Motion(d["rotations"], d["translation"], float(d["fps"]))
 
 
-@pytest.fixture
-def backend(tmp_path, monkeypatch):
-    """The add-on on the tiny conformance model and this checkout's backend (as tests/test_addon.py)."""
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    """The add-on on the tiny conformance model and this checkout's backend (as tests/test_addon.py), one service for
+    the module: starting it is most of a request's time on the tiny model."""
     model = shared_path("conformance", "motionmillion-tiny", "model")
-    monkeypatch.setenv("MOTIONMILL_DATA", str(tmp_path / "data"))
-    mm_props.Prefs.overrides = dict(backend_python=PY, backend_dir=str(ROOT), model_dir=str(model), device="cpu")
-    monkeypatch.setattr(blender_addon.ops, "WAIT_S", 120.0)
-    yield model
-    mm_session.SESSION.close()
-    mm_props.Prefs.overrides = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOTIONMILL_DATA", str(tmp_path_factory.mktemp("long-data")))
+        mp.setattr(blender_addon.ops, "WAIT_S", 120.0)
+        mm_props.Prefs.overrides = dict(backend_python=PY, backend_dir=str(ROOT), model_dir=str(model), device="cpu")
+        yield model
+        mm_session.SESSION.close()
+        mm_props.Prefs.overrides = {}
 
 
 @pytest.fixture
