@@ -12,8 +12,8 @@ bl_info = {
 
 
 def _classes():
-    from . import ops, props, ui, ui_bonemap
-    return props.CLASSES + ops.CLASSES + ui.CLASSES + ui_bonemap.CLASSES
+    from . import long, ops, props, ui, ui_bonemap
+    return props.CLASSES + ops.CLASSES + long.CLASSES + ui.CLASSES + ui_bonemap.CLASSES
 
 
 def register():

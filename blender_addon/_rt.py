@@ -17,6 +17,7 @@ transfer = importlib.import_module(_name + ".transfer")
 feet = importlib.import_module(_name + ".feet")
 smpl = importlib.import_module(_name + ".smpl")
 keyreduce = importlib.import_module(_name + ".keyreduce")
+inverse = importlib.import_module(_name + ".inverse")
 
 MotionError = motion.MotionError
 SkeletonError = skeleton.SkeletonError

@@ -1,12 +1,14 @@
 """Headless batch (DESIGN contract 4), driving the same operators as the panel:
 
-    python -m blender_addon.batch --blend IN.blend --rig ARMATURE (--prompt TEXT ... | --prompts FILE | --motion FILE ...)
-        [--model-dir DIR] [--cleanup-feet] [--reduce-keys] [--root-motion hips|root|in_place] [--seconds S] [--seed N]
+    python -m blender_addon.batch --blend IN.blend --rig ARMATURE (--prompt TEXT ... | --prompts FILE | --motion FILE ...
+        | --timeline FILE | --markers | --continue --prompt TEXT) [--model-dir DIR] [--cleanup-feet] [--reduce-keys] [--root-motion hips|root|in_place] [--seconds S] [--seed N]
         [--python PY] [--backend-dir DIR] [--device cpu|cuda|auto] [--preview out.gif|out.mp4 [--preview-width PX]] --out OUT.blend
 
 Run with a Python that has bpy (or `blender -b --python-expr`). One NLA strip per clip on the rig's MotionMill
-track, the first at the scene's start frame, at the scene's frame rate with real-time speed. IN.blend is never
-written. Exit status 0 on success, 1 with one line on stderr otherwise.
+track, the first at the scene's start frame, at the scene's frame rate with real-time speed. --timeline (one
+`SECONDS PROMPT` line per segment) and --markers (IN.blend's timeline markers named with prompts) make one continuous
+strip, with pose markers where the segments start; --continue continues the rig's active action into a new action
+(the old keys unchanged, then the continuation). IN.blend is never written. Exit status 0 on success, 1 with one line on stderr otherwise.
 """
 import argparse
 import os
@@ -25,6 +27,11 @@ def parse(argv):
     src.add_argument("--prompt", action="append")
     src.add_argument("--prompts", help="a text file, one prompt per line")
     src.add_argument("--motion", action="append", help="interchange .npz, AMASS .npz, 272 .npy or .bvh")
+    src.add_argument("--timeline", help="a text file, one `SECONDS PROMPT` segment per line: one continuous motion")
+    src.add_argument("--markers", action="store_true",
+                     help="a timeline from IN.blend's markers named with prompts (the last one runs --seconds, default 4)")
+    p.add_argument("--continue", dest="cont", action="store_true",
+                   help="continue the rig's active action with --prompt (a new action: its keys, then the continuation)")
     p.add_argument("--model-dir")
     p.add_argument("--cleanup-feet", action="store_true")
     p.add_argument("--reduce-keys", action="store_true",
@@ -66,6 +73,10 @@ def _check_paths(a):
             raise BatchError(f"--motion {m}: no such file")
     if a.prompts and not os.path.isfile(a.prompts):
         raise BatchError(f"--prompts {a.prompts}: no such file")
+    if a.timeline and not os.path.isfile(a.timeline):
+        raise BatchError(f"--timeline {a.timeline}: no such file")
+    if a.cont and (not a.prompt or len(a.prompt) != 1):
+        raise BatchError("--continue takes one --prompt: what the character does next")
     if a.preview:              # before any work: a bad extension or folder fails in a second, not after generating
         ext = os.path.splitext(a.preview)[1].lower()
         if ext not in (".gif", ".mp4"):
@@ -105,6 +116,30 @@ def _ops_error(fn, **kw):
         raise BatchError(str(err).replace("Error: ", "").strip().splitlines()[0]) from None
     if "FINISHED" not in result:
         raise BatchError(f"{fn.idname_py()} was cancelled")
+
+
+def _long(a, scene, obj):
+    """--timeline FILE, --markers or --continue: the panel's Timeline and Continue operators."""
+    import bpy
+    s = scene.motionmill
+    if a.cont:
+        if obj.animation_data is None or obj.animation_data.action is None:
+            raise BatchError(f"--continue: '{obj.name}' has no active action in {a.blend}")
+        s.prompt = a.prompt[0]
+        _ops_error(bpy.ops.motionmill.continue_action)
+        return
+    if a.markers:
+        _ops_error(bpy.ops.motionmill.generate_timeline, source="MARKERS")
+        return
+    with open(a.timeline, encoding="utf-8") as f:
+        text = bpy.data.texts.new("motionmill_batch_timeline")
+        text.from_string(f.read())
+    s.prompt_text = text
+    try:
+        _ops_error(bpy.ops.motionmill.generate_timeline, source="TEXT")
+    finally:
+        s.prompt_text = None
+        bpy.data.texts.remove(text)
 
 
 def run(a):
@@ -150,6 +185,8 @@ def run(a):
                                          model_dir=a.model_dir or model, device=a.device)
             if a.prompts:
                 _ops_error(bpy.ops.motionmill.generate_batch, filepath=os.path.abspath(a.prompts))
+            elif a.timeline or a.markers or a.cont:
+                _long(a, scene, obj)
             else:
                 text = bpy.data.texts.new("motionmill_batch_prompts")
                 text.from_string("\n".join(a.prompt))
@@ -159,7 +196,11 @@ def run(a):
                 finally:
                     s.prompt_text = None
                     bpy.data.texts.remove(text)
-        strips = list(obj.animation_data.nla_tracks["MotionMill"].strips)
+        track = obj.animation_data.nla_tracks.get("MotionMill")
+        strips = list(track.strips) if track is not None and not a.cont else []
+        action = obj.animation_data.action
+        first, last = ((int(strips[0].frame_start), int(strips[-1].frame_end)) if strips
+                       else tuple(int(f) for f in action.frame_range))
         scene.frame_current = scene.frame_start
         try:
             bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(a.out), copy=True)
@@ -168,7 +209,7 @@ def run(a):
         if a.preview:          # after saving: OUT.blend never sees the preview's temporary camera/ground/figure
             from .preview import PreviewError, render_preview
             try:
-                render_preview(scene, obj, a.preview, int(strips[0].frame_start), int(strips[-1].frame_end),
+                render_preview(scene, obj, a.preview, first, last,
                                resolution=(a.preview_width, a.preview_width * 3 // 4))
             except PreviewError as err:
                 raise BatchError(str(err)) from None
@@ -176,7 +217,12 @@ def run(a):
             print(f"{st.name}\t{int(st.frame_start)}-{int(st.frame_end)}\t{st.action.name}")
             for note in str(st.action.get("motionmill_notes", "")).splitlines():
                 print(f"warning: {st.name}: {note}")
-        print(f"wrote {a.out}: {len(strips)} strip(s) on '{obj.name}'")
+        if a.cont:
+            print(f"{action.name}\t{first}-{last}\tcontinues '{action['motionmill_continued_from']}' from frame "
+                  f"{action['motionmill_continue_frame']}")
+            print(f"wrote {a.out}: action '{action.name}' on '{obj.name}'")
+        else:
+            print(f"wrote {a.out}: {len(strips)} strip(s) on '{obj.name}'")
         if a.preview:
             print(f"wrote {a.preview}")
     finally:

@@ -185,7 +185,9 @@ def start_generate(session, prompts, out, **options):
     client = session.client
     fields = {k: v for k, v in options.items() if v is not None}
     try:
-        if len(prompts) == 1:
+        if not prompts:          # a timeline request carries its prompts in "timeline"
+            rid = client.generate(out=out, **fields)
+        elif len(prompts) == 1:
             rid = client.generate(prompts[0], out=out, **fields)
         else:
             rid = client.generate(prompts=prompts, out=out, **fields)

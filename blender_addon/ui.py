@@ -121,6 +121,11 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
         row.enabled = not rt.running
         row.operator("motionmill.generate", icon="PLAY")
         row.operator("motionmill.generate_batch", icon="NLA")
+        row = layout.row(align=True)      # long motions (blender_addon/long.py)
+        row.enabled = not rt.running
+        row.operator("motionmill.continue_action", icon="TRACKING_FORWARDS")
+        row.operator("motionmill.generate_timeline", icon="MARKER_HLT").source = "MARKERS"
+        row.operator("motionmill.generate_timeline", text="", icon="TEXT").source = "TEXT"
         if rt.running:
             row = layout.row(align=True)
             if hasattr(row, "progress"):

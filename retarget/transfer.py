@@ -2,7 +2,8 @@
 
 Public API
 ----------
-``retarget(source, target, mapping=None, root_motion='hips', twist='leave', source_mapping=None) -> TargetAnimation``
+``retarget(source, target, mapping=None, root_motion='hips', twist='leave', source_mapping=None, anchor=None)
+-> TargetAnimation``
     source: a ``Motion`` (SMPL-22 or any skeleton whose names a preset knows, e.g. a BVH).
     target: a ``Skeleton``; mapping: a ``Mapping`` (default ``auto_map(target)``).
     root_motion: 'hips'     the hips bone carries all translation;
@@ -303,33 +304,14 @@ def _body_frame(heads, roles):
     return np.stack([left, UP, np.cross(left, UP)], -1)
 
 
-def retarget(source, target, mapping=None, root_motion="hips", twist="leave", source_mapping=None):
-    """Retarget a Motion onto a Skeleton; see the module docstring. Raises MotionError/SkeletonError (one line)."""
-    _check_motion(source)
-    if root_motion not in ("hips", "root", "in_place"):
-        raise ValueError(f"root_motion must be 'hips', 'root' or 'in_place', got {root_motion!r}")
-    if twist not in ("drive", "leave"):
-        raise ValueError(f"twist must be 'drive' or 'leave', got {twist!r}")
-    mapping = auto_map(target) if mapping is None else mapping
-    mapping.validate(target)
-    src_skel = _source_skeleton(source)
-    source_mapping = auto_map(src_skel) if source_mapping is None else source_mapping
-    try:
-        source_mapping.validate(src_skel)
-    except SkeletonError as e:
-        raise MotionError(f"the source motion's skeleton: {e}") from None
-    sr, tr = _role_index(src_skel, source_mapping), _role_index(target, mapping)
-
-    # ---- source world deltas and positions
-    Os = src_skel.object_rotation
-    g_rot, g_pos = smpl.forward_kinematics(source.rotations, source.translation, source.offsets, source.parents)
-    T = g_rot.shape[0]
+def role_alignments(src_skel, sr, target, tr, mapping):
+    """(C (3,3), {role: A_r (3,3)}, roles in order): C turns the source body's facing into the target's, A_r aligns
+    the target bone's rest direction with the source joint's (both in the target's world frame). The retarget
+    sets E_b = C E_src C^T A_r; retarget.inverse undoes it with the same C and A_r."""
     Hs, Ht = src_skel.world_heads, target.world_heads
     Fs, Ft = _body_frame(Hs, sr), _body_frame(Ht, tr)
     C = Ft @ Fs.T
     fwd = Ft[:, 2]
-
-    # ---- per-role alignment A_r (target world frame)
     A = {}
     order = [r for r in mapping.roles if r in sr and r != "root"]
     for r in order:
@@ -350,6 +332,37 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
         if r not in A:
             par = next((p for p in PARENT_ROLE.get(r, ()) if p in A), "pelvis")
             A[r] = A[par]
+    return C, A, order
+
+
+def retarget(source, target, mapping=None, root_motion="hips", twist="leave", source_mapping=None, anchor=None):
+    """Retarget a Motion onto a Skeleton; see the module docstring. Raises MotionError/SkeletonError (one line).
+
+    anchor: the source ground point (x, z of its y-up translation) that the target's rest pelvis stands for;
+    default the first frame's pelvis, so the clip starts where the rig stands. A continuation passes the origin of
+    the motion it continues (retarget.inverse puts the rig's rest pelvis there) to carry on from where it ended."""
+    _check_motion(source)
+    if root_motion not in ("hips", "root", "in_place"):
+        raise ValueError(f"root_motion must be 'hips', 'root' or 'in_place', got {root_motion!r}")
+    if twist not in ("drive", "leave"):
+        raise ValueError(f"twist must be 'drive' or 'leave', got {twist!r}")
+    mapping = auto_map(target) if mapping is None else mapping
+    mapping.validate(target)
+    src_skel = _source_skeleton(source)
+    source_mapping = auto_map(src_skel) if source_mapping is None else source_mapping
+    try:
+        source_mapping.validate(src_skel)
+    except SkeletonError as e:
+        raise MotionError(f"the source motion's skeleton: {e}") from None
+    sr, tr = _role_index(src_skel, source_mapping), _role_index(target, mapping)
+
+    # ---- source world deltas and positions
+    Os = src_skel.object_rotation
+    g_rot, g_pos = smpl.forward_kinematics(source.rotations, source.translation, source.offsets, source.parents)
+    T = g_rot.shape[0]
+    Hs, Ht = src_skel.world_heads, target.world_heads
+    C, A, order = role_alignments(src_skel, sr, target, tr, mapping)
+    fwd = _body_frame(Ht, tr)[:, 2]
 
     B = len(target)
     E = np.empty((T, B, 3, 3))
@@ -449,7 +462,8 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     s_floor = estimate_floor(s_low)
     tpts, t_floor = foot_points(target, tr)
     ps = src_world[:, sr["pelvis"]]
-    d = k * _mv(C, ps - ps[0])
+    ps0 = ps[0] if anchor is None else Os @ np.array([anchor[0], 0.0, anchor[1]])
+    d = k * _mv(C, ps - ps0)
     d[:, 2] = 0.0
     if root_motion == "in_place":
         d[:] = 0.0
