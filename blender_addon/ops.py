@@ -166,7 +166,7 @@ class _BackendOp(_TargetPoll):
             rt = _runtime(context)
             rt.status, rt.progress = shown
             _redraw(context)
-            _status_bar(context, f"MotionMill: {shown[0]} ({int(100 * shown[1])}%)")
+            _status_bar(context, f"MotionMill: {shown[0]}")
         if not done:
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)

@@ -61,8 +61,10 @@ class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
                               description="Key only what the motion needs, as Bezier keys you can edit: every bone "
                                           "stays within 0.5\u00b0 and every location within 1 mm of a key on every "
                                           "frame. Off: a key on every frame (the exact bake)")
-    placement: EnumProperty(name="Place", items=[("INSERT", "Insert at current frame", "New active action"),
-                                                  ("NLA", "Push to NLA strip", "New strip on the MotionMill track")],
+    placement: EnumProperty(name="Place", items=[("INSERT", "New action", "A new action from the current frame, made "
+                                                  "the rig's active action (the previous one is kept)"),
+                                                  ("NLA", "NLA strip", "A new strip on the rig's MotionMill NLA track, "
+                                                  "after the strips already there")],
                             default="INSERT", description="Where the new motion goes on the timeline")
     blend_in: FloatProperty(name="Blend in", default=0.0, min=0.0,
                             description="Frames over which a new strip fades in over what is below it")

@@ -129,7 +129,7 @@ class Job:
             self.decoding_since = (now, fraction)
         t0, f0 = self.decoding_since
         left = None
-        if fraction > f0 and now - t0 > 0.5:
+        if f0 < fraction < 1.0 and now - t0 > 0.2:  # the service reports about every 0.25 s: from the second report
             left = (now - t0) / (fraction - f0) * (1.0 - fraction)
         self.status = decoding_text(fraction, done + 1, clips, left)
         self.progress = 0.1 + 0.8 * fraction

@@ -54,7 +54,7 @@ def _prompt_source(s):
         return "Generate uses the prompt field"
     if s.prompt_text is not None:
         n = len([ln for ln in s.prompt_text.as_string().splitlines() if ln.strip()])
-        return f"Generate uses the text '{s.prompt_text.name}' ({n} line{'' if n == 1 else 's'})"
+        return f"Uses the text '{s.prompt_text.name}' ({n} line{'' if n == 1 else 's'}; Batch: one clip a line)"
     return "Type a prompt, or pick a text block"
 
 
@@ -84,7 +84,7 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
             box = col.box()
             _wrapped(box.column(align=True), s.prompt, width - 40)
         col.prop(s, "prompt_text", text="Text")
-        col.label(text=_prompt_source(s), icon="INFO")
+        _wrapped(col.column(align=True), _prompt_source(s), width - 40, icon="INFO")
 
         col = layout.column()
         col.prop(s, "auto_length", text="Length auto")
@@ -99,14 +99,10 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
         col.prop(s, "target")
         obj, err = target_armature(context)
         if err:
-            col.label(text=err, icon="ERROR")
-        else:
-            if s.target is None:
-                col.label(text=f"Uses the active armature '{obj.name}'", icon="ARMATURE_DATA")
-            box = col.box()
-            box.label(text="Rig as read", icon="ARMATURE_DATA")
-            for part in _rig_line(obj).split(", "):
-                box.label(text=part)
+            _wrapped(col.column(align=True), err, width - 40, icon="ERROR")
+        elif s.target is None:
+            _wrapped(col.column(align=True), f"Uses the active armature '{obj.name}'", width - 40,
+                     icon="ARMATURE_DATA")
         col.prop(s, "root_motion")
         col.prop(s, "cleanup_feet")
         col.prop(s, "reduce_keys")
@@ -137,6 +133,25 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
             box = layout.box()
             box.alert = rt.failed
             _wrapped(box.column(align=True), rt.status, width - 40, icon="ERROR" if rt.failed else "CHECKMARK")
+
+
+class MOTIONMILL_PT_rig(_Sidebar, bpy.types.Panel):
+    """What the retarget reads from the target rig: why a rig behaves as it does."""
+    bl_idname = "MOTIONMILL_PT_rig"
+    bl_label = "Rig as read"
+    bl_parent_id = "MOTIONMILL_PT_panel"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        from .ops import target_armature
+        obj, err = target_armature(context)
+        col = self.layout.column(align=True)
+        width = (context.region.width if context.region else 300) - 30
+        if err:
+            _wrapped(col, err, width, icon="ERROR")
+            return
+        for part in _rig_line(obj).split(", "):
+            _wrapped(col, part, width)
 
 
 class MOTIONMILL_PT_clips(_Sidebar, bpy.types.Panel):
@@ -197,4 +212,5 @@ class MOTIONMILL_PT_backend(_Sidebar, bpy.types.Panel):
                 _wrapped(box.column(align=True), f"{key}: {value}", width)
 
 
-CLASSES = (MOTIONMILL_UL_history, MOTIONMILL_PT_panel, MOTIONMILL_PT_clips, MOTIONMILL_PT_tools, MOTIONMILL_PT_backend)
+CLASSES = (MOTIONMILL_UL_history, MOTIONMILL_PT_panel, MOTIONMILL_PT_clips, MOTIONMILL_PT_rig, MOTIONMILL_PT_tools,
+           MOTIONMILL_PT_backend)

@@ -178,6 +178,8 @@ def script():
         RESULT["gpu"] = repr(err)
     check("windowed", not bpy.app.background and len(bpy.context.window_manager.windows) >= 1)
 
+    win.event_simulate(type="ESC", value="PRESS")   # close the splash screen, as a user does first
+    win.event_simulate(type="ESC", value="RELEASE")
     pkg = install_extension()
     mods = {n: sys.modules[f"{pkg}.{n}"] for n in ("session", "ops", "ui", "_rt", "paths")}
     SESSION = mods["session"].SESSION
@@ -277,7 +279,7 @@ def script():
         check(f"{label}_invoke_returned_fast", info["invoke_s"] < 2.0, f"invoke took {info['invoke_s']} s")
         check(f"{label}_ui_never_blocked", gaps and max(gaps) < 1.0,
               f"largest gap between timer ticks {info['max_tick_gap_ms']} ms")
-        if label != "run3":   # run 3 (model loaded, 2 s) can be over within a tick or two
+        if label not in ("run3", "run5"):   # runs 3 and 5 (model loaded, 2 s) can be over within a tick or two
             check(f"{label}_panel_redrawn_while_running", len(info["panel_statuses_while_running"]) >= 2,
                   str(info["panel_statuses_while_running"]))
         return info
@@ -317,10 +319,9 @@ def script():
     before = dict(actions=sorted(a.name for a in bpy.data.actions), history=len(s.history),
                   clips=sorted(os.listdir(clips_dir)), active=act.name if act else None)
     info = yield from run("run2_esc", "a person runs in a circle", 10.0, esc=True)
-    check("run2_esc_pressed", info["esc"] is not None, "no 'token' status was ever shown")
+    check("run2_esc_pressed", info["esc"] is not None, "no 'generating' status was ever shown")
     check("run2_cancelled", info["final_status"] == "cancelled", info["final_status"])
     check("run2_backend_not_starting_again", "starting the backend…" not in info["statuses"], str(info["statuses"]))
-    check("run2_seconds_left_shown", any(" s left" in st for st in info["statuses"]), str(info["statuses"]))
     last_token = [st for st in info["statuses"] if st.startswith("generating ")]
     if last_token:
         percent = int(re.match(r"generating (\d+)%", last_token[-1]).group(1))
@@ -364,17 +365,17 @@ def script():
     shot("panel-done")
 
     # ---- run 4: an error stays readable in the panel, in red; the next run starts from a clean status
-    camera = next((o for o in bpy.data.objects if o.type == "CAMERA"), None)
-    if camera is not None:
-        s.target = camera
-        with bpy.context.temp_override(window=win, area=area, region=region):
-            try:
-                bpy.ops.motionmill.generate("INVOKE_DEFAULT")
-            except RuntimeError as err:   # refused by its poll: the reason is what the panel shows too
-                RESULT["run4_refused"] = str(err)
-        check("run4_panel_names_the_problem", "not an armature" in RESULT.get("run4_refused", ""),
-              RESULT.get("run4_refused"))
-        s.target = obj
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    bpy.context.scene.collection.objects.link(camera)
+    s.target = camera
+    with bpy.context.temp_override(window=win, area=area, region=region):
+        try:
+            bpy.ops.motionmill.generate("INVOKE_DEFAULT")
+        except RuntimeError as err:   # refused by its poll: the reason is what the panel shows too
+            RESULT["run4_refused"] = str(err)
+    check("run4_panel_names_the_problem", "not an armature" in (RESULT.get("run4_refused") or ""),
+          RESULT.get("run4_refused"))
+    s.target = obj
     rt.status, rt.failed = "backend: an earlier error", True   # as a failed run leaves it
     yield
     info = yield from run("run5", "a person jumps", 2.0)
@@ -391,10 +392,11 @@ def script():
     shot_taken = False
     t0 = time.monotonic()
     while rt.running and time.monotonic() - t0 < 240:
+        yield
         if not shot_taken and rt.status.startswith("generating "):
+            yield   # one more tick: the sidebar has drawn the new status
             shot("panel-generating")
             shot_taken = True
-        yield
     ad = obj.animation_data
     strips = list(ad.nla_tracks["MotionMill"].strips) if ad.nla_tracks.get("MotionMill") else []
     check("batch_strips", len(strips) == 2, f"{len(strips)} strips")
@@ -408,17 +410,26 @@ def script():
         visible.append(bool(fcs) and max(abs(a - b) for a, b in zip(got, want)) < 1e-3)
     check("batch_strips_visible_over_the_active_action", visible and all(visible), str(visible))
     check("batch_active_action_pushed_down", ad.action is None, str(ad.action))
-    last_ops = [op.bl_idname for op in bpy.context.window_manager.operators]
-    RESULT["last_operators"] = last_ops[-5:]
-    check("batch_not_in_redo_panel", not last_ops or last_ops[-1] != "MOTIONMILL_OT_generate_batch", str(last_ops[-3:]))
+    # Blender's redo panel shows the last operator that is both REGISTER and UNDO (WM_operator_last_redo)
+    redo = [op.bl_idname for op in bpy.context.window_manager.operators if {"REGISTER", "UNDO"} <= set(op.bl_options)]
+    RESULT["redo_candidates"] = redo[-3:]
+    check("batch_not_in_redo_panel", not redo or redo[-1] != "MOTIONMILL_OT_generate_batch", str(redo[-3:]))
     bpy.context.scene.frame_set(int(strips[0].frame_start) if strips else 1)
-    for a in win.screen.areas:   # the timeline becomes an NLA editor for the picture
-        if a.type in ("TIMELINE", "DOPESHEET_EDITOR"):
-            a.type = "NLA_EDITOR"
-            break
+    for _ in range(10):
+        yield
+    shot("panel-batch-done")
+    area.type = "NLA_EDITOR"   # the picture of the strips: the 3D View's area shows the NLA editor for a moment
+    nla_region = next(r for r in area.regions if r.type == "WINDOW")
+    for _ in range(5):
+        yield
+    with bpy.context.temp_override(window=win, area=area, region=nla_region):
+        bpy.ops.nla.view_all()
     for _ in range(10):
         yield
     shot("nla-batch")
+    area.type = "VIEW_3D"
+    for _ in range(5):
+        yield
 
     # ---- the doctor runs in the background: the timer keeps ticking
     with bpy.context.temp_override(window=win, area=area, region=region):
