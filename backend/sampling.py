@@ -91,12 +91,14 @@ def _cache(decoder, kind, max_len):
 
 @torch.no_grad()
 def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, cache="dynamic",
-                    on_step=None, should_stop=None):
+                    on_step=None, should_stop=None, decode_step=None):
     """Motion tokens per prompt, END excluded.
 
     text_features: list of (L_i, clip_dim) tensors. cache: "static", "dynamic", or "none" (recompute the whole
     sequence at every step, as the reference does; kept for benchmarks and cross-checks).
     on_step(step, max_tokens) reports progress; should_stop() is polled between steps and raises Cancelled.
+    decode_step: a backend.decode_step.DecodeStep; where the batch fits it, the steps after the (eager) prefill run
+    compiled on its static cache, whatever `cache` says.
     """
     opts.validate()
     B = len(text_features)
@@ -107,6 +109,9 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
     P = int(lengths.max())
     pad = P - lengths                                                       # left padding per row
     max_len = P + opts.max_tokens
+    compiled = decode_step is not None and decode_step.fits(B, max_len)
+    if compiled:
+        max_len, cache = decode_step.cache_len, "static"
 
     text = torch.zeros(B, P, decoder.shape.n_embd, device=device, dtype=dtype)
     for i, f in enumerate(text_features):
@@ -127,7 +132,7 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
         return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, neg)[:, None]
 
     generators = None if opts.greedy else _row_generators(seeds if seeds is not None else [None] * B, device)
-    kv = _cache(decoder, cache, max_len)
+    kv = decode_step.cache(B) if compiled else _cache(decoder, cache, max_len)
     tokens = torch.empty(B, 0, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     n_out = torch.full((B,), opts.max_tokens, device=device)
@@ -139,7 +144,8 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
             raise Cancelled()
         k_len = int(q_cols[-1]) + 1
         mask_k = max_len if cache == "static" else k_len
-        logits, kv = decoder(embeds, mask_for(q_cols, mask_k), positions[:, q_cols], kv)
+        forward = decode_step if compiled and step > 0 else decoder
+        logits, kv = forward(embeds, mask_for(q_cols, mask_k), positions[:, q_cols], kv)
         logits = logits[:, -1]
         if step < opts.min_tokens:
             logits[:, end] = float("-inf")
