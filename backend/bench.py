@@ -16,7 +16,7 @@ from models.loader import pack_decoder, packs_weights, resolve_device, resolve_p
 from models.manifest import PRESETS
 from models.quantize import materialize
 from models.t2m import DecoderShape, MotionDecoder
-from .bench_report import update_section
+from motionmill_common.bench_report import update_section
 from .decode_step import DecodeStep, wants_compile
 from .sampling import SamplingOptions, generate_tokens
 

@@ -6,7 +6,7 @@ import sys
 from . import options
 from .options import OptionError, UserError, check_writable, read_prompt_lines, warn
 from .protocol import MAX_SEED, MAX_VARIATIONS
-from .user_config import default_model_dir
+from motionmill_common.folders import default_model_dir
 
 ERROR_EXIT = 2
 COMPILE_CHOICES = ("auto", "on", "off")   # backend.decode_step.COMPILE_CHOICES (not imported: it loads torch)

@@ -3,7 +3,6 @@
 No bpy here: operators call these functions on Blender's main thread; the client's reader threads only fill
 a queue. `Job.pump()` (UI: from a modal timer) never blocks; `Job.wait()` (background mode) blocks."""
 import os
-import time
 
 from .client import BackendClient, BackendError
 
@@ -48,10 +47,6 @@ class Session:
             self.key = key
         return self.client
 
-    def restart(self):
-        if self.client is not None:
-            self.client.restart()
-
     def close(self):
         if self.client is not None:
             try:
@@ -69,8 +64,8 @@ class Session:
 class Job:
     """One generate request: progress text/fraction, then .result (the final event) or .error (one line)."""
 
-    def __init__(self, session, rid, kind="generate", status="queued…"):
-        self.session, self.rid, self.kind = session, rid, kind
+    def __init__(self, session, rid, status="queued…"):
+        self.session, self.rid = session, rid
         self.status, self.progress = status, 0.0
         self.result = self.error = None
         self.error_code = None
@@ -163,7 +158,3 @@ def start_generate(session, prompts, out, **options):
     job = Job(session, rid, status=PHASE_TEXT["queued"] if client.answered else "starting backend…")
     session.job = job
     return job
-
-
-def wait_deadline(seconds):
-    return time.monotonic() + seconds

@@ -5,7 +5,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "backend", "retarget", "blender_addon")
+PACKAGES = ("models", "backend", "retarget", "blender_addon", "motionmill_common")
 
 
 def project_modules():
@@ -107,8 +107,11 @@ def _third_party(name, path):
 
 
 def test_each_folder_imports_only_what_the_layout_allows():
-    """DESIGN.md: never retarget -> torch or bpy; backend -> bpy or blender_addon; blender_addon -> torch or backend."""
-    refused = {"retarget": {"torch", "bpy", "backend", "models", "blender_addon", "transformers"},
+    """DESIGN.md: never retarget -> torch or bpy; backend -> bpy or blender_addon; blender_addon -> torch or backend;
+    motionmill_common (shared by both sides) is standard library only."""
+    refused = {"motionmill_common": {"torch", "bpy", "numpy", "transformers", "models", "backend", "retarget",
+                                     "blender_addon"},
+               "retarget": {"torch", "bpy", "backend", "models", "blender_addon", "transformers"},
                "backend": {"bpy", "blender_addon"},
                "blender_addon": {"torch", "transformers", "bitsandbytes", "models", "backend"},
                "models": {"bpy", "blender_addon", "backend"}}
