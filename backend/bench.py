@@ -91,8 +91,8 @@ def compare_compiled(decoder, batches, tokens, cache, compiled):
     Tokens are greedy and must agree; the compile time (first call per batch size) is reported, not hidden."""
     step = DecodeStep(decoder, warn=lambda m: print("warning:", m)) if compiled else None
     if compiled:
-        lines = [f"| batch | eager ({cache} cache), s | eager tokens/s | compiled (static cache), s | compiled tokens/s "
-                 "| compiled / eager | compiled vs batch 1 | first call (compiles), s | same tokens |",
+        lines = [f"| batch | eager ({cache} cache), s | eager tokens/s | compiled (static cache), s "
+                 "| compiled tokens/s | compiled / eager | compiled vs batch 1 | first call (compiles), s | same tokens |",
                  "|---|---|---|---|---|---|---|---|---|"]
     else:
         lines = ["| batch | seconds | tokens/s | vs batch 1 |", "|---|---|---|---|"]

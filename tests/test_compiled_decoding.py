@@ -104,10 +104,13 @@ def test_generate_compile_on_gives_the_conformance_tokens(fixture_dir, reference
         assert np.load(tmp_path / f"{i:03d}.npz")["tokens"].tolist() == ref, i
 
 
-def test_compile_on_with_a_dynamic_cache_is_one_error_line(fixture_dir, tmp_path):
-    p = _generate(fixture_dir / "model", tmp_path / "o", ["walk"], "--compile", "on", "--cache", "dynamic")
-    assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert "--compile on decodes on a static cache" in p.stderr and not (tmp_path / "o").exists()
+def test_compile_on_with_a_dynamic_cache_is_one_error_line(fixture_dir, tmp_path, capsys):
+    from backend.cli import main       # in-process: the options are refused before anything loads
+    rc = main(["generate", "--model-dir", str(fixture_dir / "model"), "--prompt", "walk", "--out", str(tmp_path / "o"),
+               "--compile", "on", "--cache", "dynamic"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("error: ") == 1 and "--compile on decodes on a static cache" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_service_compiles_at_load_and_reports_the_phase(fixture_dir, references, tmp_path):
