@@ -79,6 +79,10 @@ class MOTIONMILL_AP_preferences(bpy.types.AddonPreferences):
     device: EnumProperty(name="Device", items=[("auto", "Auto", ""), ("cuda", "CUDA", ""), ("cpu", "CPU", "")])
     quant: EnumProperty(name="Quantisation", items=[("nf4", "NF4 (4-bit)", ""), ("int8", "int8", ""),
                                                       ("none", "None", "")], default="nf4")
+    compile: EnumProperty(name="Compiled decoding", items=[
+        ("auto", "Auto", "On a CUDA GPU; on the CPU only where it was measured faster"),
+        ("on", "On", "Compile the decoding step when the model loads (first time: a minute or so)"),
+        ("off", "Off", "Decode eager")], default="auto")
     idle_minutes: FloatProperty(name="Unload after idle minutes", default=0.0, min=0.0,
                                 description="Free the model's memory after this idle time (0: keep loaded)")
     smpl_model_dir: StringProperty(name="SMPL model files", subtype="DIR_PATH",
@@ -86,7 +90,8 @@ class MOTIONMILL_AP_preferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         col = self.layout.column()
-        for p in ("backend_python", "backend_dir", "model_dir", "device", "quant", "idle_minutes", "smpl_model_dir"):
+        for p in ("backend_python", "backend_dir", "model_dir", "device", "quant", "compile", "idle_minutes",
+                  "smpl_model_dir"):
             col.prop(self, p)
         col.operator("motionmill.doctor", icon="INFO")
         for line in context.window_manager.motionmill.doctor_output.split("\n")[:30]:
@@ -102,6 +107,7 @@ class Prefs:
         py, root, model = _defaults()
         self.backend_python, self.backend_dir, self.model_dir = py, root, model
         self.device, self.quant, self.idle_minutes, self.smpl_model_dir = "auto", "nf4", 0.0, ""
+        self.compile = "auto"
         for k, v in self.overrides.items():
             setattr(self, k, v)
 

@@ -19,7 +19,7 @@ class Session:
         self.key = None
         self.job = None  # the request the panel is showing
 
-    def ensure(self, python, backend_dir, model_dir, device="auto", quant="", idle_minutes=0.0):
+    def ensure(self, python, backend_dir, model_dir, device="auto", quant="", idle_minutes=0.0, compile="auto"):
         """The running service for these settings; (re)starts it when the settings changed or it died."""
         if not python:
             raise SessionError("no backend Python set: set it in Preferences > Add-ons > MotionMill")
@@ -34,7 +34,9 @@ class Session:
             args += ["--quant", quant]
         if idle_minutes:
             args += ["--idle-unload-minutes", str(float(idle_minutes))]
-        key = (python, backend_dir, model_dir, device, quant, float(idle_minutes or 0))
+        if compile and compile != "auto":
+            args += ["--compile", compile]
+        key = (python, backend_dir, model_dir, device, quant, float(idle_minutes or 0), compile)
         if self.client is not None and (self.key != key or not self.client.alive):
             self.close()
         if self.client is None:
