@@ -3,13 +3,13 @@ import argparse
 import os
 import sys
 
-from . import options
-from .options import OptionError, UserError, check_writable, read_prompt_lines, warn
-from .protocol import MAX_SEED, MAX_VARIATIONS
 from motionmill_common.folders import default_model_dir
 
+from . import options
+from .options import COMPILE_CHOICES, OptionError, UserError, check_writable, read_prompt_lines, warn
+from .protocol import MAX_SEED, MAX_VARIATIONS
+
 ERROR_EXIT = 2
-COMPILE_CHOICES = ("auto", "on", "off")   # backend.decode_step.COMPILE_CHOICES (not imported: it loads torch)
 
 
 def _add_compile_arg(p, default="auto"):

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-COMPILE_CHOICES = ("auto", "on", "off")
+from .options import COMPILE_CHOICES
 CACHE_LEN = 304            # ≥ 150 text positions + 150 motion tokens (one pass), rounded up to a multiple of 8
 KEPT_CACHES = 2            # batch sizes whose static caches stay allocated
 # `--compile auto` on the CPU: off. Measured by `python -m backend bench` (docs/benchmarks.md, "Decoder (cpu-mid,

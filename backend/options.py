@@ -5,6 +5,8 @@ flag (`--top-p`), the service by its JSON field (`top_p`), and messages that rea
 import os
 import sys
 
+COMPILE_CHOICES = ("auto", "on", "off")   # --compile / "compile": backend.decode_step.wants_compile decides
+
 
 class UserError(Exception):
     """Bad input: printed as one line, no traceback."""

@@ -20,11 +20,12 @@ import sys
 import threading
 import time
 
+from motionmill_common.folders import default_model_dir
+
 from . import __version__
 from .options import UserError, warn
 from .protocol import MAX_LINE_BYTES, OPS, PROTOCOL_VERSION, RequestError, encode_event, error_event, parse_line
 from .service_queue import Service, internal_message, log, log_internal
-from motionmill_common.folders import default_model_dir
 
 CAPABILITIES = ["batching", "cancel", "progress", "idle_unload", "oom_backoff", "listen", "clip_events"]
 OUTBOX_EVENTS = 10000     # unread events one client may hold back (a 64-clip request sends a few hundred)
