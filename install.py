@@ -27,7 +27,7 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(ROOT, ".venv")
-if ROOT not in sys.path:  # backend.user_config and models.manifest are standard-library only
+if ROOT not in sys.path:  # motionmill_common and models.manifest are standard-library only
     sys.path.insert(0, ROOT)
 
 # Versions tested together (see README, "The libraries it stands on").
@@ -939,7 +939,7 @@ class Record:
         self.save()
 
     def settings(self, **values):
-        from backend.user_config import save_settings
+        from motionmill_common.folders import save_settings
         save_settings(**values)
         self.data["settings"].update(values)
         self.save()
@@ -953,12 +953,12 @@ class Record:
 
 
 def record_path():
-    from backend.user_config import data_dir
+    from motionmill_common.folders import data_dir
     return os.path.join(data_dir(), "install-record.json")
 
 
 def uninstall(yes, ask=input):
-    from backend.user_config import config_path, load_settings
+    from motionmill_common.folders import config_path, load_settings
     path = record_path()
     if not os.path.isfile(path):
         say(f"nothing to remove: no install record at {path}")
@@ -1081,7 +1081,7 @@ def check(a, os_name):
 # ---- main ---------------------------------------------------------------------------------------------------
 
 def model_dir_for(a, size):
-    from backend.user_config import data_dir
+    from motionmill_common.folders import data_dir
     return os.path.abspath(a.model_dir or os.path.join(data_dir(), "models", f"motionmillion-{(size or '7B').lower()}"))
 
 

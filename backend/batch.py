@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .user_config import default_model_dir
+from .options import UserError, check_writable, warn
 
 MANIFEST = "manifest.jsonl"
 
@@ -66,22 +66,17 @@ def merge_manifest(out_dir, expected):
     return len(lines)
 
 
-def run_batch(a):
+def run_batch(a, prompts, model_dir, opts):
+    """`a`: the parsed `batch` command (out, seed, variations, device, dtype, quant, batch_size, cache, compile);
+    prompts: (line, prompt) pairs; opts: its SamplingOptions, checked by the CLI before anything loads."""
     from accelerate import PartialState
     from models.loader import load_model
-    from models.manifest import load_config
-    from .cli import UserError, _check_writable, check_run_options, read_prompt_lines, sampling_options, warn
+    from .decode_step import make_decode_step
     from .generation import check_prompts, iter_clips, save_clip
 
-    prompts = read_prompt_lines(a.prompts)
-    if not prompts:
-        raise UserError(f"{a.prompts}: no prompts (one per line; blank and # lines are skipped)")
-    check_run_options(a)
-    model_dir = a.model_dir or default_model_dir()
-    opts = sampling_options(a, load_config(model_dir))
     state = PartialState(cpu=a.device == "cpu")
     if state.is_main_process:
-        _check_writable(a.out)
+        check_writable(a.out)
     state.wait_for_everyone()
     expected = [(i, v) for i, _ in prompts for v in range(a.variations)]
     # Decided before any rank writes (the barrier below), so every rank sees the same list.
@@ -96,6 +91,7 @@ def run_batch(a):
         for note in model.notes:
             warn(note)
         check_prompts([p for _, p in prompts], model.text_encoder, warn)
+    decode_step = make_decode_step(model.decoder, a.compile, a.cache, warn)
     part = os.path.join(a.out, f"manifest.rank{state.process_index}.jsonl")
     t0 = time.monotonic()
     done = 0
@@ -105,7 +101,8 @@ def run_batch(a):
                 chunk = mine[start:start + a.batch_size]
                 jobs = [(p, clip_seed(a.seed, i, v), v) for i, p, v in chunk]
                 # Written as each is decoded: a kill loses only clips not yet made, and a re-run makes just those.
-                for (i, _, v), clip in zip(chunk, iter_clips(model, jobs, opts, a.batch_size, a.cache)):
+                for (i, _, v), clip in zip(chunk, iter_clips(model, jobs, opts, a.batch_size, a.cache,
+                                                                 decode_step=decode_step)):
                     path = os.path.join(a.out, clip_name(i, v))
                     save_clip(path, clip, model.name, line=i)
                     manifest.write(json.dumps({"file": clip_name(i, v), "line": i, "variation": v, "prompt": clip.prompt,

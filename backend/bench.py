@@ -1,7 +1,7 @@
 """`python -m backend bench`: the decoder's speed, measured side by side in one run on one model.
 
 - cached decoding against the reference-style loop that recomputes the whole sequence at every step;
-- throughput at several batch sizes;
+- throughput at several batch sizes, eager and compiled (backend/decode_step.py) side by side;
 - on CUDA: decoder VRAM, batch-1 tokens/s and a whole 150-token clip end to end (text, decoder, FSQ decoder);
 - a prompt timeline (segments of 5 s, each continuing the stream so far) against as many independent 5 s clips,
   with the worst joins of each, decoded through the tiny conformance model's FSQ tokenizer (its own section).
@@ -9,6 +9,7 @@ Random weights at a named size stand in for the release (which cannot be downloa
 depend on the values.
 """
 import copy
+import os
 import platform
 import time
 
@@ -18,7 +19,8 @@ from models.loader import pack_decoder, packs_weights, resolve_device, resolve_p
 from models.manifest import PRESETS
 from models.quantize import materialize
 from models.t2m import DecoderShape, MotionDecoder
-from .bench_report import update_section
+from motionmill_common.bench_report import update_section
+from .decode_step import DecodeStep, wants_compile
 from .sampling import SamplingOptions, generate_tokens
 
 SIZES = {
@@ -28,6 +30,7 @@ SIZES = {
 }
 assert SIZES["7B"].n_layer == PRESETS["7B"]["n_layer"] and SIZES["3B"].n_embd == PRESETS["3B"]["n_embd"]
 TEXT_TOKENS = 20
+ROUNDS = 3          # eager / compiled timings on the CPU, interleaved; the best of each is reported
 
 
 def random_decoder(shape, device, dtype, quant, seed=0):
@@ -67,22 +70,67 @@ def read_bandwidth(device, mib=256, repeats=5):
     return m.numel() * 4 / best
 
 
-def time_decode(decoder, batch, tokens, cache, repeats=1):
-    """Seconds for `batch` prompts × `tokens` tokens (END suppressed so every run makes all of them)."""
+def time_decode(decoder, batch, tokens, cache, repeats=1, decode_step=None):
+    """Seconds for `batch` prompts × `tokens` tokens (END suppressed so every run makes all of them), and the
+    tokens. With a decode_step, the warm-up compiles it for this batch size first (not timed)."""
     device = decoder.llama_proj.weight.device
     g = torch.Generator(device="cpu").manual_seed(1)
     feats = [torch.randn(TEXT_TOKENS - i % 5, decoder.shape.clip_dim, generator=g).to(device) for i in range(batch)]
     opts = SamplingOptions(min_tokens=tokens, max_tokens=tokens)
-    generate_tokens(decoder, feats, SamplingOptions(max_tokens=2), cache=cache)  # warm-up
-    best = float("inf")
+    generate_tokens(decoder, feats, SamplingOptions(min_tokens=3, max_tokens=3), cache=cache,
+                    decode_step=decode_step)  # warm-up
+    best, out = float("inf"), None
     for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
-        out = generate_tokens(decoder, feats, opts, cache=cache)
+        out = generate_tokens(decoder, feats, opts, cache=cache, decode_step=decode_step)
         _sync(device)
         best = min(best, time.perf_counter() - t0)
         assert all(len(o) == tokens for o in out)
-    return best
+    return best, out
+
+
+def compare_compiled(decoder, batches, tokens, cache, compiled):
+    """Table lines and printed lines: eager against the compiled step at each batch size, in one run on one model.
+    Tokens are greedy and must agree; the compile time (first call per batch size) is reported, not hidden.
+    Each is timed ROUNDS times, eager and compiled in turn, and the best of each is reported."""
+    step = DecodeStep(decoder, warn=lambda m: print("warning:", m)) if compiled else None
+    if compiled:
+        lines = [f"| batch | eager ({cache} cache), s | eager tokens/s | compiled (static cache), s "
+                 "| compiled tokens/s | compiled / eager | compiled vs batch 1 | first call (compiles), s | same tokens |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+    else:
+        lines = ["| batch | seconds | tokens/s | vs batch 1 |", "|---|---|---|---|"]
+    base = None
+    for b in batches:
+        if compiled:
+            t0 = time.perf_counter()
+            time_decode(decoder, b, 3, cache, decode_step=step)      # compiles for this batch size
+            first_s = time.perf_counter() - t0
+        # Interleaved rounds, best of each: on a shared machine a burst of other work then slows both alike.
+        eager_s = comp_s = float("inf")
+        for _ in range(ROUNDS if decoder.llama_proj.weight.device.type == "cpu" else 1):   # a GPU is not shared
+            s, eager_out = time_decode(decoder, b, tokens, cache)
+            eager_s = min(eager_s, s)
+            if compiled:
+                s, comp_out = time_decode(decoder, b, tokens, cache, decode_step=step)
+                comp_s = min(comp_s, s)
+        eager_rate = b * tokens / eager_s
+        if not compiled:
+            base = base or eager_rate
+            lines.append(f"| {b} | {eager_s:.2f} | {eager_rate:.1f} | {eager_rate / base:.2f}× |")
+            print(f"batch {b}: {eager_s:.2f}s, {eager_rate:.1f} tokens/s")
+            continue
+        comp_rate = b * tokens / comp_s
+        base = base or comp_rate
+        fell_back = " (fell back to eager)" if step.failed else ""
+        lines.append(f"| {b} | {eager_s:.2f} | {eager_rate:.1f} | {comp_s:.2f}{fell_back} | {comp_rate:.1f} | "
+                     f"{comp_rate / eager_rate:.2f}× | {comp_rate / base:.2f}× | {first_s:.1f} | "
+                     f"{'yes' if comp_out == eager_out else 'NO'} |")
+        print(f"batch {b}: eager {eager_s:.2f}s ({eager_rate:.1f} tokens/s), compiled {comp_s:.2f}s{fell_back} "
+              f"({comp_rate:.1f} tokens/s, {comp_rate / eager_rate:.2f}x), first call {first_s:.1f}s, "
+              f"same tokens: {comp_out == eager_out}")
+    return lines
 
 
 def _worst_joins(motion, starts):
@@ -201,12 +249,14 @@ def run_bench(a):
             return 0
     lines = []
     where = (torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} threads)")
+             f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the start)")
     header = (f"Model: random weights, {a.size} ({shape.n_layer} layers, E {shape.n_embd}, FFN {shape.ffn}, vocab "
               f"{shape.vocab_size}), {quant} weights{' (packed for oneDNN: models/cpu_linear.py)' if packed else ''}, "
               f"{str(dtype).removeprefix('torch.')} compute, on {where}; "
               f"{tokens} tokens per prompt, {TEXT_TOKENS}-token text. Command: `python -m backend bench --size {a.size}"
-              f"{' --quant ' + a.quant if a.quant else ''} --tokens {tokens}`.")
+              f"{' --device ' + a.device if a.device != 'auto' else ''}"
+              f"{' --quant ' + a.quant if a.quant else ''} --tokens {tokens}"
+              f"{' --compile ' + a.compile if a.compile != 'on' else ''}`.")
     print(header)
     for note in notes:
         print("note:", note)
@@ -230,12 +280,12 @@ def run_bench(a):
     compare = [int(v) for v in a.compare_batches.split(",")]
     cached_first = first_recompute = None
     for b in compare:
-        cached = time_decode(decoder, b, tokens, cache, repeats=3)  # short runs: best of three, as timeit does
-        recompute = time_decode(reference, b, tokens, "none")
+        cached, _ = time_decode(decoder, b, tokens, cache, repeats=3)  # short runs: best of three, as timeit does
+        recompute, _ = time_decode(reference, b, tokens, "none")
         cached_first = cached_first or cached
         first_recompute = first_recompute or recompute
         if packed:
-            same = time_decode(decoder, b, tokens, "none")
+            same, _ = time_decode(decoder, b, tokens, "none")
             lines.append(f"| {b} | {recompute:.2f} | {same:.2f} | {cached:.2f} | **{recompute / cached:.1f}×** | "
                          f"{same / cached:.1f}× |")
             print(f"batch {b}: reference-style recompute {recompute:.2f}s, recompute on packed weights {same:.2f}s, "
@@ -254,14 +304,13 @@ def run_bench(a):
           f"best possible ratio {first_recompute / floor:.1f}x")
 
     batches = [int(b) for b in a.batches.split(",")]
-    lines += ["| batch | seconds | tokens/s | vs batch 1 |", "|---|---|---|---|"]
-    base = None
-    for b in batches:
-        s = time_decode(decoder, b, tokens, cache)
-        rate = b * tokens / s
-        base = base or rate
-        lines.append(f"| {b} | {s:.2f} | {rate:.1f} | {rate / base:.2f}× |")
-        print(f"batch {b}: {s:.2f}s, {rate:.1f} tokens/s")
+    compiled = a.compile == "on" or (a.compile == "auto" and wants_compile("auto", device))
+    lines += compare_compiled(decoder, batches, tokens, cache, compiled)
+    if compiled:
+        lines += ["", "First call: the compile for that batch size (the second size makes the batch dimension dynamic, so "
+                  "later sizes reuse it), or its load from Inductor's on-disk cache where an earlier run compiled it. "
+                  "Compiled decoding runs the steps after an eager prefill on a static cache of "
+                  "backend/decode_step.py's CACHE_LEN positions."]
     if device.type == "cuda":
         vram = torch.cuda.max_memory_allocated() / 2 ** 30
         lines += ["", f"Decoder weights and activations, peak: {vram:.2f} GiB (built in {build_s:.0f} s)."]

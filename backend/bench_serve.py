@@ -3,18 +3,18 @@ them) against the same N sent one after another, through the real service and cl
 the "Service" section of docs/benchmarks.md (other sections are kept)."""
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
 
 import numpy as np
 
+from motionmill_common.bench_report import update_section
+
 
 def _client(model_dir, device, batch_size, cache):
+    from motionmill_common.client import BackendClient
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, root)
-    from blender_addon.client import BackendClient
     args = ["--batch-size", str(batch_size)] + (["--cache", cache] if cache else [])
     return BackendClient(sys.executable, cwd=root, model_dir=model_dir, device=device, extra_args=args)
 
@@ -30,16 +30,6 @@ def _run(client, prompts, out, seconds, together):
         for i, p in enumerate(prompts):
             results.append(client.wait(client.generate(p, out=out, seconds=seconds, name=f"s{i:03d}"), timeout=3600))
     return time.perf_counter() - t0, results
-
-
-def write_section(path, body, heading="## Service"):
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = f"{heading}\n\n{body.strip()}\n\n"
-    text = pattern.sub(lambda m: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text.rstrip("\n") + "\n")
 
 
 def run_bench_serve(a):
@@ -66,13 +56,13 @@ def run_bench_serve(a):
             f"{' --device ' + a.device if a.device != 'auto' else ''}` on {loaded['device']} "
             f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}.\n\n"
             f"Model: {what}, {loaded['dtype']}, quant {loaded['quant']}. {n} single-prompt greedy requests of "
-            f"{a.seconds:g} s each through `backend serve` and the add-on's client.\n\n"
+            f"{a.seconds:g} s each through `backend serve` and the add-on's client (motionmill_common.client).\n\n"
             "| mode | wall time (s) | clips/s |\n|---|---|---|\n"
             f"| one by one (each waits for the last) | {t_serial:.1f} | {n / t_serial:.2f} |\n"
             f"| queued together (service batches them; rows per pass {rows}) | {t_batched:.1f} | {n / t_batched:.2f} |\n\n"
             f"Speed-up: **{speedup:.1f}×**. Batched clips identical to the one-by-one clips: {'yes' if same else 'NO'}.")
     print(body)
     if a.out:
-        write_section(a.out, body)
+        update_section(a.out, "Service", body)
         print(f"written to {a.out}", file=sys.stderr)
     return 0 if same else 1

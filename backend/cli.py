@@ -3,18 +3,19 @@ import argparse
 import os
 import sys
 
+from motionmill_common.folders import default_model_dir
+
+from . import options
+from .options import COMPILE_CHOICES, OptionError, UserError, check_writable, read_prompt_lines, warn
 from .protocol import MAX_SEED, MAX_VARIATIONS
-from .user_config import default_model_dir
 
 ERROR_EXIT = 2
 
 
-class UserError(Exception):
-    """Bad input: printed as one line, no traceback."""
-
-
-def warn(message):
-    print(f"warning: {message}", file=sys.stderr)
+def _add_compile_arg(p, default="auto"):
+    p.add_argument("--compile", choices=COMPILE_CHOICES, default=default,
+                   help="compiled decoding (torch.compile, a static KV cache): auto = on CUDA; on the CPU only where "
+                   "`bench` measured it faster (default: %(default)s)")
 
 
 def _add_model_args(p, quant=True):
@@ -50,6 +51,7 @@ def build_parser():
     g.add_argument("--min-tokens", type=int, default=0)
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--cache", choices=["static", "dynamic", "none"], help="KV cache kind (default: static on CUDA)")
+    _add_compile_arg(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--continue-from", metavar="MOTION", help="continue this motion (interchange/AMASS .npz, .bvh, 272 "
                    ".npy); the output holds only the new frames, in the input's world")
@@ -73,7 +75,10 @@ def build_parser():
     b.add_argument("--quant", choices=["nf4", "int8", "none"])
     b.add_argument("--tokens", type=int, default=150)
     b.add_argument("--batches", default="1,4,16", help="batch sizes for the throughput table")
-    b.add_argument("--compare-batches", default="1,4", help="batch sizes for cached vs recompute")
+    b.add_argument("--compare-batches", default="1", help="batch sizes for cached vs recompute (the recompute is slow: 1 keeps "
+                   "the default run to a few minutes on 2 cores)")
+    b.add_argument("--compile", choices=COMPILE_CHOICES, default="on",
+                   help="on (default): eager and compiled decoding side by side; off: eager only; auto: as generate")
     b.add_argument("--out", default="docs/benchmarks.md")
     b.add_argument("--sections", default="decoder,timeline", help="which to run: decoder, timeline (comma-separated)")
     b.add_argument("--timeline", type=int, default=12, help="segments in the timeline benchmark (0: skip it)")
@@ -90,6 +95,7 @@ def build_parser():
     s.add_argument("--idle-unload-minutes", type=float, default=0, help="free the model after this idle time (0: never)")
     s.add_argument("--batch-size", type=int, default=16, help="most clips decoded in one pass (halved on out-of-memory)")
     s.add_argument("--cache", choices=["static", "dynamic", "none"], help="KV cache kind (default: static on CUDA)")
+    _add_compile_arg(s)
     s.add_argument("--memory-limit-mb", type=float, help="cap working memory above the loaded model (CUDA: allocator "
                    "fraction; CPU: address-space limit); for testing the out-of-memory path")
 
@@ -109,6 +115,7 @@ def build_parser():
     bt.add_argument("--min-tokens", type=int, default=0)
     bt.add_argument("--batch-size", type=int, default=16)
     bt.add_argument("--cache", choices=["static", "dynamic", "none"])
+    _add_compile_arg(bt)
 
     bs = sub.add_parser("bench-serve", help="service throughput: N queued requests batched vs one by one")
     bs.add_argument("--model-dir", help="a model directory; default: random weights at --size")
@@ -122,39 +129,12 @@ def build_parser():
     return ap
 
 
-def read_prompt_lines(path):
-    """(0-based line number, prompt) for each non-blank line not starting with #; one-line errors name the line."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise UserError(f"cannot read prompts file {path}: {err.strerror}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise UserError(f"prompts file {path}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
-                        "save it as UTF-8") from None
-    return [(i, s.strip()) for i, s in enumerate(text.splitlines()) if s.strip() and not s.lstrip().startswith("#")]
-
-
 def _read_prompts(a):
-    return list(a.prompt) + ([p for _, p in read_prompt_lines(a.prompts)] if a.prompts else [])
-
-
-def _check_writable(folder):
-    """Create the output folder, prove it takes a file, and clear temp files that killed runs left in it."""
-    from retarget.interchange import create_temp, remove_stale_temps
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = create_temp(folder, ".write-test")
-        os.close(fd)
-        os.remove(probe)
-    except (OSError, ValueError) as err:   # ValueError: a NUL in the path
-        raise UserError(f"cannot write to output folder {folder}: {getattr(err, 'strerror', None) or err}") from None
-    removed = remove_stale_temps(folder)
-    if removed:
-        warn(f"removed {removed} temp file(s) that an interrupted run left in {folder}")
+    prompts = list(a.prompt) + ([p for _, p in read_prompt_lines(a.prompts)] if a.prompts else [])
+    for i, p in enumerate(prompts):
+        if not p.strip():
+            raise UserError(f"--prompt {i + 1} is empty: describe the motion, e.g. \"a person walks forward\"")
+    return prompts
 
 
 def check_run_options(a):
@@ -168,40 +148,35 @@ def check_run_options(a):
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise UserError(f"--seed must be 0..{MAX_SEED}, got {seed}")
     check_device(a.device)
+    if getattr(a, "compile", "auto") == "on" and getattr(a, "cache", None) in ("dynamic", "none"):
+        raise UserError(f"--compile on decodes on a static cache: leave out --cache {a.cache} or use --cache static")
 
 
 def check_device(name):
-    from models.loader import resolve_device
     try:
-        resolve_device(name)
-    except RuntimeError:          # torch.device's own message lists every backend torch knows
+        options.check_device(name)
+    except OptionError:
         raise UserError(f"--device {name}: not a device; use cpu, cuda, cuda:N or auto") from None
 
 
+def _flag(field):
+    return "--" + field.replace("_", "-")
+
+
 def sampling_options(a, model_config):
-    from .generation import MAX_SECONDS, seconds_to_tokens
-    from .sampling import SamplingOptions
-    wants_sampling = a.temperature is not None or a.top_k or a.top_p < 1
-    mode = a.sampling or ("sample" if wants_sampling else "greedy")
-    temperature = 0.0 if mode == "greedy" else (a.temperature if a.temperature is not None else 1.0)
-    if mode == "greedy" and wants_sampling:
-        warn("--sampling greedy ignores --temperature/--top-k/--top-p")
-    if mode == "sample" and temperature <= 0:
-        raise UserError("--temperature must be above 0 when sampling (use --sampling greedy for arg-max)")
-    max_tokens, min_tokens = a.max_tokens, a.min_tokens
-    if a.seconds is not None:
-        n = seconds_to_tokens(a.seconds, model_config)
-        max_tokens, min_tokens = n, n
-    if a.min_seconds is not None:
-        min_tokens = seconds_to_tokens(a.min_seconds, model_config)
-    cap = seconds_to_tokens(MAX_SECONDS, model_config)
-    if max_tokens is None:  # auto: up to one pass (150 tokens), END decides; the reference's demo capped at 50
-        max_tokens = cap
-    if max_tokens > cap:
-        raise UserError(f"--max-tokens {max_tokens} is more than one pass makes ({cap} tokens = 10 s)")
-    opts = SamplingOptions(temperature, a.top_k, a.top_p, min_tokens, max_tokens)
-    opts.validate()
-    return opts
+    """SamplingOptions from the parsed flags; a wrong one is a one-line error naming its flag."""
+    try:
+        return options.sampling_options(model_config, sampling=a.sampling, temperature=a.temperature, top_k=a.top_k,
+                                        top_p=a.top_p, seconds=a.seconds, min_seconds=a.min_seconds,
+                                        max_tokens=a.max_tokens, min_tokens=a.min_tokens)
+    except OptionError as err:
+        raise UserError(f"{_flag(err.field)}: {err.message}" if err.field else err.message) from None
+
+
+def decode_step_for(model, a):
+    """The compiled decoding step `--compile` asks for on this model (None: eager)."""
+    from .decode_step import make_decode_step
+    return make_decode_step(model.decoder, a.compile, a.cache, warn)
 
 
 def _progress_bar(total_clips, quiet):
@@ -242,7 +217,7 @@ def cmd_generate(a):
         source = load_source(a.continue_from) if a.continue_from else None
     model_dir = a.model_dir or default_model_dir()
     opts = sampling_options(a, load_config(model_dir))
-    _check_writable(a.out)
+    check_writable(a.out)
     model = load_model(model_dir, a.device, a.dtype, a.quant)
     for note in model.notes:
         warn(note)
@@ -257,8 +232,9 @@ def cmd_generate(a):
     else:
         check_prompts(prompts, model.text_encoder, warn)
         jobs = expand_variations(prompts, a.variations, a.seed)
+        decode_step = decode_step_for(model, a)
         on_step, close = _progress_bar(len(jobs), a.quiet)
-        clips = iter_clips(model, jobs, opts, a.batch_size, a.cache, on_step)
+        clips = iter_clips(model, jobs, opts, a.batch_size, a.cache, on_step, decode_step=decode_step)
     try:
         # Each clip is on disk as soon as it is decoded: a crash or kill loses only the clips not yet made.
         for i, clip in enumerate(clips):
@@ -293,7 +269,7 @@ def cmd_encode(a):
         raise UserError(f"{a.motion}: shape {features.shape}, expected (frames, {cfg.tokenizer.motion_dim})")
     if features.shape[0] < cfg.frames_per_token or not np.isfinite(features).all():
         raise UserError(f"{a.motion}: needs at least {cfg.frames_per_token} finite frames")
-    _check_writable(os.path.dirname(os.path.abspath(a.out)))
+    check_writable(os.path.dirname(os.path.abspath(a.out)))
     device = resolve_device(a.device)
     mean, std = load_normalization(cfg)
     tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer).to(device)
@@ -316,13 +292,22 @@ def cmd_bench(a):
 
 
 def cmd_serve(a):
-    from .serve import run_server
-    return run_server(a)
+    from .serve import parse_listen, read_token, run_server
+    listen = parse_listen(a.listen) if a.listen else None
+    token = read_token(a) if a.listen else None
+    return run_server(a, listen, token)
 
 
 def cmd_batch(a):
+    from models.manifest import load_config
     from .batch import run_batch
-    return run_batch(a)
+    prompts = read_prompt_lines(a.prompts)
+    if not prompts:
+        raise UserError(f"{a.prompts}: no prompts (one per line; blank and # lines are skipped)")
+    check_run_options(a)
+    model_dir = a.model_dir or default_model_dir()
+    opts = sampling_options(a, load_config(model_dir))
+    return run_batch(a, prompts, model_dir, opts)
 
 
 def cmd_bench_serve(a):
@@ -334,13 +319,20 @@ COMMANDS = {"generate": cmd_generate, "encode": cmd_encode, "doctor": cmd_doctor
             "batch": cmd_batch, "bench-serve": cmd_bench_serve}
 
 
+def project_errors():
+    """The errors that carry a one-line message for the user. Anything else is a bug and shows its traceback."""
+    from models.checkpoint import CheckpointError
+    from models.model_config import ModelDirError
+    from retarget.motion import MotionError
+    return UserError, ModelDirError, CheckpointError, MotionError
+
+
 def main(argv=None):
     a = build_parser().parse_args(argv)
     try:
         return COMMANDS[a.command](a)
-    # ModelDirError, CheckpointError and MotionError are ValueErrors: each carries a one-line message for the user.
-    except (UserError, ValueError) as err:
-        if os.environ.get("MOTIONMILL_DEBUG"):
+    except Exception as err:
+        if not isinstance(err, project_errors()) or os.environ.get("MOTIONMILL_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)
         return ERROR_EXIT

@@ -35,7 +35,7 @@ def seconds_to_tokens(seconds, model_config):
 def check_prompts(prompts, text_encoder, warn):
     """Refuse empty prompts; warn (once per prompt) about text beyond the encoder's window."""
     if not prompts:
-        raise ValueError("no prompt given: pass --prompt TEXT or --prompts FILE")
+        raise ValueError("no prompt given")
     for i, p in enumerate(prompts):
         if not isinstance(p, str) or not p.strip():
             raise ValueError(f"prompt {i + 1} is empty: describe the motion, e.g. \"a person walks forward\"")
@@ -71,12 +71,15 @@ def save_clip(path, clip, model_name, **extras):
                 variation=clip.variation, model=model_name, **{**clip.info, **extras})
 
 
-def generate(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on_step=None, should_stop=None):
-    """Clips for (prompt, seed, variation) jobs, batch_size at a time; results do not depend on batch_size."""
-    return list(iter_clips(model, jobs, opts, batch_size, cache, on_step, should_stop))
+def generate(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on_step=None, should_stop=None,
+             decode_step=None):
+    """Clips for (prompt, seed, variation) jobs, batch_size at a time; results do not depend on batch_size.
+    decode_step: a compiled decoding step (backend.decode_step) or None (eager)."""
+    return list(iter_clips(model, jobs, opts, batch_size, cache, on_step, should_stop, decode_step))
 
 
-def iter_clips(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on_step=None, should_stop=None):
+def iter_clips(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on_step=None, should_stop=None,
+               decode_step=None):
     """generate(), one clip at a time in job order: a caller that writes each at once loses none to a crash."""
     cache = cache or ("static" if model.device.type == "cuda" else "dynamic")
     for start in range(0, len(jobs), batch_size):
@@ -85,5 +88,6 @@ def iter_clips(model, jobs, opts: SamplingOptions, batch_size=16, cache=None, on
         step_cb = None
         if on_step is not None:
             step_cb = lambda s, n, start=start, size=len(chunk): on_step(start, size, s, n)  # noqa: E731
-        tokens = generate_tokens(model.decoder, features, opts, [s for _, s, _ in chunk], cache, step_cb, should_stop)
+        tokens = generate_tokens(model.decoder, features, opts, [s for _, s, _ in chunk], cache, step_cb, should_stop,
+                                 decode_step=decode_step)
         yield from decode_clips(model, chunk, tokens)

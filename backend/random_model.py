@@ -33,7 +33,7 @@ def tiny_model_dir():
     return os.path.normpath(os.path.join(shared, "conformance", "motionmillion-tiny", "model"))
 
 
-def _t2m_state(n_layer, n_embd, ffn, vocab, clip_dim, gen, dtype):
+def _t2m_state(n_layer, n_embd, ffn, vocab, clip_dim, gen, dtype, distinct_layers=True):
     def w(*shape, scale=None):
         scale = scale if scale is not None else 1 / math.sqrt(shape[-1])
         return (torch.randn(*shape, generator=gen) * scale).to(dtype)
@@ -45,6 +45,9 @@ def _t2m_state(n_layer, n_embd, ffn, vocab, clip_dim, gen, dtype):
              "llama_proj.bias": torch.zeros(n_embd, dtype=dtype)}
     for i in range(n_layer):
         p = f"transformer.h.{i}."
+        if i and not distinct_layers:   # every layer shares layer 0's tensors: torch.save writes them once
+            state.update({p + k[len("transformer.h.0."):]: v for k, v in state.items() if k.startswith("transformer.h.0.")})
+            continue
         state.update({p + "rms_1.scale": torch.ones(n_embd, dtype=dtype), p + "attn.c_attn.weight": w(3 * n_embd, n_embd),
                       p + "attn.c_proj.weight": w(n_embd, n_embd), p + "rms_2.scale": torch.ones(n_embd, dtype=dtype),
                       p + "mlp.c_fc1.weight": w(ffn, n_embd), p + "mlp.c_fc2.weight": w(ffn, n_embd),
@@ -60,9 +63,11 @@ def _tokenizer_state(levels, width, gen):
 
 
 def build_random_model_dir(path, n_layer, n_embd, n_head, ffn=None, vocab_size=64002, tokenizer_width=64,
-                           template_dir=None, seed=0, dtype=torch.bfloat16):
+                           template_dir=None, seed=0, dtype=torch.bfloat16, distinct_layers=True):
     """Write a random-weight model directory at `path` and return it. The template supplies the text encoder
-    (its width becomes the decoder's clip_dim) and mean/std; default: the tiny conformance model."""
+    (its width becomes the decoder's clip_dim) and mean/std; default: the tiny conformance model.
+    distinct_layers=False: every layer holds the same random weights, so a 7B-shaped checkpoint is one layer's size
+    on disk and in memory (the loader still places 36 layers, each quantised on its own)."""
     template_dir = template_dir or tiny_model_dir()
     template = load_config(template_dir)
     if n_embd % n_head:
@@ -81,7 +86,7 @@ def build_random_model_dir(path, n_layer, n_embd, n_head, ffn=None, vocab_size=6
 
     gen = torch.Generator().manual_seed(seed)
     ffn = ffn or llama_ffn(n_embd)
-    torch.save({"trans": _t2m_state(n_layer, n_embd, ffn, vocab_size, clip_dim, gen, dtype)}, os.path.join(path, "t2m.pth"))
+    torch.save({"trans": _t2m_state(n_layer, n_embd, ffn, vocab_size, clip_dim, gen, dtype, distinct_layers)}, os.path.join(path, "t2m.pth"))
     torch.save({"net": _tokenizer_state(levels, tokenizer_width, gen)}, os.path.join(path, "tokenizer.pth"))
     cfg = ModelConfig(
         root=os.fspath(path),

@@ -110,7 +110,7 @@ def _cache(decoder, kind, max_len):
 
 @torch.no_grad()
 def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, cache="dynamic",
-                    on_step=None, should_stop=None, prefixes=None, warn=None):
+                    on_step=None, should_stop=None, prefixes=None, warn=None, decode_step=None):
     """New motion tokens per prompt, END excluded (a prefix is not repeated in the result).
 
     text_features: list of (L_i, clip_dim) tensors. prefixes: None, or per row a list of motion tokens (any
@@ -118,6 +118,8 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
     reports through warn). cache: "static", "dynamic", or "none" (recompute the whole sequence at every step, as
     the reference does; kept for benchmarks and cross-checks).
     on_step(step, max_tokens) reports progress; should_stop() is polled between steps and raises Cancelled.
+    decode_step: a backend.decode_step.DecodeStep; where the batch fits it, the steps after the (eager) prefill run
+    compiled on its static cache, whatever `cache` says.
     """
     opts.validate()
     B = len(text_features)
@@ -134,6 +136,9 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
     P = int(context_len.max())                                              # new tokens start at column P
     pad = P - context_len                                                   # left padding per row
     max_len = P + opts.max_tokens
+    compiled = decode_step is not None and decode_step.fits(B, max_len)
+    if compiled:
+        max_len, cache = decode_step.cache_len, "static"
 
     context = torch.zeros(B, P, decoder.shape.n_embd, device=device, dtype=dtype)
     for i, (f, prefix) in enumerate(zip(text_features, prefixes)):
@@ -159,7 +164,7 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
         return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, neg)[:, None]
 
     generators = None if opts.greedy else _row_generators(seeds if seeds is not None else [None] * B, device)
-    kv = _cache(decoder, cache, max_len)
+    kv = decode_step.cache(B) if compiled else _cache(decoder, cache, max_len)
     tokens = torch.empty(B, 0, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     n_out = torch.full((B,), opts.max_tokens, device=device)
@@ -171,7 +176,8 @@ def generate_tokens(decoder, text_features, opts=SamplingOptions(), seeds=None, 
             raise Cancelled()
         k_len = int(q_cols[-1]) + 1
         mask_k = max_len if cache == "static" else k_len
-        logits, kv = decoder(embeds, mask_for(q_cols, mask_k), positions[:, q_cols], kv)
+        forward = decode_step if compiled and step > 0 else decoder
+        logits, kv = forward(embeds, mask_for(q_cols, mask_k), positions[:, q_cols], kv)
         logits = logits[:, -1]
         if step < opts.min_tokens:
             logits[:, end] = float("-inf")

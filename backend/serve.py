@@ -20,10 +20,12 @@ import sys
 import threading
 import time
 
+from motionmill_common.folders import default_model_dir
+
 from . import __version__
+from .options import UserError, warn
 from .protocol import MAX_LINE_BYTES, OPS, PROTOCOL_VERSION, RequestError, encode_event, error_event, parse_line
 from .service_queue import Service, internal_message, log, log_internal
-from .user_config import default_model_dir
 
 CAPABILITIES = ["batching", "cancel", "progress", "idle_unload", "oom_backoff", "listen", "clip_events"]
 OUTBOX_EVENTS = 10000     # unread events one client may hold back (a 64-clip request sends a few hundred)
@@ -162,7 +164,7 @@ class Server:
         self.allow_remote_shutdown = bool(getattr(args, "allow_remote_shutdown", False))
         self.lock = threading.Lock()      # one line is handled at a time, whichever client sent it
         self.service = Service(args.model_dir or default_model_dir(), args.device, args.dtype, args.quant,
-                               batch_size=args.batch_size, cache=args.cache,
+                               batch_size=args.batch_size, cache=args.cache, compile=args.compile,
                                idle_unload_s=(args.idle_unload_minutes or 0) * 60,
                                memory_limit_mb=args.memory_limit_mb)
         self.done = threading.Event()
@@ -305,7 +307,6 @@ class Server:
 
 def parse_listen(value):
     """'127.0.0.1:PORT' / 'localhost:PORT' / '[::1]:PORT' -> (host, port); anything not loopback is refused."""
-    from .cli import UserError
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -342,7 +343,6 @@ def _read_stdin(server):
 
 def read_token(args):
     """The --listen secret: MOTIONMILL_TOKEN or --token-file keep it out of /proc/<pid>/cmdline; --token still works."""
-    from .cli import UserError, warn
     token = None
     if args.token_file:
         try:
@@ -364,11 +364,8 @@ def read_token(args):
     return token
 
 
-def run_server(args):
-    listen, token = None, None
-    if args.listen:
-        listen = parse_listen(args.listen)
-        token = read_token(args)
+def run_server(args, listen=None, token=None):
+    """Serve until shutdown. `args`: the parsed `serve` command; listen: (host, port) or None; token: its secret."""
     # The event stream owns the real stdout; anything else printed (tqdm, warnings, C libraries) goes to stderr.
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)

@@ -11,10 +11,10 @@ import sys
 import threading
 import time
 import traceback
-import types
 
 import torch
 
+from .options import OptionError, UserError, check_device, check_writable, sampling_options
 from .protocol import RequestError, error_event
 
 
@@ -107,10 +107,12 @@ class Control:
 
 class Service:
     def __init__(self, model_dir, device="auto", dtype=None, quant=None, batch_size=16, cache=None,
-                 idle_unload_s=0, memory_limit_mb=None, batch_window_s=0.05):
+                 idle_unload_s=0, memory_limit_mb=None, batch_window_s=0.05, compile="auto"):
         self.defaults = dict(model_dir=model_dir, device=device, dtype=dtype, quant=quant)
         self.batch_size = max(1, int(batch_size))
         self.cache = cache
+        self.compile = compile     # "auto" | "on" | "off": backend.decode_step.wants_compile
+        self.decode_step = None    # the loaded model's compiled step (None: eager)
         self.batch_window_s = batch_window_s
         self.idle_unload_s = idle_unload_s or 0
         self.memory_limit_mb = memory_limit_mb
@@ -149,20 +151,19 @@ class Service:
 
     def submit_generate(self, obj, owner):
         """Validate one request completely before it can join a batch: a bad one must fail alone."""
-        from .cli import UserError, _check_writable, sampling_options
         from .generation import expand_variations
         rid = obj["id"]
         cfg = self.model_config(rid)
-        a = types.SimpleNamespace(sampling=obj.get("sampling"), temperature=obj.get("temperature"),
-                                  top_k=obj.get("top_k", 0), top_p=obj.get("top_p", 1.0),
-                                  max_tokens=obj.get("max_tokens"), min_tokens=obj.get("min_tokens", 0),
-                                  seconds=obj.get("seconds"), min_seconds=obj.get("min_seconds"))
         try:
-            opts = sampling_options(a, cfg)
-        except (UserError, ValueError) as err:
-            raise RequestError("bad_request", f"generate: {str(err).replace('--', '')}", rid) from None
+            opts = sampling_options(cfg, sampling=obj.get("sampling"), temperature=obj.get("temperature"),
+                                    top_k=obj.get("top_k", 0), top_p=obj.get("top_p", 1.0),
+                                    seconds=obj.get("seconds"), min_seconds=obj.get("min_seconds"),
+                                    max_tokens=obj.get("max_tokens"), min_tokens=obj.get("min_tokens", 0),
+                                    warn=lambda message: log(f"{rid!r}: {message}"))
+        except OptionError as err:
+            raise RequestError("bad_request", f"generate: {err.message}", rid) from None
         try:
-            _check_writable(obj["out"])
+            check_writable(obj["out"], warn=log)
         except UserError as err:
             raise RequestError("bad_output", str(err), rid) from None
         long = None
@@ -209,11 +210,10 @@ class Service:
 
     def submit_control(self, op, obj, owner):
         if op == "load" and "device" in obj:
-            from .cli import UserError, check_device
             try:
                 check_device(obj["device"])
-            except UserError as err:
-                raise RequestError("bad_request", f"load: {str(err).replace('--', '')}", obj["id"]) from None
+            except OptionError as err:
+                raise RequestError("bad_request", f"load: {err.message}", obj["id"]) from None
         with self.cond:
             if self.stopping:
                 raise RequestError("shutting_down", "the service is shutting down", obj["id"])
@@ -371,7 +371,8 @@ class Service:
             return
         item.sink({"id": item.rid, "event": "loaded", "model": self.model.name, "device": str(self.model.device),
                    "dtype": str(self.model.dtype).removeprefix("torch."), "quant": self.model.quant,
-                   "notes": list(self.model.notes), "already": already, "final": True})
+                   "notes": list(self.model.notes), "already": already,
+                   "compiled": self.decode_step is not None and not self.decode_step.failed, "final": True})
 
     def _ensure_model(self, say):
         from models.checkpoint import CheckpointError
@@ -395,8 +396,21 @@ class Service:
         for note in model.notes:
             log(note)
         log(f"loaded {model.name} on {model.device} in {time.monotonic() - t0:.1f} s")
+        self.decode_step = self._prepare_decoding(model, say)
         self._apply_memory_limit()
         return model
+
+    def _prepare_decoding(self, model, say):
+        """Compile the decoding step at load, with the phase reported, so that the first Generate does not pay for
+        it. A compile that fails leaves one log line and eager decoding."""
+        from .decode_step import PREPARING_PHASE, make_decode_step
+        step = make_decode_step(model.decoder, self.compile, self.cache, warn=log)
+        if step is None:
+            return None
+        say(PREPARING_PHASE if model.device.type == "cuda" else "preparing the compiled decoder, first time only")
+        seconds = step.prepare(batch_sizes=(1, 2))
+        log("decoding eager" if step.failed else f"compiled decoding ready in {seconds:.1f} s")
+        return step
 
     def _apply_memory_limit(self):
         """--memory-limit-mb: a real allocator limit for the working memory above the loaded model."""
@@ -418,6 +432,7 @@ class Service:
             return
         dev = self.model.device
         self.model = None
+        self.decode_step = None
         self.loaded_with = None
         if self._rlimit is not None:
             resource.setrlimit(resource.RLIMIT_AS, self._rlimit)
@@ -500,7 +515,7 @@ class Service:
             if reqs[0].long is not None:  # a timeline or a continuation: decoded on its own, a job at a time
                 clips = (self._decode_long(model, r, k, opts, on_step, should_stop) for r, k in chunk)
             else:
-                clips = iter_clips(model, jobs, opts, len(chunk), self.cache, on_step, should_stop)
+                clips = iter_clips(model, jobs, opts, len(chunk), self.cache, on_step, should_stop, self.decode_step)
             for (req, k), clip in zip(chunk, clips):
                 if req.cancelled or req.finished:
                     continue      # cancelled: nothing more is written for it

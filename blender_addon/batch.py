@@ -46,6 +46,8 @@ def parse(argv):
     p.add_argument("--python", "--backend-python", dest="python", help="the backend's Python (default: the repo's .venv)")
     p.add_argument("--backend-dir", help="the folder holding backend/ (default: this checkout)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="compiled decoding in the backend (auto: on a CUDA GPU)")
     p.add_argument("--preview", help="a quick Workbench playblast: out.gif or out.mp4")
     p.add_argument("--preview-width", type=int, default=480, help="the preview's width in pixels (height: 3/4 of it)")
     p.add_argument("--out", required=True)
@@ -182,7 +184,7 @@ def run(a):
         else:
             py, root, model = paths.default_backend()
             props.Prefs.overrides = dict(backend_python=a.python or py or sys.executable, backend_dir=a.backend_dir or root,
-                                         model_dir=a.model_dir or model, device=a.device)
+                                         model_dir=a.model_dir or model, device=a.device, compile=a.compile)
             if a.prompts:
                 _ops_error(bpy.ops.motionmill.generate_batch, filepath=os.path.abspath(a.prompts))
             elif a.timeline or a.markers or a.cont:

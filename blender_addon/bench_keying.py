@@ -69,7 +69,7 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     if a.report:
-        from backend.bench_report import update_section   # dev tool only: the add-on itself never imports backend
+        from motionmill_common.bench_report import update_section
         update_section(a.report, "Keying", text)
     return 0 if best <= 0.5 and slow / best >= 20 else 1
 

@@ -58,7 +58,8 @@ def ensure_backend(context):
     p = get_prefs(context)
     quant = "" if p.quant == "nf4" else p.quant   # nf4 is the backend's default on CUDA (none on CPU)
     return sess.SESSION.ensure(bpy.path.abspath(p.backend_python), bpy.path.abspath(p.backend_dir),
-                               bpy.path.abspath(p.model_dir), p.device, quant, p.idle_minutes)
+                               bpy.path.abspath(p.model_dir), p.device, quant, p.idle_minutes,
+                               getattr(p, "compile", "auto"))
 
 
 def _runtime(context):

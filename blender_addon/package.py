@@ -3,7 +3,8 @@
     dist/motionmill-<version>-addon.zip      legacy add-on (Preferences > Add-ons > Install from Disk), folder `motionmill/`
     dist/motionmill-<version>-extension.zip  4.2+ extension (blender_manifest.toml at the root)
 
-Both bundle retarget/ inside the add-on (imported as blender_addon's sibling package `.retarget`, see _rt.py).
+Both bundle retarget/ and motionmill_common/ inside the add-on (imported as the sibling packages `.retarget` and
+`.motionmill_common`, see _rt.py and _common.py).
 Dev tools (bench_keying, package) stay out.
 """
 import argparse
@@ -14,19 +15,21 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EXCLUDE = {"package.py", "bench_keying.py"}
+BUNDLED = ("retarget", "motionmill_common")   # numpy / standard library only, imported through _rt.py, _common.py
 
 
 def _files():
     for name in sorted(os.listdir(HERE)):
         if name.endswith(".py") and name not in EXCLUDE:
             yield os.path.join(HERE, name), name
-    rt = os.path.join(ROOT, "retarget")
-    for dirpath, dirnames, filenames in os.walk(rt):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        for f in sorted(filenames):
-            if f.endswith((".py", ".json", ".toml", ".txt")):
-                full = os.path.join(dirpath, f)
-                yield full, os.path.join("retarget", os.path.relpath(full, rt))
+    for package in BUNDLED:
+        src = os.path.join(ROOT, package)
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for f in sorted(filenames):
+                if f.endswith((".py", ".json", ".toml", ".txt")):
+                    full = os.path.join(dirpath, f)
+                    yield full, os.path.join(package, os.path.relpath(full, src))
 
 
 def version():

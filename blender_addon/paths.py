@@ -1,34 +1,14 @@
-"""Where the add-on keeps user data and reads the installer's settings (stdlib; mirrors backend.user_config,
-which the add-on must not import). Never the add-on folder."""
-import json
+"""Where the add-on keeps user data and reads the installer's settings. Never the add-on folder. The settings file
+and the user folders are motionmill_common.folders', shared with the backend and the installer."""
 import os
-import sys
+
+from ._common import folders
 
 PACKAGE = __package__ or "blender_addon"
 
 
-def _platform_dir(kind):
-    home = os.path.expanduser("~")
-    if sys.platform == "win32":
-        return os.environ.get("APPDATA", os.path.join(home, "AppData", "Roaming"))
-    if sys.platform == "darwin":
-        return os.path.join(home, "Library", "Application Support")
-    if kind == "config":
-        return os.environ.get("XDG_CONFIG_HOME", os.path.join(home, ".config"))
-    return os.environ.get("XDG_DATA_HOME", os.path.join(home, ".local", "share"))
-
-
-def config_path():
-    return os.environ.get("MOTIONMILL_CONFIG") or os.path.join(_platform_dir("config"), "motionmill", "config.json")
-
-
-def load_settings():
-    try:
-        with open(config_path()) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+config_path = folders.config_path
+load_settings = folders.load_settings
 
 
 def is_extension():
@@ -45,7 +25,7 @@ def data_dir(create=True):
         except (ImportError, AttributeError, ValueError):
             path = None
     if not path:
-        path = os.environ.get("MOTIONMILL_DATA") or os.path.join(_platform_dir("data"), "motionmill")
+        path = folders.data_dir()
     if create:
         os.makedirs(path, exist_ok=True)
     return path

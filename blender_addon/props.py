@@ -104,6 +104,11 @@ class MOTIONMILL_AP_preferences(bpy.types.AddonPreferences):
                                                                        "(GPU only)"),
                                                       ("none", "None", "Full precision")], default="nf4",
                         description="How the model's weights are stored on a GPU; on the CPU they run unquantised")
+    compile: EnumProperty(name="Compiled decoding", items=[
+        ("auto", "Auto", "On a CUDA GPU; on the CPU only where it was measured faster"),
+        ("on", "On", "Compile the decoding step when the model loads (first time: a minute or so)"),
+        ("off", "Off", "Decode eager")], default="auto",
+        description="Whether the backend compiles its decoding step (faster on a GPU, after a first-time wait)")
     idle_minutes: FloatProperty(name="Unload after idle (minutes)", default=0.0, min=0.0,
                                 description="Free the model's memory after this many idle minutes; 0 = never (the "
                                             "model stays loaded for the next prompt)")
@@ -123,7 +128,7 @@ class MOTIONMILL_AP_preferences(bpy.types.AddonPreferences):
         row.prop(self, "quant")
         if not on_gpu:
             col.label(text="No CUDA GPU: the model runs unquantised, in float32, on the CPU", icon="INFO")
-        for p in ("idle_minutes", "smpl_model_dir"):
+        for p in ("compile", "idle_minutes", "smpl_model_dir"):
             col.prop(self, p)
         row = col.row()
         row.enabled = not rt.doctor_running
@@ -148,6 +153,7 @@ class Prefs:
         py, root, model = _defaults()
         self.backend_python, self.backend_dir, self.model_dir = py, root, model
         self.device, self.quant, self.idle_minutes, self.smpl_model_dir = "auto", "nf4", 0.0, ""
+        self.compile = "auto"
         for k, v in self.overrides.items():
             setattr(self, k, v)
 

@@ -3,7 +3,6 @@
 No bpy here: operators call these functions on Blender's main thread; the client's reader threads only fill
 a queue. `Job.pump()` (UI: from a modal timer) never blocks; `Job.wait()` (background mode) blocks."""
 import os
-import time
 
 from .client import BackendClient, BackendError
 
@@ -34,7 +33,7 @@ class Session:
         self.key = None
         self.job = None  # the request the panel is showing
 
-    def ensure(self, python, backend_dir, model_dir, device="auto", quant="", idle_minutes=0.0):
+    def ensure(self, python, backend_dir, model_dir, device="auto", quant="", idle_minutes=0.0, compile="auto"):
         """The running service for these settings; (re)starts it when the settings changed or it died."""
         if not python:
             raise SessionError("no backend Python set: set it in Preferences > Add-ons > MotionMill")
@@ -49,7 +48,9 @@ class Session:
             args += ["--quant", quant]
         if idle_minutes:
             args += ["--idle-unload-minutes", str(float(idle_minutes))]
-        key = (python, backend_dir, model_dir, device, quant, float(idle_minutes or 0))
+        if compile and compile != "auto":
+            args += ["--compile", compile]
+        key = (python, backend_dir, model_dir, device, quant, float(idle_minutes or 0), compile)
         if self.client is not None and (self.key != key or not self.client.alive):
             self.close()
         if self.client is None:
@@ -61,10 +62,6 @@ class Session:
                 raise SessionError(f"cannot start the backend with {python}: {err.strerror or err}") from None
             self.key = key
         return self.client
-
-    def restart(self):
-        if self.client is not None:
-            self.client.restart()
 
     def close(self):
         if self.client is not None:
@@ -83,8 +80,8 @@ class Session:
 class Job:
     """One generate request: progress text/fraction, then .result (the final event) or .error (one line)."""
 
-    def __init__(self, session, rid, kind="generate", status="queued…"):
-        self.session, self.rid, self.kind = session, rid, kind
+    def __init__(self, session, rid, status="queued…"):
+        self.session, self.rid = session, rid
         self.status, self.progress = status, 0.0
         self.result = self.error = None
         self.error_code = None
@@ -197,7 +194,3 @@ def start_generate(session, prompts, out, **options):
     job = Job(session, rid, status=PHASE_TEXT["queued" if client.answered else "starting"])
     session.job = job
     return job
-
-
-def wait_deadline(seconds):
-    return time.monotonic() + seconds

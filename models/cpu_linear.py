@@ -6,6 +6,9 @@ this was measured on reads the 64001-row head at about 16 GB/s; oneDNN's linear,
 its own blocked layout, reads it at about 46 GB/s and a cpu-mid step's layers at about 35 GB/s (docs/benchmarks.md).
 The packed weight replaces the plain one, so nothing is held twice. Results differ from nn.Linear's only by float
 rounding, as any two matrix-multiply kernels do.
+
+Under torch.compile the call goes through `motionmill::packed_linear`, an opaque custom op: Inductor cannot lower
+oneDNN's op on a pre-packed weight itself, so the compiled graph calls it as an external kernel.
 """
 import platform
 
@@ -13,6 +16,16 @@ import torch
 from torch import nn
 
 PACKED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+@torch.library.custom_op("motionmill::packed_linear", mutates_args=())
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+@packed_linear.register_fake
+def _packed_linear_shape(x, packed, bias):
+    return x.new_empty((*x.shape[:-1], packed.shape[0]))
 
 
 class PackedLinear(nn.Module):
@@ -27,7 +40,9 @@ class PackedLinear(nn.Module):
         self.bias = None if bias is None else bias.detach()
 
     def forward(self, x):
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        if torch.compiler.is_compiling():
+            return packed_linear(x, self.packed, self.bias)
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")   # eager: no op overhead
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

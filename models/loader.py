@@ -44,7 +44,7 @@ def resolve_device(device):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelDirError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")
+        raise ModelDirError(f"device {device} was asked for but no CUDA GPU is available (use the CPU)")
     return dev
 
 
@@ -60,8 +60,8 @@ def resolve_precision(device, dtype=None, quant=None):
     if dtype not in DTYPES:
         raise ModelDirError(f"unknown dtype {dtype!r}; choose one of float32, bfloat16, float16")
     if quant != "none" and device.type != "cuda":
-        notes.append(f"no CUDA GPU: --quant {quant} runs on bitsandbytes' CPU kernels, which is slow; "
-                     "--quant none --dtype float32 is the fast CPU choice")
+        notes.append(f"no CUDA GPU: {quant} weights run on bitsandbytes' CPU kernels, which is slow; "
+                     "unquantised float32 weights are the fast CPU choice")
     return DTYPES[dtype], quant, notes
 
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .checkpoint import checkpoint_kind, load_state_dict
-from .manifest import PRESETS, RELEASE_FILES, ModelDirError, release_config
+from .model_config import PRESETS, RELEASE_FILES, ModelDirError, release_config
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".zip", ".bin", ".tar", ".ckpt")
 # Folders of the reference's checkout that hold the training data or results, never release files: not walked.

@@ -24,7 +24,7 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 import rigs  # noqa: E402
-from backend.bench_report import update_section  # noqa: E402
+from motionmill_common.bench_report import update_section  # noqa: E402
 from blender_addon import compat, keying  # noqa: E402
 from conftest import DATA  # noqa: E402
 from retarget import keyreduce  # noqa: E402

@@ -21,7 +21,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import numpy as np  # noqa: E402
 
 import rigs  # noqa: E402
-from backend.bench_report import update_section  # noqa: E402
+from motionmill_common.bench_report import update_section  # noqa: E402
 from conftest import DATA  # noqa: E402
 from retarget import metrics  # noqa: E402
 from retarget.bvh import read_bvh  # noqa: E402

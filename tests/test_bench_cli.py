@@ -9,7 +9,7 @@ def test_bench_writes_its_section_and_keeps_the_others(tmp_path):
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\n## Keying\n\nkept as it is\n")
     r = subprocess.run([BACKEND_PYTHON, "-m", "backend", "bench", "--size", "cpu-mid", "--tokens", "3",
-                        "--compare-batches", "1", "--batches", "1,2", "--timeline", "2", "--timeline-seconds", "0.4",
+                        "--compare-batches", "1", "--batches", "1", "--timeline", "2", "--timeline-seconds", "0.4",
                         "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -19,7 +19,9 @@ def test_bench_writes_its_section_and_keeps_the_others(tmp_path):
     # on the CPU: reference-style recompute, recompute on the packed weights, cached, speed-up, the cache alone
     assert re.search(r"^\| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \*\*[\d.]+×\*\* \| [\d.]+× \|$", section, re.M)
     assert "packed for oneDNN" in section
-    assert re.search(r"^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$", section, re.M)
+    # eager and compiled side by side (--compile on is the bench's default), with the compile time and token check
+    assert "| batch | eager (dynamic cache), s | eager tokens/s | compiled (static cache), s |" in section
+    assert re.search(r"^\| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+× \| 1\.00× \| [\d.]+ \| yes \|$", section, re.M)
     assert re.search(r"fastest plain streaming read measured in the same run\. At that speed 3 steps cannot take less than "
                      r"[\d.]+ s, so at batch 1 no cache can beat the recompute by more than [\d.]+×", section)
     timeline = text.split("## Timeline (cpu-mid, cpu)", 1)[1]

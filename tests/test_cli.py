@@ -106,7 +106,7 @@ def test_long_prompt_and_cpu_nf4_warn_but_generate(model_dir, tmp_path):
                 "--out", tmp_path, "--quiet")
     assert p.returncode == 0, p.stderr
     assert "only the first 150 condition the motion (it is truncated)" in p.stderr
-    assert "no CUDA GPU: --quant nf4 runs on bitsandbytes' CPU kernels" in p.stderr
+    assert "no CUDA GPU: nf4 weights run on bitsandbytes' CPU kernels" in p.stderr
     assert (tmp_path / "000.npz").exists()
 
 

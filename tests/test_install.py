@@ -865,6 +865,7 @@ def test_addon_zip_bundles_retarget(tmp_path):
     path = install.build_addon_zip(str(tmp_path))
     names = zipfile.ZipFile(path).namelist()
     assert "motionmill/__init__.py" in names and "motionmill/retarget/rotations.py" in names
+    assert "motionmill/motionmill_common/folders.py" in names and "motionmill/motionmill_common/client.py" in names
     assert not any("__pycache__" in n for n in names)
 
 

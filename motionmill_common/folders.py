@@ -1,4 +1,5 @@
-"""Where the user's settings and data live, and the default model directory.
+"""Where the user's settings and data live, and the default model directory (standard library only: the backend,
+the installer and the add-on all read them here).
 
 Settings: $MOTIONMILL_CONFIG, else <config dir>/motionmill/config.json (XDG on Linux, Application Support on
 macOS, %APPDATA% on Windows). Data (weights, generated clips, logs): $MOTIONMILL_DATA or <data dir>/motionmill.
@@ -32,7 +33,7 @@ def load_settings():
         with open(config_path()) as f:
             data = json.load(f)
         return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):      # missing, unreadable, not UTF-8, not JSON
         return {}
 
 
