@@ -15,11 +15,16 @@ from retarget.continuation import as_smpl22, canonical_tail, place_continuation,
 from retarget.formats import load_any
 from retarget.motion272 import features_to_motion, motion_to_features
 from .generation import Clip, check_prompts, expand_variations, seconds_to_tokens
+from .options import UserError
 from .sampling import generate_tokens
 
 CONTEXT_SECONDS = 3.0     # how much of the input (or of the stream so far) conditions the next tokens
 FADE_FRAMES = 10          # frames over which a continuation's join is cross-faded (1/3 s)
 
+
+class LongMotionError(UserError, ValueError):
+    """A timeline or a motion to continue that cannot be used: one line, for the CLI (a UserError) and the service
+    (which answers a ValueError as bad_request)."""
 
 def parse_timeline(items, source="timeline"):
     """[(seconds, prompt)] from pairs or {"seconds", "prompt"} dicts; one-line ValueError for bad input."""
@@ -27,12 +32,12 @@ def parse_timeline(items, source="timeline"):
     for i, item in enumerate(items):
         seconds, prompt = (item.get("seconds"), item.get("prompt")) if isinstance(item, dict) else item
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-            raise ValueError(f"{source}: segment {i + 1} needs a positive number of seconds, got {seconds!r}")
+            raise LongMotionError(f"{source}: segment {i + 1} needs a positive number of seconds, got {seconds!r}")
         if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"{source}: segment {i + 1} has no prompt")
+            raise LongMotionError(f"{source}: segment {i + 1} has no prompt")
         segments.append((float(seconds), prompt.strip()))
     if not segments:
-        raise ValueError(f"{source}: no segments; write one `SECONDS PROMPT` line per segment")
+        raise LongMotionError(f"{source}: no segments; write one `SECONDS PROMPT` line per segment")
     return segments
 
 
@@ -42,7 +47,7 @@ def read_timeline(path):
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except OSError as err:
-        raise ValueError(f"cannot read timeline {path}: {err.strerror}") from None
+        raise LongMotionError(f"cannot read timeline {path}: {err.strerror}") from None
     items = []
     for n, line in enumerate(lines, 1):
         text = line.strip()
@@ -52,7 +57,7 @@ def read_timeline(path):
         try:
             seconds = float(head.rstrip("s"))
         except ValueError:
-            raise ValueError(f"{path}:{n}: expected `SECONDS PROMPT`, e.g. `5 a person walks forward`; got {text!r}") from None
+            raise LongMotionError(f"{path}:{n}: expected `SECONDS PROMPT`, e.g. `5 a person walks forward`; got {text!r}") from None
         items.append((seconds, prompt))
     return parse_timeline(items, path)
 
@@ -123,7 +128,7 @@ def generate_long_jobs(model, timeline, continue_from, prompts, variations, seed
     file, or a Motion from load_source; with a timeline it is where the timeline starts).
     on_step(clip, 1, step, n) reports progress."""
     if not (np.isfinite(context_seconds) and 0 < context_seconds <= 10):
-        raise ValueError(f"the context must be 0-10 s of motion, got {context_seconds:g} s")
+        raise LongMotionError(f"the context must be 0-10 s of motion, got {context_seconds:g} s")
     source = load_source(continue_from) if isinstance(continue_from, str) else continue_from
     if timeline is not None:
         segments = read_timeline(timeline) if isinstance(timeline, str) else parse_timeline(timeline)

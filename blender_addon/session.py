@@ -3,6 +3,7 @@
 No bpy here: operators call these functions on Blender's main thread; the client's reader threads only fill
 a queue. `Job.pump()` (UI: from a modal timer) never blocks; `Job.wait()` (background mode) blocks."""
 import os
+import time
 
 from .client import BackendClient, BackendError
 
