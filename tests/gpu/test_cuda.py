@@ -13,10 +13,15 @@ import torch
 from backend.decode_step import DecodeStep
 from backend.random_model import build_random_model_dir
 from backend.sampling import SamplingOptions, generate_tokens
-from tests.conftest import ROOT, shared_path
+from conftest import ROOT, shared_path
 from models.loader import load_model
 
-pytestmark = pytest.mark.cuda
+# Without a GPU each test is skipped with the reason (a conftest.py here would shadow tests/conftest.py: pytest
+# imports both as the module `conftest`).
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason=f"no CUDA GPU here (torch {torch.__version__}, torch.cuda.is_available() is "
+                                        "False): run tests/gpu/device_check.sh on a GPU machine")]
 
 
 @pytest.fixture(scope="module")
