@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from retarget.continuation import as_smpl22, canonical_tail, place_continuation, tail
+from retarget.continuation import as_smpl22, canonical_tail, place_continuation, tail, timeline_lines
 from retarget.formats import load_any
 from retarget.motion272 import features_to_motion, motion_to_features
 from .generation import Clip, check_prompts, expand_variations, seconds_to_tokens
@@ -49,15 +49,9 @@ def read_timeline(path):
     except OSError as err:
         raise LongMotionError(f"cannot read timeline {path}: {err.strerror}") from None
     items = []
-    for n, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        head, _, prompt = text.partition(" ")
-        try:
-            seconds = float(head.rstrip("s"))
-        except ValueError:
-            raise LongMotionError(f"{path}:{n}: expected `SECONDS PROMPT`, e.g. `5 a person walks forward`; got {text!r}") from None
+    for n, seconds, prompt, text in timeline_lines(lines):
+        if seconds is None:
+            raise LongMotionError(f"{path}:{n}: expected `SECONDS PROMPT`, e.g. `5 a person walks forward`; got {text!r}")
         items.append((seconds, prompt))
     return parse_timeline(items, path)
 

@@ -18,6 +18,7 @@ feet = importlib.import_module(_name + ".feet")
 smpl = importlib.import_module(_name + ".smpl")
 keyreduce = importlib.import_module(_name + ".keyreduce")
 inverse = importlib.import_module(_name + ".inverse")
+continuation = importlib.import_module(_name + ".continuation")
 
 MotionError = motion.MotionError
 SkeletonError = skeleton.SkeletonError

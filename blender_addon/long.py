@@ -16,7 +16,7 @@ import numpy as np
 from bpy.props import EnumProperty
 
 from . import apply, compat, keying, nla, ops, paths, rig
-from ._rt import MotionError, SkeletonError, feet, interchange, inverse, mapping as mapping_mod, transfer
+from ._rt import MotionError, SkeletonError, continuation, feet, interchange, inverse, mapping as mapping_mod, transfer
 
 MAX_SEGMENT_S = 10.0                     # one decoding pass (the backend's MAX_SECONDS)
 DEFAULT_MARKER = re.compile(r"^F_\d+$")  # the name Blender gives a new marker: not a prompt
@@ -69,15 +69,7 @@ def text_segments(text):
     """[(seconds, prompt)] from a text block of `SECONDS PROMPT` lines (blank lines and # comments skipped), as the
     backend's timeline files; a one-line ValueError names the line."""
     segments = []
-    for n, line in enumerate(text.as_string().splitlines(), 1):
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        head, _, prompt = entry.partition(" ")
-        try:
-            seconds = float(head.rstrip("s"))
-        except ValueError:
-            seconds = None
+    for n, seconds, prompt, entry in continuation.timeline_lines(text.as_string().splitlines()):
         if seconds is None or not 0 < seconds <= MAX_SEGMENT_S or not prompt.strip():
             raise ValueError(f"text '{text.name}' line {n}: expected `SECONDS PROMPT` with 0-{MAX_SEGMENT_S:g} seconds, "
                              f"e.g. `4 a person walks forward`; got {entry!r}")

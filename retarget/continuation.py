@@ -14,6 +14,24 @@ from .motion272 import FPS, canonicalize, yaw_matrix
 from .rotations import matrix_to_quaternion, quaternion_slerp, quaternion_to_matrix
 
 
+def timeline_lines(lines):
+    """The segments of a timeline text, one `SECONDS PROMPT` line each (blank lines and # comments skipped), as
+    [(line number, seconds or None where the line does not start with a number, prompt, the line)]; the CLI's
+    timeline files and Blender's text blocks are read alike, each side says what is wrong in its own words."""
+    out = []
+    for n, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        head, _, prompt = text.partition(" ")
+        try:
+            seconds = float(head.rstrip("s"))
+        except ValueError:
+            seconds = None
+        out.append((n, seconds, prompt, text))
+    return out
+
+
 def as_smpl22(motion, source="the motion"):
     """The motion on SMPL-22 (joints matched by name, case-insensitive; extra leaf joints such as palms are
     dropped), at 30 fps. Other skeletons are refused with one line: retarget them onto SMPL first."""

@@ -153,12 +153,7 @@ def shot(name):
 
 
 def action_keys(action):
-    curves = list(getattr(action, "fcurves", None) or [])
-    if not curves and hasattr(action, "layers"):
-        for layer in action.layers:
-            for strip in layer.strips:
-                for bag in getattr(strip, "channelbags", ()):
-                    curves += list(bag.fcurves)
+    curves = action_fcurves(action)
     return len(curves), sum(len(fc.keyframe_points) for fc in curves)
 
 
