@@ -13,13 +13,13 @@ def _is_armature(self, obj):
     return obj.type == "ARMATURE"
 
 
-# The picker's armature filter (a PointerProperty poll callback) only where it is safe. bpy 4.2 (seen on the 4.2.23
-# module): a property group with a Python poll callback, once registered, makes the process segfault at exit
-# (bpy_class_free -> PyGILState_Ensure after Python has finalised, from SpaceType's static destructor), even after
-# unregister_class; a Panel or an operator alone does not. 4.5.15 and 5.0 exit cleanly; 4.3/4.4 are untested, so
-# they go without it too. Without the filter the picker lists every object; ops.target_armature still rejects a
-# non-armature target with a one-line error, so only the picker's convenience is lost.
-_TARGET_POLL = {"poll": _is_armature} if bpy.app.version >= (4, 5, 0) else {}
+# The picker's armature filter (a PointerProperty poll callback). The bpy *module* before 4.5 (seen on 4.2.23) segfaults
+# at interpreter exit once a property group with a Python poll callback was registered (bpy_class_free ->
+# PyGILState_Ensure after Python has finalised), even after unregister_class; 4.5.15 and 5.0 exit cleanly. Blender
+# itself (the application, which has a binary_path; the module has none) does not finalise that way: the windowed
+# 4.3.2 check runs with the filter and exits 0. So only the old modules (the LTS test runs) go without it, and there
+# ops.target_armature still refuses a non-armature with a one-line reason.
+_TARGET_POLL = {"poll": _is_armature} if bpy.app.version >= (4, 5, 0) or bpy.app.binary_path else {}
 
 
 class MOTIONMILL_PG_clip(bpy.types.PropertyGroup):

@@ -12,20 +12,39 @@ def _clip_seconds(item, scene):
     return (last - first) / (scene.render.fps / scene.render.fps_base)
 
 
+class MOTIONMILL_OT_clip_select(bpy.types.Operator):
+    """Select this clip"""
+    bl_idname = "motionmill.clip_select"
+    bl_label = "Select Clip"
+    bl_options = {"INTERNAL"}
+
+    index: bpy.props.IntProperty()
+
+    @classmethod
+    def description(cls, context, properties):
+        """The clip's whole prompt as its row's tooltip (the row shows only its start)."""
+        history = context.scene.motionmill.history
+        return history[properties.index].prompt if 0 <= properties.index < len(history) else cls.__doc__
+
+    def execute(self, context):
+        context.scene.motionmill.history_index = self.index
+        return {"FINISHED"}
+
+
 class MOTIONMILL_UL_history(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
-        row = layout.row(align=True)
-        row.label(text=item.prompt or item.name, icon="ACTION")  # the start of the prompt: it tells clips apart
+        split = layout.split(factor=0.6, align=True)
+        # the start of the prompt tells clips apart; hovering shows all of it (the operator's description)
+        split.operator("motionmill.clip_select", text=item.prompt or item.name, icon="ACTION", emboss=False).index = index
         facts = []
         seconds = _clip_seconds(item, context.scene)
         if seconds is not None:
             facts.append(f"{seconds:.1f} s")
         if item.seed >= 0:
             facts.append(f"seed {item.seed}")
-        if facts:
-            sub = row.row()
-            sub.alignment = "RIGHT"
-            sub.label(text=" · ".join(facts))
+        right = split.row()
+        right.alignment = "RIGHT"
+        right.label(text=" · ".join(facts))
 
 
 _RIG_LINES = {}
@@ -212,5 +231,5 @@ class MOTIONMILL_PT_backend(_Sidebar, bpy.types.Panel):
                 _wrapped(box.column(align=True), f"{key}: {value}", width)
 
 
-CLASSES = (MOTIONMILL_UL_history, MOTIONMILL_PT_panel, MOTIONMILL_PT_clips, MOTIONMILL_PT_rig, MOTIONMILL_PT_tools,
+CLASSES = (MOTIONMILL_OT_clip_select, MOTIONMILL_UL_history, MOTIONMILL_PT_panel, MOTIONMILL_PT_clips, MOTIONMILL_PT_rig, MOTIONMILL_PT_tools,
            MOTIONMILL_PT_backend)

@@ -527,3 +527,16 @@ def test_process_exits_cleanly_after_register_unregister():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=120)
     assert r.returncode == 0, (r.returncode, r.stderr)
     assert r.stdout.strip().splitlines()[-1] == str(bpy.app.version >= (4, 5, 0))
+
+
+def test_a_clip_row_shows_its_whole_prompt_on_hover():
+    """The Clips list shows a prompt's start; its row's tooltip (the select operator's description) is all of it."""
+    s = bpy.context.scene.motionmill
+    s.history.clear()
+    for prompt in ("a person walks", "a zombie shuffles forward, then lunges at the camera with both arms raised"):
+        s.history.add().prompt = prompt
+    op = bpy.types.MOTIONMILL_OT_clip_select
+    props = type("Props", (), {"index": 1})()
+    assert op.description(bpy.context, props) == s.history[1].prompt
+    assert bpy.ops.motionmill.clip_select(index=1) == {"FINISHED"} and s.history_index == 1
+    s.history.clear()

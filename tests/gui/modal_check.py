@@ -180,6 +180,9 @@ def script():
     SESSION = mods["session"].SESSION
     RESULT["retarget_package"] = mods["_rt"]._name
     check("bundled_retarget", mods["_rt"]._name == f"{pkg}.retarget", mods["_rt"]._name)
+    # in Blender itself the Armature picker filters armatures (the PointerProperty's poll), on every version
+    target = sys.modules[f"{pkg}.props"].MOTIONMILL_PG_settings.__annotations__["target"]
+    check("target_picker_filters_armatures", "poll" in getattr(target, "keywords", {}), str(target))
     prefs = bpy.context.preferences.addons[pkg].preferences
     prefs.backend_python, prefs.backend_dir, prefs.model_dir = ARGS.backend_python, ARGS.backend_dir, ARGS.model_dir
     prefs.device = "cpu"
