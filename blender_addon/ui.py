@@ -67,6 +67,11 @@ def _wrapped(layout, text, width_px, icon="NONE"):
         layout.label(text=line, icon=icon if i == 0 else "BLANK1" if icon != "NONE" else "NONE")
 
 
+def _width(context):
+    """The sidebar's width in pixels, for wrapping labels (300 where there is no region, as in background mode)."""
+    return context.region.width if context.region else 300
+
+
 def _prompt_source(s):
     """Which prompt Generate uses, in words."""
     if s.prompt.strip():
@@ -94,7 +99,7 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
         layout = self.layout
         layout.use_property_split = True
         layout.use_property_decorate = False
-        width = context.region.width if context.region else 300
+        width = _width(context)
 
         col = layout.column()
         col.label(text="Prompt")
@@ -165,7 +170,7 @@ class MOTIONMILL_PT_rig(_Sidebar, bpy.types.Panel):
         from .ops import target_armature
         obj, err = target_armature(context)
         col = self.layout.column(align=True)
-        width = (context.region.width if context.region else 300) - 30
+        width = _width(context) - 30
         if err:
             _wrapped(col, err, width, icon="ERROR")
             return
@@ -184,7 +189,7 @@ class MOTIONMILL_PT_clips(_Sidebar, bpy.types.Panel):
         layout.template_list("MOTIONMILL_UL_history", "", s, "history", s, "history_index", rows=3)
         if 0 <= s.history_index < len(s.history) and s.history[s.history_index].prompt:
             _wrapped(layout.column(align=True), s.history[s.history_index].prompt,
-                     (context.region.width if context.region else 300) - 30)
+                     _width(context) - 30)
         row = layout.row(align=True)
         row.operator("motionmill.history_apply", icon="ARMATURE_DATA")
         row.operator("motionmill.history_preview", icon="HIDE_OFF")
@@ -226,7 +231,7 @@ class MOTIONMILL_PT_backend(_Sidebar, bpy.types.Panel):
         report = doctor_report(rt.doctor_output)
         if report is not None:
             box = self.layout.box()
-            width = (context.region.width if context.region else 300) - 40
+            width = _width(context) - 40
             for key, value in doctor_rows(report):
                 _wrapped(box.column(align=True), f"{key}: {value}", width)
 

@@ -7,6 +7,7 @@ from bpy.props import EnumProperty, StringProperty
 from . import bonemap, rig
 from ._rt import SkeletonError, mapping as mapping_mod
 from .ops import target_armature
+from .ui import _Sidebar
 
 
 def _stored(obj):
@@ -297,12 +298,9 @@ class MOTIONMILL_UL_bone_map(bpy.types.UIList):
         row.operator("motionmill.bone_map_use_active", text="", icon="EYEDROPPER").role = item.name
 
 
-class MOTIONMILL_PT_bone_map(bpy.types.Panel):
+class MOTIONMILL_PT_bone_map(_Sidebar, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_bone_map"
     bl_label = "Bone Map"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "MotionMill"
     bl_parent_id = "MOTIONMILL_PT_panel"
     bl_options = {"DEFAULT_CLOSED"}
 
