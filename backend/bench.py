@@ -2,7 +2,7 @@
 
 - cached decoding against the reference-style loop that recomputes the whole sequence at every step;
 - throughput at several batch sizes, eager and compiled (backend/decode_step.py) side by side;
-- on CUDA: decoder VRAM, batch-1 tokens/s and a whole 150-token clip end to end (text, decoder, FSQ decoder);
+- on CUDA: the decoder's peak VRAM (not yet: the T5-XL total, and a whole 150-token clip end to end);
 - a prompt timeline (segments of 5 s, each continuing the stream so far) against as many independent 5 s clips,
   with the worst joins of each, decoded through the tiny conformance model's FSQ tokenizer (its own section).
 Random weights at a named size stand in for the release (which cannot be downloaded here); speed does not
