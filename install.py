@@ -608,8 +608,9 @@ def adopt(src, model_dir, copy, record):
         for role, path in unpack_archive_into(archive, model_dir, wanted, record).items():
             unpacked.setdefault(role, path)
     if "t2m" in unpacked and "t2m" not in found:
+        from models.checkpoint import load_state_dict
         from models.release import t2m_size
-        found["t2m"], found["t2m_size"] = unpacked["t2m"], t2m_size(unpacked["t2m"])
+        found["t2m"], found["t2m_size"] = unpacked["t2m"], t2m_size(load_state_dict(unpacked["t2m"], "trans"))
     for role in ("tokenizer", "mean", "std"):
         if role in unpacked and role not in found:
             found[role] = unpacked[role]

@@ -134,23 +134,29 @@ def load_state_dict(path, key):
 CHECKPOINT_KINDS = {"tokenizer": ("net", "vqvae."), "t2m": ("trans", "transformer.")}
 
 
-def checkpoint_kind(path):
-    """'tokenizer', 't2m', 'archive' (a plain zip: unpack it first) or None, by what the file holds."""
+def identify(path):
+    """(kind, tensor dict): kind 'tokenizer', 't2m', 'archive' (a plain zip: unpack it first) or None, by what the
+    file holds; the tensor dict (memory-mapped) for a tokenizer or t2m checkpoint, else None. One read of the file."""
     path = os.fspath(path)
     try:
         if _zip_kind(path) == "archive":
-            return "archive"
+            return "archive", None
         blob = read_checkpoint(path)
     except (CheckpointError, OSError):
-        return None
+        return None, None
     for kind, (key, prefix) in CHECKPOINT_KINDS.items():
         try:
             state = _tensor_dict(path, blob, key)
         except CheckpointError:
             continue
         if any(k.startswith(prefix) for k in state):
-            return kind
-    return None
+            return kind, state
+    return None, None
+
+
+def checkpoint_kind(path):
+    """identify()'s kind alone."""
+    return identify(path)[0]
 
 
 def expect_shape(path, state, name, shape):

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import checkpoint_kind, load_state_dict
+from .checkpoint import identify
 from .model_config import PRESETS, RELEASE_FILES, ModelDirError, release_config
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".zip", ".bin", ".tar", ".ckpt")
@@ -21,9 +21,8 @@ MAX_DEPTH = 6
 MOTION_DIM = 272
 
 
-def t2m_size(path):
-    """'7B' / '3B' when the decoder's layer count and width are a release preset's, else None."""
-    state = load_state_dict(path, "trans")
+def t2m_size(state):
+    """'7B' / '3B' when a t2m checkpoint's ('trans' tensors) layer count and width are a release preset's, else None."""
     n_embd = state["transformer.wte.weight"].shape[1] if "transformer.wte.weight" in state else None
     n_layer = len({k.split(".")[2] for k in state if k.startswith("transformer.h.")})
     for size, preset in PRESETS.items():
@@ -76,13 +75,13 @@ def find_release(src):
                 continue
             if not (name in release_names or stem.endswith(CHECKPOINT_SUFFIXES)) or not os.path.isfile(p):
                 continue
-            kind = checkpoint_kind(p)
+            kind, state = identify(p)
             if kind == "archive":
                 archives.append(p)
             elif kind == "tokenizer":
                 found.setdefault("tokenizer", p)
             elif kind == "t2m":
-                t2m.append((p, t2m_size(p)))
+                t2m.append((p, t2m_size(state)))
     out = {k: v for k, v in found.items() if k != "text_encoder"}
     if found.get("text_encoder"):  # flan-t5-xl by name first (the reference's own checkout may hold others)
         out["text_encoder"] = sorted(found["text_encoder"], key=lambda d: ("flan-t5-xl" not in d.lower(), len(d)))[0]
