@@ -69,18 +69,23 @@ def build_parser():
     d.add_argument("--json", action="store_true")
 
     b = sub.add_parser("bench", help="decoder benchmarks; writes docs/benchmarks.md")
-    b.add_argument("--model-dir", help="a real model directory; default: random weights at --size")
-    b.add_argument("--size", default="cpu-mid", help="cpu-mid (8 layers, E 512), 3B, 7B")
+    b.add_argument("--model-dir", help="the clip section on a real model directory (default: random weights at --size)")
+    b.add_argument("--size", default="cpu-mid", help="random decoder: tiny, cpu-mid (8 layers, E 512), 3B, 7B")
     b.add_argument("--device", default="auto")
     b.add_argument("--quant", choices=["nf4", "int8", "none"])
     b.add_argument("--tokens", type=int, default=150)
     b.add_argument("--batches", default="1,4,16", help="batch sizes for the throughput table")
     b.add_argument("--compare-batches", default="1", help="batch sizes for cached vs recompute (the recompute is slow: 1 keeps "
-                   "the default run to a few minutes on 2 cores)")
+                   "the default run to a few minutes on 2 cores; none: skip it)")
     b.add_argument("--compile", choices=COMPILE_CHOICES, default="on",
                    help="on (default): eager and compiled decoding side by side; off: eager only; auto: as generate")
     b.add_argument("--out", default="docs/benchmarks.md")
-    b.add_argument("--sections", default="decoder,timeline", help="which to run: decoder, timeline (comma-separated)")
+    b.add_argument("--sections", default="decoder,timeline",
+                   help="which to run: decoder, timeline, clip (comma-separated; clip: one clip end to end)")
+    b.add_argument("--text-encoder", default="flan-t5-xl", choices=["flan-t5-xl", "tiny"],
+                   help="the clip section's random T5 encoder: flan-t5-xl's shape (the release's), or the tiny "
+                        "conformance model's")
+    b.add_argument("--clip-tokens", type=int, default=150, help="the clip section's clip length in tokens (150: 10 s)")
     b.add_argument("--timeline", type=int, default=12, help="segments in the timeline benchmark (0: skip it)")
     b.add_argument("--timeline-seconds", type=float, default=5.0, help="seconds per timeline segment")
 

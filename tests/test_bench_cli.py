@@ -27,3 +27,40 @@ def test_bench_writes_its_section_and_keeps_the_others(tmp_path):
     timeline = text.split("## Timeline (cpu-mid, cpu)", 1)[1]
     assert "A 2 × 0.4 s timeline (0.8 s, 12 tokens" in timeline
     assert re.search(r"^\| timeline, one stream decoded as one motion \| [\d.]+ \| [\d.]+× \| [\d.]+× \|$", timeline, re.M)
+
+
+def test_bench_clip_makes_one_clip_end_to_end_through_the_loader(tmp_path):
+    """`--sections clip`: a model directory in the release's layout is built, loaded by the product's loader, and one
+    clip of exactly --clip-tokens tokens is made as `generate` makes it; each part is timed and they add up."""
+    out = tmp_path / "benchmarks.md"
+    r = subprocess.run([BACKEND_PYTHON, "-m", "backend", "bench", "--sections", "clip", "--size", "tiny",
+                        "--text-encoder", "tiny", "--clip-tokens", "12", "--compile", "off", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    section = out.read_text().split("## Clip end to end (tiny, tiny, cpu)", 1)[1]
+    assert 'One 12-token clip (24 frames, 0.8 s) of "a zombie shuffles forward, then lunges"' in section
+    assert "the 512-wide FSQ tokenizer; loaded by the product's loader, unquantised decoder weights" in section
+    assert "eager decoding on a dynamic cache" in section
+    seconds = {}
+    for label, key in (("text encoding", "text"), ("decoding 12 tokens", "decode"),
+                       ("FSQ decoding and SMPL recovery (24 frames)", "fsq")):
+        m = re.search(rf"^\| {re.escape(label)}[^|]* \| ([\d.]+) \|$", section, re.M)
+        assert m, label
+        seconds[key] = float(m.group(1))
+    total = float(re.search(r"^\| \*\*the clip end to end, as `generate` runs it\*\* \| \*\*([\d.]+)\*\* \|$",
+                            section, re.M).group(1))
+    rate = float(re.search(r"decoding 12 tokens \(([\d.]+) tokens/s\)", section).group(1))
+    assert abs(12 / rate - seconds["decode"]) <= 0.0006        # the rate is the tokens over the decoding time
+    assert 0 < seconds["decode"] <= total and seconds["text"] < total
+    assert "memory on the GPU" not in section          # CUDA only
+
+
+def test_bench_refuses_options_it_would_ignore(tmp_path):
+    for args, message in ((["--model-dir", str(tmp_path)], "--model-dir is measured by the clip section alone"),
+                          (["--sections", "clip,speed"], "--sections 'speed': not a bench section"),
+                          (["--size", "9B"], "--size '9B': choose one of tiny, cpu-mid, 3B, 7B")):
+        r = subprocess.run([BACKEND_PYTHON, "-m", "backend", "bench", *args, "--out", str(tmp_path / "b.md")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), r.stderr
+        assert not (tmp_path / "b.md").exists()

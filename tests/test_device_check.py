@@ -16,7 +16,8 @@ def test_the_device_check_says_there_is_no_gpu_and_lists_what_it_would_run(tmp_p
     lines = p.stdout.splitlines()
     assert lines[0].startswith("device check: no CUDA GPU here") and "nothing was run" in lines[0]
     assert any("-m pytest" in line and "-m cuda tests/gpu" in line for line in lines[1:])
-    assert any("-m backend bench --size 7B --device cuda --compile on" in line for line in lines[1:])
+    assert any("-m backend bench --sections clip --size 7B --device cuda --compile on" in line for line in lines[1:])
+    assert any("-m backend bench --sections decoder --size 7B --device cuda --compile on" in line for line in lines[1:])
     assert not out.exists()
 
 
