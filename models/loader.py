@@ -1,6 +1,5 @@
 """Load a whole MotionMillion model directory: text encoder, decoder (any precision) and motion tokenizer."""
 import os
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,9 +150,7 @@ def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=Fa
     del reference_state
     with torch.device("meta"):
         decoder = MotionDecoder(shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        materialize(decoder, state, dev, torch_dtype, quant, double_quant=double_quant)
+    materialize(decoder, state, dev, torch_dtype, quant, double_quant=double_quant)
     del state
     # Non-persistent RoPE frequencies were created on the meta device: rebuild them where the model lives.
     decoder.llama.rotary_emb = type(decoder.llama.rotary_emb)(decoder.llama.config).to(dev)

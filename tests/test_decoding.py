@@ -66,17 +66,13 @@ def test_every_step_matches_the_references_top_logits(model, references):
     prompt, ref = references[0]
     feats = model.text_encoder.encode([prompt])
     seen = []
-    original = model.decoder.lm_head.forward
-
-    def record(h):
-        out = original(h)
-        seen.append(out[:, -1].float().detach().clone())
-        return out
-    model.decoder.lm_head.forward = record
+    # a forward hook sees each step's head output (packed or not) and leaves the module as it was once removed
+    hook = model.decoder.lm_head.register_forward_hook(
+        lambda module, args, out: seen.append(out[:, -1].float().detach().clone()))
     try:
         tokens = generate_tokens(model.decoder, feats, SamplingOptions(max_tokens=50))[0]
     finally:
-        model.decoder.lm_head.forward = original
+        hook.remove()
     assert tokens == ref["tokens"].tolist()
     got = torch.stack(seen)[:, 0]
     top = torch.gather(got, 1, torch.from_numpy(ref["top_ids"]))
