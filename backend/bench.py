@@ -387,7 +387,7 @@ def run_bench(a):
                                        a.timeline_seconds)
         print(summary)
         update_section(a.out, f"Timeline ({a.size}, {device.type})", f"Model: random weights, {a.size} "
-                       f"({shape.n_layer} layers, E {shape.n_embd}), {quant} quantisation, {str(dtype).removeprefix('torch.')} "
+                       f"({shape.n_layer} layers, E {shape.n_embd}), {'unquantised' if quant == 'none' else quant + ' quantisation'}, {str(dtype).removeprefix('torch.')} "
                        f"compute{', packed for oneDNN' if packed else ''}, {cache} cache, on {device.type}.\n\n" + "\n".join(body))
         if "decoder" not in sections:
             print(f"wrote {a.out}")
