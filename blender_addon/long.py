@@ -156,6 +156,38 @@ def _append(fcurves, data_path, index, group, frames, values, hold):
     fc.update()
 
 
+def _append_reduced(fcurves, data_path, index, group, start_frame, keys, c, hold, sign=1.0):
+    """Append channel c of KeyedGroup `keys` (retarget.keyreduce) from start_frame as keying.key_animation writes
+    reduced keys: Bezier keys with aligned handles, which evaluate the cubic the reduction checked. `sign` -1 negates
+    a quaternion group (the same rotation), to keep it continuous with the old keys."""
+    fc = compat.new_fcurve(fcurves, data_path, index, group) if fcurves.find(data_path, index=index) is None else None
+    if fc is not None:           # a channel the old action did not key holds its value up to the continuation
+        fc.keyframe_points.add(1)
+        fc.keyframe_points[0].co = (start_frame - 1, hold)
+        fc.keyframe_points[0].interpolation = "LINEAR"
+    else:
+        fc = fcurves.find(data_path, index=index)
+        _freeze_last_key(fc)
+    points = fc.keyframe_points
+    n_old, n = len(points), len(keys.frames)
+    points.add(n)
+    frames = start_frame + keys.frames.astype(np.float64)
+    left, right = keys.handles()
+    for prop, x, y in (("co", frames, keys.values[:, c]), ("handle_left", frames + left[:, c, 0], left[:, c, 1]),
+                       ("handle_right", frames + right[:, c, 0], right[:, c, 1])):
+        xy = np.empty(2 * (n_old + n), np.float32)
+        points.foreach_get(prop, xy)
+        xy[2 * n_old::2], xy[2 * n_old + 1::2] = x, sign * y
+        points.foreach_set(prop, xy)
+    for prop, value in (("interpolation", keying.BEZIER), ("handle_left_type", keying.ALIGNED),
+                        ("handle_right_type", keying.ALIGNED)):
+        flags = np.empty(n_old + n, np.int32)
+        points.foreach_get(prop, flags)
+        flags[n_old:] = value
+        points.foreach_set(prop, flags)
+    fc.update()
+
+
 def _rotation_channels(pb, q, keep):
     """(data path, (T, C) values) of quaternions q (T,4) in the pose bone's own rotation mode, continuous with the
     value the bone holds now (`keep`: its channels at the action's last frame)."""
@@ -184,10 +216,13 @@ def driven_bones(anim):
     return [n for i, n in enumerate(anim.bone_names) if moved[i] or n in anim.translated]
 
 
-def continue_action(scene, obj, old, end, motion, name, props=None, root_motion="hips", cleanup=False):
+def continue_action(scene, obj, old, end, motion, name, props=None, root_motion="hips", cleanup=False,
+                    reduce_keys=False):
     """A new action: a copy of `old` (keys unchanged) followed, from frame end + 1, by `motion` (the backend's
     continuation, in the frame retarget.inverse read `old` into) on the bones the retarget drives. It becomes the
-    rig's active action; `old` is kept (fake user). Returns (action, TargetAnimation)."""
+    rig's active action; `old` is kept (fake user). Returns (action, TargetAnimation).
+    reduce_keys: the continuation's quaternion and location channels get the few Bezier keys keying.key_animation
+    writes (within its tolerances); bones the animator keys in Euler or axis-angle get a key per frame."""
     fps = rig.scene_fps(scene)
     skel = rig.skeleton_from_object(obj)
     mapping = mapping_mod.auto_map(skel)
@@ -209,12 +244,22 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
     fcurves = compat.fcurves_for(action, slot)
     frames = end + 1 + np.arange(anim.num_frames, dtype=np.float64)
     column = {n: i for i, n in enumerate(anim.bone_names)}
+    reduced = keying.reduce_animation(obj, anim) if reduce_keys else None
+    action["motionmill_reduced_keys"] = bool(reduce_keys)
     for bname in driven_bones(anim):
         pb = obj.pose.bones.get(bname)
         if pb is None:
             continue
         base = f'pose.bones["{keying._escape(bname)}"]'
         path, values = _rotation_channels(pb, anim.quaternions[:, column[bname]], held[bname])
+        if reduced is not None and path == "rotation_quaternion":
+            rot, loc = reduced[bname]
+            sign = 1.0 if np.dot(rot.values[0], held[bname][path]) >= 0 else -1.0
+            for i in range(4):
+                _append_reduced(fcurves, f"{base}.{path}", i, bname, end + 1, rot, i, held[bname][path][i], sign)
+            for i in range(3 if loc is not None else 0):
+                _append_reduced(fcurves, f"{base}.location", i, bname, end + 1, loc, i, held[bname]["location"][i])
+            continue
         for i in range(values.shape[1]):
             _append(fcurves, f"{base}.{path}", i, bname, frames, values[:, i], held[bname][path][i])
         if bname in anim.translated:
@@ -284,7 +329,7 @@ class MOTIONMILL_OT_continue_action(ops._BackendOp, bpy.types.Operator):
                  "motionmill_fps": float(rig.scene_fps(context.scene)), "motionmill_root_motion": root_motion}
         action, anim = continue_action(context.scene, obj, old, self._end, apply.load_motion(clip["path"]),
                                        f"{old.name} + {apply.clip_name(self._prompt)}", props, root_motion,
-                                       s.cleanup_feet)
+                                       s.cleanup_feet, s.reduce_keys)
         action.pose_markers.new(self._prompt[:63]).frame = self._end + 1
         apply.add_history(context.scene, action.name, clip["path"], action, clip.get("seed"), result.get("model"),
                           clip["prompt"])

@@ -213,6 +213,51 @@ def test_continue_with_the_backend(backend, mixamo, animators_action):
     assert tuple(mixamo.pose.bones["mixamorig:LeftToe_End"].rotation_quaternion) == pytest.approx((0.9, 0.3, 0, 0), abs=1e-6)
 
 
+def test_continue_with_reduce_keys_keys_few_frames_within_the_tolerance(amass, mixamo, animators_action):
+    """Reduce keys on Continue: the continuation's quaternion and location channels get the Bezier keys Generate
+    writes (a handful per bone, not one per frame), every frame of it within keying's tolerances of the exact
+    continuation; the old keys stay first and unchanged, and the animator's Euler bones get a key per frame."""
+    from blender_addon import keying
+    scene = bpy.context.scene
+    old = animators_action
+    before = _keys(old)
+    lo, end = mm_long.action_end(old)
+    rest = Motion(amass.rotations[300:420:2], amass.translation[300:420:2], 15.0)
+    exact, anim = mm_long.continue_action(scene, mixamo, old, end, rest, "exact")
+    reduced, _ = mm_long.continue_action(scene, mixamo, old, end, rest, "reduced", reduce_keys=True)
+    assert _keys(old) == before and reduced["motionmill_reduced_keys"] and not exact["motionmill_reduced_keys"]
+    n = anim.num_frames
+    assert mm_long.action_end(reduced) == mm_long.action_end(exact) == (lo, end + n)
+    ek, rk = _keys(exact), _keys(reduced)
+    assert ek.keys() == rk.keys() and all(rk[k][:len(v)] == v for k, v in before.items())
+    new_keys = {k: len(rk[k]) - len(before.get(k, [])) for k in rk}
+    head = 'pose.bones["mixamorig:Head"].rotation_euler'
+    assert all(new_keys[(head, i)] == n for i in range(3))                 # Euler: a key per frame
+    quat = [k for k in rk if k[0].endswith("rotation_quaternion")]
+    generated, _ = keying.key_animation(mixamo, anim, "as Generate keys it", 1, assign=False, reduce_keys=True)
+    as_generated = {k: len(v) for k, v in _keys(generated).items()}
+    assert all(new_keys[k] == as_generated[k] for k in quat if new_keys[k])      # the same reduction, key for key
+    assert sum(new_keys[k] for k in quat) < 0.5 * n * sum(1 for k in quat if new_keys[k])
+    curves = {(fc.data_path, fc.array_index): fc for fc in compat.all_fcurves(reduced)}
+    exact_curves = {(fc.data_path, fc.array_index): fc for fc in compat.all_fcurves(exact)}
+    frames = range(end + 1, end + n + 1)
+    worst_angle = worst_move = 0.0
+    for bone in {k[0].rsplit(".", 1)[0] for k in quat}:
+        qa = np.array([[curves[(bone + ".rotation_quaternion", i)].evaluate(f) for i in range(4)] for f in frames])
+        qb = np.array([[exact_curves[(bone + ".rotation_quaternion", i)].evaluate(f) for i in range(4)] for f in frames])
+        qa /= np.linalg.norm(qa, axis=1, keepdims=True)
+        qb /= np.linalg.norm(qb, axis=1, keepdims=True)
+        worst_angle = max(worst_angle, np.degrees(2 * np.arccos(np.clip(np.abs((qa * qb).sum(1)), 0, 1))).max())
+        if (bone + ".location", 0) in curves:
+            la = np.array([[curves[(bone + ".location", i)].evaluate(f) for i in range(3)] for f in frames])
+            lb = np.array([[exact_curves[(bone + ".location", i)].evaluate(f) for i in range(3)] for f in frames])
+            worst_move = max(worst_move, np.linalg.norm(la - lb, axis=1).max())
+    print(f"reduced continuation: {sum(new_keys[k] for k in quat)} quaternion keys for {n} frames x {len(quat)} "
+          f"channels; worst {worst_angle:.3f} deg, {worst_move * keying.object_scale(mixamo) * 1000:.3f} mm")
+    assert worst_angle <= keying.ROTATION_TOLERANCE_DEG * 1.01
+    assert worst_move * keying.object_scale(mixamo) <= keying.LOCATION_TOLERANCE_M * 1.01
+
+
 def _continue_inputs():
     import glob
     import os
