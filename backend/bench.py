@@ -264,9 +264,10 @@ def bench_clip(a, device, compiled):
             text_dir = build_random_text_encoder(os.path.join(model_dir, "text_encoder"), a.text_encoder, device)
             build_random_model_dir(model_dir, **MODEL_SIZES[a.size], tokenizer_width=512, distinct_layers=False,
                                    text_encoder_dir=text_dir)
+            encoder = ("a T5 encoder in flan-t5-xl's shape (24 layers, d_model 2048)" if a.text_encoder == "flan-t5-xl"
+                       else "the tiny conformance model's T5 encoder")
             what = (f"random weights in the release's shapes: the {a.size} decoder ({MODEL_SIZES[a.size]['n_layer']} "
-                    f"layers, E {MODEL_SIZES[a.size]['n_embd']}), a {a.text_encoder} T5 encoder, the 512-wide FSQ "
-                    "tokenizer")
+                    f"layers, E {MODEL_SIZES[a.size]['n_embd']}), {encoder}, the 512-wide FSQ tokenizer")
         build_s = time.perf_counter() - t0
         held = {}
 

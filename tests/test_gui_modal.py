@@ -43,7 +43,7 @@ def test_modal_generate_progress_esc_and_undo_in_a_windowed_blender(tmp_path):
                  "run2_esc_pressed", "run2_cancelled", "run2_stopped_mid_way", "run2_no_new_action",
                  "run2_no_new_clip_file", "run2_backend_still_up", "run3_done", "run3_same_backend",
                  "ctrl_z_undoes_run3", "run1_says_loading_the_model", "run1_progress_in_percent",
-                 "run4_panel_names_the_problem", "run5_status_reset", "target_picker_filters_armatures", "batch_strips",
+                 "run4_panel_names_the_problem", "run5_status_reset", "continue_done", "ctrl_z_undoes_continue", "target_picker_filters_armatures", "batch_strips",
                  "batch_strips_visible_over_the_active_action", "batch_not_in_redo_panel", "doctor_ran_in_background",
                  "doctor_never_blocked"):
         assert res["checks"].get(name) is True, name

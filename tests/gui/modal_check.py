@@ -380,6 +380,36 @@ def script():
     check("run5_status_reset", info["statuses"][0] != "backend: an earlier error" and not rt.failed,
           str(info["statuses"][:2]))
 
+    # ---- Continue: a new action carrying the active one on; Ctrl+Z takes it off in one step
+    old_name = obj.animation_data.action.name
+    s.prompt, s.seconds = "then the person sits down", 2.0
+    with bpy.context.temp_override(window=win, area=area, region=region):
+        RESULT["continue_invoke"] = sorted(bpy.ops.motionmill.continue_action("INVOKE_DEFAULT"))
+    t0 = time.monotonic()
+    while rt.running and time.monotonic() - t0 < 240:
+        yield
+    cont = obj.animation_data.action
+    cont_name = cont.name if cont is not None else ""
+    RESULT["continue"] = {"status": rt.status, "action": cont_name}
+    check("continue_done", rt.status.startswith("done") and cont_name.startswith(old_name + " + "),
+          str(RESULT["continue"]))
+    check("continue_keeps_the_old_action", bpy.data.actions.get(old_name) is not None)
+    for _ in range(3):
+        yield
+    win.event_simulate(type="Z", value="PRESS", ctrl=True)
+    win.event_simulate(type="Z", value="RELEASE", ctrl=True)
+    for _ in range(10):
+        yield
+    rig = bpy.data.objects.get(rig_name)
+    after = rig.animation_data.action if rig is not None and rig.animation_data else None
+    RESULT["continue"]["active_after_ctrl_z"] = after.name if after else None
+    check("ctrl_z_undoes_continue", after is not None and after.name == old_name
+          and bpy.data.actions.get(cont_name) is None, str(RESULT["continue"]))
+    obj = rig
+    s = bpy.context.scene.motionmill
+    s.target = obj
+    rt = bpy.context.window_manager.motionmill
+
     # ---- batch: after a Generate (its clip is the active action) the batch's strips are what plays
     txt = bpy.data.texts.new("shot prompts")
     txt.write("a person waves\na person sits down\n")
