@@ -282,6 +282,9 @@ def bench_clip(a, device, compiled):
     resident = {"text encoder": held["loading motion decoder"] - held["loading text encoder"],
                 "decoder": held["loading motion tokenizer"] - held["loading motion decoder"],
                 "FSQ tokenizer": loaded - held["loading motion tokenizer"]}
+    # each stage is printed as it ends: where a time limit stops the run, what it measured is in the log
+    print(f"built in {build_s:.0f}s, loaded in {load_s:.1f}s" + (", GPU memory once loaded: " + ", ".join(
+        f"{part} {_gib(v):.2f} GiB" for part, v in resident.items()) if cuda else ""), flush=True)
     step = DecodeStep(model.decoder, warn=lambda m: print("warning:", m)) if compiled else None
     cache = "static" if cuda else "dynamic"
     opts = SamplingOptions(min_tokens=n, max_tokens=n)
@@ -294,6 +297,7 @@ def bench_clip(a, device, compiled):
         _sync(device)
         return out, time.perf_counter() - t0
     _, first_s = timed(lambda: generate(model, jobs, opts, cache=cache, decode_step=step))   # compiles, if it does
+    print(f"first clip {first_s:.1f}s", flush=True)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     best = dict.fromkeys(("total", "text", "decode", "fsq"), float("inf"))
@@ -305,6 +309,7 @@ def bench_clip(a, device, compiled):
         _, fsq = timed(lambda: list(decode_clips(model, jobs, tokens)))
         for key, value in (("total", total), ("text", text), ("decode", decode), ("fsq", fsq)):
             best[key] = min(best[key], value)
+        print(f"clip end to end {total:.3f}s (text {text:.3f}s, decode {decode:.3f}s, FSQ+SMPL {fsq:.3f}s)", flush=True)
     peak = torch.cuda.max_memory_allocated() if cuda else 0
     text_tokens = model.text_encoder.token_count(CLIP_PROMPT)
     frames = n * model.config.frames_per_token
