@@ -18,9 +18,10 @@ from .options import COMPILE_CHOICES
 CACHE_LEN = 304            # ≥ 150 text positions + 150 motion tokens (one pass), rounded up to a multiple of 8
 KEPT_CACHES = 2            # batch sizes whose static caches stay allocated
 # `--compile auto` on the CPU: off. Measured by `python -m backend bench` (docs/benchmarks.md, "Decoder (cpu-mid,
-# cpu)", eager against compiled, best of 3 interleaved): on a 2-core x86-64 the compiled step gave 1.02x, 1.01x and
-# 0.97x the eager tokens/s at batch 1, 4 and 16 on oneDNN-packed weights (the steps are bound by reading the
-# weights), while a cold compile costs 30-45 s per process. Flip it where a bench shows otherwise.
+# cpu)", eager against compiled, best of 3 interleaved): on a 2-core x86-64 the compiled step gave 1.06x, 0.99x and
+# 0.96x the eager tokens/s at batch 1, 4 and 16 on oneDNN-packed weights (1.02x, 1.01x, 0.97x in an earlier run: the
+# steps are bound by reading the weights), while a cold compile costs 30-45 s per process. Flip it where a bench
+# shows otherwise.
 CPU_COMPILE_PAYS = False
 PREPARING_PHASE = "preparing the GPU kernels, first time only"
 
