@@ -7,7 +7,7 @@ from motionmill_common.folders import default_model_dir
 
 from . import options
 from .options import COMPILE_CHOICES, OptionError, UserError, check_writable, read_prompt_lines, warn
-from .protocol import MAX_SEED, MAX_VARIATIONS
+from motionmill_common.protocol import MAX_SEED, MAX_VARIATIONS
 
 ERROR_EXIT = 2
 

@@ -24,7 +24,7 @@ from motionmill_common.folders import default_model_dir
 
 from . import __version__
 from .options import UserError, warn
-from .protocol import MAX_LINE_BYTES, OPS, PROTOCOL_VERSION, RequestError, encode_event, error_event, parse_line
+from motionmill_common.protocol import MAX_LINE_BYTES, OPS, PROTOCOL_VERSION, RequestError, encode_event, error_event, parse_line
 from .service_queue import Service, internal_message, log, log_internal
 
 CAPABILITIES = ["batching", "cancel", "progress", "idle_unload", "oom_backoff", "listen", "clip_events"]

@@ -15,7 +15,7 @@ import traceback
 import torch
 
 from .options import OptionError, UserError, check_device, check_writable, sampling_options
-from .protocol import RequestError, error_event
+from motionmill_common.protocol import RequestError, error_event
 
 
 def log(message):

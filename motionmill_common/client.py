@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+from .protocol import error_event
+
 STDERR_LINES = 60
 
 
@@ -116,7 +118,7 @@ class BackendClient:
         with self._lock:
             still_open, self._open = sorted(self._open, key=str), set()
         for rid in still_open:
-            self._inbox.put({"id": rid, "event": "error", "code": code, "message": message, "final": True})
+            self._inbox.put(error_event(rid, code, message))
         self._inbox.put({"id": None, "event": "exit", "code": code, "returncode": rc, "message": message, "final": True})
 
     def restart(self):

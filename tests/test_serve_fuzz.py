@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.protocol import FIELDS, MAX_LINE_BYTES, OPS
+from motionmill_common.protocol import FIELDS, MAX_LINE_BYTES, OPS
 from serve_helpers import start_client
 
 TOKEN = "fuzz-token-0123456789abcdef"

@@ -1,4 +1,5 @@
-"""The JSON-lines protocol of `backend serve`: request parsing and validation (no torch here).
+"""The JSON-lines protocol of `backend serve`: request parsing and validation, and the events' forms. Standard
+library only: the service and its clients (the add-on's, the benchmarks') share it.
 
 One request per line: {"id": "r1", "op": "generate", ...}. Every event the service sends is one line with the
 request's "id" (null when a line had no usable id), an "event" name, and "final": true on the last event of a
