@@ -283,7 +283,8 @@ def bench_clip(a, device, compiled):
                 "decoder": held["loading motion tokenizer"] - held["loading motion decoder"],
                 "FSQ tokenizer": loaded - held["loading motion tokenizer"]}
     # each stage is printed as it ends: where a time limit stops the run, what it measured is in the log
-    print(f"built in {build_s:.0f}s, loaded in {load_s:.1f}s" + (", GPU memory once loaded: " + ", ".join(
+    print(("" if a.model_dir else f"built in {build_s:.0f}s, ") + f"loaded in {load_s:.1f}s" + (
+        ", GPU memory once loaded: " + ", ".join(
         f"{part} {_gib(v):.2f} GiB" for part, v in resident.items()) if cuda else ""), flush=True)
     step = DecodeStep(model.decoder, warn=lambda m: print("warning:", m)) if compiled else None
     cache = "static" if cuda else "dynamic"
