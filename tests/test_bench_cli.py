@@ -2,7 +2,7 @@
 import re
 import subprocess
 
-from conftest import BACKEND_PYTHON, ROOT
+from conftest import BACKEND_PYTHON, ROOT, shared_path
 
 
 def test_bench_writes_its_section_and_keeps_the_others(tmp_path):
@@ -64,3 +64,16 @@ def test_bench_refuses_options_it_would_ignore(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), r.stderr
         assert not (tmp_path / "b.md").exists()
+
+
+def test_bench_clip_on_a_model_directory_measures_that_model(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    model = shared_path("conformance", "motionmillion-tiny", "model")
+    r = subprocess.run([BACKEND_PYTHON, "-m", "backend", "bench", "--sections", "clip", "--model-dir", str(model),
+                        "--clip-tokens", "8", "--compile", "off", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    section = out.read_text().split("## Clip end to end (model, cpu)", 1)[1]
+    assert f"One 8-token clip (16 frames, 0.5 s) of \"a zombie shuffles forward, then lunges\" end to end as " \
+           f"`generate` makes it, on the model directory {model};" in section
+    assert re.search(r"^\| \*\*the clip end to end, as `generate` runs it\*\* \| \*\*[\d.]+\*\* \|$", section, re.M)
