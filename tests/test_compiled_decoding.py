@@ -57,6 +57,24 @@ def test_compiled_steps_give_the_eager_tokens_batched_and_alone(model, reference
     assert again == eager
 
 
+def test_nf4_layers_compile_whole_with_no_graph_break(fixture_dir, references):
+    """bitsandbytes' 4-bit layers (here its CPU kernels) inside the compiled step: traced as one graph (its ops are
+    registered torch ops, bitsandbytes PR #1616), no fallback, and the eager tokens. On CUDA tests/gpu checks the
+    same with CUDA graphs."""
+    from torch._dynamo.utils import counters
+    nf4 = load_model(fixture_dir / "model", device="cpu", quant="nf4")
+    assert type(nf4.decoder.llama.layers[0].mlp.up_proj).__name__ == "Linear4bit"
+    warnings = []
+    step = DecodeStep(nf4.decoder, warn=warnings.append)
+    feats = nf4.text_encoder.encode([p for p, _ in references[:2]])
+    opts = SamplingOptions(max_tokens=8)
+    counters.clear()
+    compiled = generate_tokens(nf4.decoder, feats, opts, decode_step=step)
+    assert not step.failed and warnings == []
+    assert dict(counters["graph_break"]) == {}
+    assert compiled == generate_tokens(nf4.decoder, feats, opts, cache="static")
+
+
 def test_a_compile_that_fails_falls_back_to_eager_with_one_warning(model, references):
     warnings = []
     broken = DecodeStep(model.decoder, warn=warnings.append)

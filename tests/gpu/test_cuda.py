@@ -88,8 +88,10 @@ def test_nf4_logits_stay_close_to_bf16(fixture_dir, references):
 
 @pytest.mark.parametrize("precision", ["fp32", "nf4"])
 def test_compiled_and_eager_decoding_agree_on_cuda(fixture_dir, references, fp32, precision):
+    from torch._dynamo.utils import counters
     model = fp32 if precision == "fp32" else load_model(fixture_dir / "model", device="cuda")
     warnings = []
+    counters.clear()
     step = DecodeStep(model.decoder, warn=warnings.append)
     assert step.mode == "reduce-overhead"
     feats = model.text_encoder.encode([p for p, _ in references])
@@ -100,8 +102,10 @@ def test_compiled_and_eager_decoding_agree_on_cuda(fixture_dir, references, fp32
     assert not step.failed, warnings
     agree = sum(a == b for row_a, row_b in zip(batched, eager) for a, b in zip(row_a, row_b))
     total = sum(len(r) for r in eager)
+    breaks = sum(counters["graph_break"].values())
     report(f"compiled vs eager on CUDA ({precision}): {agree}/{total} tokens agree; alone == batched: "
-           f"{alone == batched[:3]}")
+           f"{alone == batched[:3]}; graph breaks: {breaks}")
+    assert breaks == 0, dict(counters["graph_break"])     # a break splits the CUDA graph the step should be
     if precision == "fp32":
         assert batched == eager and alone == eager[:3]
     else:   # bf16 compute: fused kernels round differently, so only near-ties may flip
