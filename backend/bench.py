@@ -33,6 +33,8 @@ SIZES = {name: DecoderShape(**dims, ffn=llama_ffn(dims["n_embd"]), vocab_size=64
          for name, dims in MODEL_SIZES.items()}
 assert all(SIZES[size].n_layer == p["n_layer"] and SIZES[size].n_embd == p["n_embd"] for size, p in PRESETS.items())
 CLIP_PROMPT = "a zombie shuffles forward, then lunges"
+TEXT_TOKENS = 20
+ROUNDS = 3          # eager / compiled timings on the CPU, interleaved; the best of each is reported
 
 
 def judges_goals(size, device, quant):
@@ -42,8 +44,6 @@ def judges_goals(size, device, quant):
 
 def goal_line(text, met):
     return f"- {text}: {'met' if met else '**missed**'}"
-TEXT_TOKENS = 20
-ROUNDS = 3          # eager / compiled timings on the CPU, interleaved; the best of each is reported
 
 
 def random_decoder(shape, device, dtype, quant, seed=0):
