@@ -32,3 +32,8 @@ rm -rf .devtmp/site
 cp -r "$SHARED/conformance" .devtmp/shared/conformance
 echo "packed bitsandbytes $BNB and transformers $TRANSFORMERS ($(du -h .devtmp/site.tar.gz | cut -f1)) and the conformance" \
      "fixture ($(du -sh .devtmp/shared | cut -f1)) into .devtmp/: carry it to the device check"
+# what travels: the checkout's tracked and untracked-not-ignored files, and .devtmp
+TRAVELS=$(( $( (git ls-files -z; git ls-files -z --others --exclude-standard) | du -cb --files0-from=- | tail -1 | cut -f1) \
+            + $(du -sb .devtmp | cut -f1) ))
+echo "with the checkout: $((TRAVELS / 1048576)) MiB of the device tool's 64 MiB"
+[ "$TRAVELS" -lt $((64 * 1048576)) ] || { echo "too large to travel: leave out what is not needed" >&2; exit 1; }
