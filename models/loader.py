@@ -64,6 +64,12 @@ def resolve_precision(device, dtype=None, quant=None):
     return DTYPES[dtype], quant, notes
 
 
+def text_encoder_dtype(device, compute_dtype):
+    """T5 runs in float32 on the CPU and wherever float32 compute was asked for (the reference's numbers), else in
+    bfloat16: T5 overflows in float16, so a float16 request gets bfloat16 for the encoder."""
+    return torch.float32 if device.type == "cpu" or compute_dtype == torch.float32 else torch.bfloat16
+
+
 def load_normalization(cfg):
     out = []
     for rel in (cfg.mean, cfg.std):
@@ -142,8 +148,8 @@ def load_model(model_dir, device="auto", dtype=None, quant=None, double_quant=Fa
     shape, reference_state = _check_decoder(cfg)
 
     say("loading text encoder")
-    te_dtype = torch.float32 if dev.type == "cpu" else torch.bfloat16
-    text_encoder = TextEncoder(cfg.path(cfg.text_encoder.dir), dev, te_dtype, cfg.text_encoder.max_tokens)
+    text_encoder = TextEncoder(cfg.path(cfg.text_encoder.dir), dev, text_encoder_dtype(dev, torch_dtype),
+                               cfg.text_encoder.max_tokens)
 
     say("loading motion decoder")
     state = convert_state_dict(reference_state, shape)

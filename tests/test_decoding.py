@@ -9,7 +9,7 @@ import torch
 from backend.generation import expand_variations, generate, seconds_to_tokens
 from backend.sampling import Cancelled, SamplingOptions, generate_tokens
 from models.cpu_linear import PACKED_DTYPES, PackedLinear
-from models.loader import load_model
+from models.loader import load_model, text_encoder_dtype
 from models.t2m import interleaved_to_half_rotation, load_t2m_state
 from tests.conftest import shared_path
 
@@ -60,6 +60,15 @@ def test_text_features_and_first_logits_match_the_reference(model, references):
         feats = model.text_encoder.encode([prompt])[0].numpy()
         np.testing.assert_allclose(feats, ref["text_features"], atol=1e-5)
         np.testing.assert_allclose(first_logits(model, prompt).numpy(), ref["first_logits"], atol=1e-4)
+
+
+def test_the_text_encoder_computes_in_float32_where_float32_is_asked_for():
+    """The conformance numbers need float32 text features on a GPU too (tests/gpu checks the loaded encoder)."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert text_encoder_dtype(cpu, torch.bfloat16) == torch.float32
+    assert text_encoder_dtype(cuda, torch.float32) == torch.float32
+    assert text_encoder_dtype(cuda, torch.bfloat16) == torch.bfloat16       # the default on a GPU, with NF4
+    assert text_encoder_dtype(cuda, torch.float16) == torch.bfloat16        # T5 overflows in float16
 
 
 def test_every_step_matches_the_references_top_logits(model, references):

@@ -57,6 +57,7 @@ def first_logits(model, prompt):
 def test_conformance_prompts_on_cuda_fp32(fp32, references):
     """The reference's tokens (CPU, fp32) from the CUDA fp32 decoder; where a token differs, the reference's own
     margin between its top two logits at that step must be a near-tie (CUDA kernels round differently)."""
+    assert fp32.text_encoder.model.dtype == torch.float32       # the text features too, as the reference computed
     feats = fp32.text_encoder.encode([p for p, _ in references])
     got = generate_tokens(fp32.decoder, feats, SamplingOptions(max_tokens=50))
     same = differ = 0
