@@ -26,24 +26,33 @@ def _write_curve(fcurves, data_path, index, group, frames, values):
     return fc
 
 
-def _write_reduced(fcurves, data_path, index, group, start_frame, keys, c):
-    """One F-curve of KeyedGroup `keys` (channel c): Bezier keys whose aligned handles at a third of each segment
-    make Blender evaluate the very cubic the reduction checked."""
-    fc = compat.new_fcurve(fcurves, data_path, index, group)
-    n = len(keys.frames)
+def add_reduced_keys(fc, start_frame, keys, c, sign=1.0):
+    """Add channel c of KeyedGroup `keys` to F-curve `fc` after its keys, from start_frame: Bezier keys whose aligned
+    handles at a third of each segment make Blender evaluate the very cubic the reduction checked. sign -1 negates
+    the values (a quaternion group's other sign: the same rotation)."""
+    points = fc.keyframe_points
+    n_old, n = len(points), len(keys.frames)
+    points.add(n)
     frames = start_frame + keys.frames.astype(np.float64)
     left, right = keys.handles()
-    fc.keyframe_points.add(n)
-    points = fc.keyframe_points
     for prop, x, y in (("co", frames, keys.values[:, c]), ("handle_left", frames + left[:, c, 0], left[:, c, 1]),
                        ("handle_right", frames + right[:, c, 0], right[:, c, 1])):
-        xy = np.empty(2 * n, np.float32)
-        xy[0::2], xy[1::2] = x, y
+        xy = np.empty(2 * (n_old + n), np.float32)
+        points.foreach_get(prop, xy)
+        xy[2 * n_old::2], xy[2 * n_old + 1::2] = x, sign * y
         points.foreach_set(prop, xy)
-    points.foreach_set("interpolation", np.full(n, BEZIER, np.int32))
-    points.foreach_set("handle_left_type", np.full(n, ALIGNED, np.int32))
-    points.foreach_set("handle_right_type", np.full(n, ALIGNED, np.int32))
+    for prop, value in (("interpolation", BEZIER), ("handle_left_type", ALIGNED), ("handle_right_type", ALIGNED)):
+        flags = np.empty(n_old + n, np.int32)
+        points.foreach_get(prop, flags)
+        flags[n_old:] = value
+        points.foreach_set(prop, flags)
     fc.update()
+
+
+def _write_reduced(fcurves, data_path, index, group, start_frame, keys, c):
+    """One new F-curve of KeyedGroup `keys` (channel c), as add_reduced_keys keys it."""
+    fc = compat.new_fcurve(fcurves, data_path, index, group)
+    add_reduced_keys(fc, start_frame, keys, c)
     return fc
 
 

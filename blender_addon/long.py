@@ -132,16 +132,23 @@ def _freeze_last_key(fc):
         k.handle_left, k.handle_right = left, right
 
 
-def _append(fcurves, data_path, index, group, frames, values, hold):
-    """Append linear keys to the curve (made if missing, holding `hold` over the old frames, which it did not key)."""
+def _curve_to_extend(fcurves, data_path, index, group, first_frame, hold):
+    """The F-curve that keys appended from first_frame extend: the old one, its last key frozen, or a new one
+    holding `hold` (the value the channel had) over the old frames, which did not key it."""
     fc = fcurves.find(data_path, index=index)
     if fc is None:
         fc = compat.new_fcurve(fcurves, data_path, index, group)
         fc.keyframe_points.add(1)
-        fc.keyframe_points[0].co = (frames[0] - 1, hold)
+        fc.keyframe_points[0].co = (first_frame - 1, hold)
         fc.keyframe_points[0].interpolation = "LINEAR"
     else:
         _freeze_last_key(fc)
+    return fc
+
+
+def _append(fcurves, data_path, index, group, frames, values, hold):
+    """Append linear keys to the curve (see _curve_to_extend)."""
+    fc = _curve_to_extend(fcurves, data_path, index, group, frames[0], hold)
     points = fc.keyframe_points
     n_old, n = len(points), len(frames)
     points.add(n)
@@ -153,38 +160,6 @@ def _append(fcurves, data_path, index, group, frames, values, hold):
     points.foreach_get("interpolation", interp)
     interp[n_old:] = LINEAR
     points.foreach_set("interpolation", interp)
-    fc.update()
-
-
-def _append_reduced(fcurves, data_path, index, group, start_frame, keys, c, hold, sign=1.0):
-    """Append channel c of KeyedGroup `keys` (retarget.keyreduce) from start_frame as keying.key_animation writes
-    reduced keys: Bezier keys with aligned handles, which evaluate the cubic the reduction checked. `sign` -1 negates
-    a quaternion group (the same rotation), to keep it continuous with the old keys."""
-    fc = compat.new_fcurve(fcurves, data_path, index, group) if fcurves.find(data_path, index=index) is None else None
-    if fc is not None:           # a channel the old action did not key holds its value up to the continuation
-        fc.keyframe_points.add(1)
-        fc.keyframe_points[0].co = (start_frame - 1, hold)
-        fc.keyframe_points[0].interpolation = "LINEAR"
-    else:
-        fc = fcurves.find(data_path, index=index)
-        _freeze_last_key(fc)
-    points = fc.keyframe_points
-    n_old, n = len(points), len(keys.frames)
-    points.add(n)
-    frames = start_frame + keys.frames.astype(np.float64)
-    left, right = keys.handles()
-    for prop, x, y in (("co", frames, keys.values[:, c]), ("handle_left", frames + left[:, c, 0], left[:, c, 1]),
-                       ("handle_right", frames + right[:, c, 0], right[:, c, 1])):
-        xy = np.empty(2 * (n_old + n), np.float32)
-        points.foreach_get(prop, xy)
-        xy[2 * n_old::2], xy[2 * n_old + 1::2] = x, sign * y
-        points.foreach_set(prop, xy)
-    for prop, value in (("interpolation", keying.BEZIER), ("handle_left_type", keying.ALIGNED),
-                        ("handle_right_type", keying.ALIGNED)):
-        flags = np.empty(n_old + n, np.int32)
-        points.foreach_get(prop, flags)
-        flags[n_old:] = value
-        points.foreach_set(prop, flags)
     fc.update()
 
 
@@ -256,9 +231,11 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
             rot, loc = reduced[bname]
             sign = 1.0 if np.dot(rot.values[0], held[bname][path]) >= 0 else -1.0
             for i in range(4):
-                _append_reduced(fcurves, f"{base}.{path}", i, bname, end + 1, rot, i, held[bname][path][i], sign)
+                fc = _curve_to_extend(fcurves, f"{base}.{path}", i, bname, end + 1, held[bname][path][i])
+                keying.add_reduced_keys(fc, end + 1, rot, i, sign)
             for i in range(3 if loc is not None else 0):
-                _append_reduced(fcurves, f"{base}.location", i, bname, end + 1, loc, i, held[bname]["location"][i])
+                fc = _curve_to_extend(fcurves, f"{base}.location", i, bname, end + 1, held[bname]["location"][i])
+                keying.add_reduced_keys(fc, end + 1, loc, i)
             continue
         for i in range(values.shape[1]):
             _append(fcurves, f"{base}.{path}", i, bname, frames, values[:, i], held[bname][path][i])
