@@ -65,6 +65,15 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def timed(device, fn):
+    """(fn(), its seconds), the device's queued work finished on both sides."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t0
+
+
 def read_bandwidth(device, mib=256, repeats=5):
     """Bytes/s of the fastest plain streaming read here over a tensor far larger than the CPU's last-level cache:
     the best of a sum and of a vector-matrix product (the access pattern a decoder step has). The ceiling for a
@@ -94,11 +103,8 @@ def time_decode(decoder, batch, tokens, cache, repeats=1, decode_step=None):
                     decode_step=decode_step)  # warm-up
     best, out = float("inf"), None
     for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = generate_tokens(decoder, feats, opts, cache=cache, decode_step=decode_step)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
+        out, seconds = timed(device, lambda: generate_tokens(decoder, feats, opts, cache=cache, decode_step=decode_step))
+        best = min(best, seconds)
         assert all(len(o) == tokens for o in out)
     return best, out
 
@@ -177,21 +183,14 @@ def bench_timeline(decoder, cache, segments, seconds=5.0, context_tokens=45):
     opts = SamplingOptions(min_tokens=n, max_tokens=n)
     generate_tokens(decoder, feats[:1], SamplingOptions(max_tokens=2), cache=cache)  # warm-up
 
-    def timed(fn):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        return out, time.perf_counter() - t0
-
     # Timeline segments and independent one-at-a-time clips alternate, so that a busy machine slows both alike.
     stream, t_timeline, t_single = [], 0.0, 0.0
     for f in feats:
-        new, t = timed(lambda f=f: generate_tokens(decoder, [f], opts, cache=cache, prefixes=[stream[-context_tokens:]])[0])
+        new, t = timed(device, lambda f=f: generate_tokens(decoder, [f], opts, cache=cache, prefixes=[stream[-context_tokens:]])[0])
         stream += new
         t_timeline += t
-        t_single += timed(lambda f=f: generate_tokens(decoder, [f], opts, cache=cache))[1]
-    batched, t_batched = timed(lambda: generate_tokens(decoder, feats, opts, cache=cache))
+        t_single += timed(device, lambda f=f: generate_tokens(decoder, [f], opts, cache=cache))[1]
+    batched, t_batched = timed(device, lambda: generate_tokens(decoder, feats, opts, cache=cache))
     starts = [n * 2 * k for k in range(1, segments)]
     lines = [f"A {segments} × {seconds:g} s timeline ({segments * seconds:g} s, {len(stream)} tokens, each segment "
              f"continuing the last {context_tokens} tokens of the stream) against {segments} independent {seconds:g} s "
@@ -290,24 +289,17 @@ def bench_clip(a, device, compiled):
     cache = "static" if cuda else "dynamic"
     opts = SamplingOptions(min_tokens=n, max_tokens=n)
     jobs = [(CLIP_PROMPT, 0, 0)]
-
-    def timed(fn):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        return out, time.perf_counter() - t0
-    _, first_s = timed(lambda: generate(model, jobs, opts, cache=cache, decode_step=step))   # compiles, if it does
+    _, first_s = timed(device, lambda: generate(model, jobs, opts, cache=cache, decode_step=step))   # compiles, if it does
     print(f"first clip {first_s:.1f}s", flush=True)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     best = dict.fromkeys(("total", "text", "decode", "fsq"), float("inf"))
     for _ in range(ROUNDS):
-        clips, total = timed(lambda: generate(model, jobs, opts, cache=cache, decode_step=step))
+        clips, total = timed(device, lambda: generate(model, jobs, opts, cache=cache, decode_step=step))
         assert len(clips[0].tokens) == n and clips[0].motion.rotations.shape[0] == n * model.config.frames_per_token
-        feats, text = timed(lambda: model.text_encoder.encode([CLIP_PROMPT]))
-        tokens, decode = timed(lambda: generate_tokens(model.decoder, feats, opts, [0], cache, decode_step=step))
-        _, fsq = timed(lambda: list(decode_clips(model, jobs, tokens)))
+        feats, text = timed(device, lambda: model.text_encoder.encode([CLIP_PROMPT]))
+        tokens, decode = timed(device, lambda: generate_tokens(model.decoder, feats, opts, [0], cache, decode_step=step))
+        _, fsq = timed(device, lambda: list(decode_clips(model, jobs, tokens)))
         for key, value in (("total", total), ("text", text), ("decode", decode), ("fsq", fsq)):
             best[key] = min(best[key], value)
         print(f"clip end to end {total:.3f}s (text {text:.3f}s, decode {decode:.3f}s, FSQ+SMPL {fsq:.3f}s)", flush=True)
