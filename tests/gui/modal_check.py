@@ -343,22 +343,26 @@ def script():
     check("run3_new_action", act3 is not None and act3.name == "a person waves", act3 and act3.name)
     check("run3_same_backend", SESSION.client is not None and SESSION.client.pid == pid)
     rig_name = obj.name
-    for _ in range(3):
-        yield
-    win.event_simulate(type="Z", value="PRESS", ctrl=True)
-    win.event_simulate(type="Z", value="RELEASE", ctrl=True)
-    for _ in range(10):
-        yield
-    # undo reloads the scene data: every Python reference to it is stale now, look the rig up again
-    rig = bpy.data.objects.get(rig_name)
-    after = rig.animation_data.action if rig is not None and rig.animation_data else None
+
+    def ctrl_z():
+        """Generator: press Ctrl+Z, let Blender undo; returns the rig and its active action, looked up again (undo
+        reloads the scene data, so every Python reference to it is stale), and points the panel back at the rig."""
+        for _ in range(3):
+            yield
+        win.event_simulate(type="Z", value="PRESS", ctrl=True)
+        win.event_simulate(type="Z", value="RELEASE", ctrl=True)
+        for _ in range(10):
+            yield
+        rig = bpy.data.objects.get(rig_name)
+        bpy.context.scene.motionmill.target = rig
+        return rig, rig.animation_data.action if rig is not None and rig.animation_data else None
+
+    obj, after = yield from ctrl_z()
     RESULT["undo"] = {"active_after_ctrl_z": after.name if after else None,
                       "history_after_ctrl_z": len(bpy.context.scene.motionmill.history)}
     check("ctrl_z_undoes_run3", after is not None and after.name == "a person walks forward",
           RESULT["undo"]["active_after_ctrl_z"])
-    obj = rig
     s = bpy.context.scene.motionmill
-    s.target = obj
     rt = bpy.context.window_manager.motionmill
     shot("panel-done")
 
@@ -394,20 +398,11 @@ def script():
     check("continue_done", rt.status.startswith("done") and cont_name.startswith(old_name + " + "),
           str(RESULT["continue"]))
     check("continue_keeps_the_old_action", bpy.data.actions.get(old_name) is not None)
-    for _ in range(3):
-        yield
-    win.event_simulate(type="Z", value="PRESS", ctrl=True)
-    win.event_simulate(type="Z", value="RELEASE", ctrl=True)
-    for _ in range(10):
-        yield
-    rig = bpy.data.objects.get(rig_name)
-    after = rig.animation_data.action if rig is not None and rig.animation_data else None
+    obj, after = yield from ctrl_z()
     RESULT["continue"]["active_after_ctrl_z"] = after.name if after else None
     check("ctrl_z_undoes_continue", after is not None and after.name == old_name
           and bpy.data.actions.get(cont_name) is None, str(RESULT["continue"]))
-    obj = rig
     s = bpy.context.scene.motionmill
-    s.target = obj
     rt = bpy.context.window_manager.motionmill
 
     # ---- batch: after a Generate (its clip is the active action) the batch's strips are what plays
