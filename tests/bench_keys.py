@@ -11,8 +11,6 @@ import os
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
-import argparse  # noqa: E402
-import glob  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -23,14 +21,13 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
+import bench_setup  # noqa: E402
 import rigs  # noqa: E402
 from motionmill_common.bench_report import update_section  # noqa: E402
 from blender_addon import compat, keying  # noqa: E402
-from conftest import DATA  # noqa: E402
 from retarget import keyreduce  # noqa: E402
 from retarget.feet import cleanup_feet  # noqa: E402
 from retarget.mapping import auto_map  # noqa: E402
-from retarget.motion import Motion  # noqa: E402
 from retarget.transfer import TargetAnimation, pose_world, retarget  # noqa: E402
 
 START = 1
@@ -75,16 +72,8 @@ def measure(obj, skel, anim):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks.md"))
-    args = ap.parse_args()
-    try:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    except (AttributeError, OSError):
-        pass
-    d = np.load(DATA / "motion272" / "amass_000000_motion.npz")
-    amass = Motion(d["rotations"], d["translation"], float(d["fps"]))
-    bvh = sorted(glob.glob(str(DATA / "bvh" / "*_predict.bvh")))[0]
+    args, amass, predicts = bench_setup.start()
+    bvh = predicts[0]
     lines = [f"Produced by `.venv/bin/python tests/bench_keys.py` (real bpy {bpy.app.version_string}, one CPU core). "
              f"The AMASS clip ({amass.num_frames} frames, 30 fps) retargeted onto each test rig (twist='drive', "
              "root_motion='hips'), without and with foot cleanup, keyed by the add-on with a key on every frame "

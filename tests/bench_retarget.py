@@ -9,8 +9,6 @@ import os
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
-import argparse  # noqa: E402
-import glob  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -20,14 +18,13 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import numpy as np  # noqa: E402
 
+import bench_setup  # noqa: E402
 import rigs  # noqa: E402
 from motionmill_common.bench_report import update_section  # noqa: E402
-from conftest import DATA  # noqa: E402
 from retarget import metrics  # noqa: E402
 from retarget.bvh import read_bvh  # noqa: E402
 from retarget.feet import cleanup_feet  # noqa: E402
 from retarget.mapping import auto_map  # noqa: E402
-from retarget.motion import Motion  # noqa: E402
 from retarget.transfer import estimate_floor, foot_points, pose_world, retarget  # noqa: E402
 
 
@@ -106,16 +103,7 @@ def variant_lines(amass):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks.md"))
-    args = ap.parse_args()
-    try:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    except (AttributeError, OSError):
-        pass
-    d = np.load(DATA / "motion272" / "amass_000000_motion.npz")
-    amass = Motion(d["rotations"], d["translation"], float(d["fps"]))
-    predicts = sorted(glob.glob(str(DATA / "bvh" / "*_predict.bvh")))
+    args, amass, predicts = bench_setup.start()
     names = ["mixamo", "ue5", "vrm", "daz_g8", "rigify", "bvh"]
     skels = {n: build(n, predicts[0]) for n in names}
     rigs.clear_scene()
