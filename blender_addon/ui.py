@@ -88,6 +88,12 @@ class _Sidebar:
     bl_category = "MotionMill"
 
 
+class _SubPanel(_Sidebar):
+    """A sub-panel of the MotionMill panel, closed until the animator opens it."""
+    bl_parent_id = "MOTIONMILL_PT_panel"
+    bl_options = {"DEFAULT_CLOSED"}
+
+
 class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_panel"
     bl_label = "MotionMill"
@@ -159,12 +165,10 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
             _wrapped(box.column(align=True), rt.status, width - 40, icon="ERROR" if rt.failed else "CHECKMARK")
 
 
-class MOTIONMILL_PT_rig(_Sidebar, bpy.types.Panel):
+class MOTIONMILL_PT_rig(_SubPanel, bpy.types.Panel):
     """What the retarget reads from the target rig: why a rig behaves as it does."""
     bl_idname = "MOTIONMILL_PT_rig"
     bl_label = "Rig as read"
-    bl_parent_id = "MOTIONMILL_PT_panel"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         from .ops import target_armature
@@ -178,10 +182,10 @@ class MOTIONMILL_PT_rig(_Sidebar, bpy.types.Panel):
             _wrapped(col, part, width)
 
 
-class MOTIONMILL_PT_clips(_Sidebar, bpy.types.Panel):
+class MOTIONMILL_PT_clips(_SubPanel, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_clips"
     bl_label = "Clips"
-    bl_parent_id = "MOTIONMILL_PT_panel"
+    bl_options = set()            # open: the clips just made are what the animator looks for
 
     def draw(self, context):
         s = context.scene.motionmill
@@ -196,11 +200,9 @@ class MOTIONMILL_PT_clips(_Sidebar, bpy.types.Panel):
         row.operator("motionmill.history_delete", icon="TRASH", text="")
 
 
-class MOTIONMILL_PT_tools(_Sidebar, bpy.types.Panel):
+class MOTIONMILL_PT_tools(_SubPanel, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_tools"
     bl_label = "Motion tools"
-    bl_parent_id = "MOTIONMILL_PT_panel"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         col = self.layout.column(align=True)
@@ -210,11 +212,9 @@ class MOTIONMILL_PT_tools(_Sidebar, bpy.types.Panel):
         col.operator("motionmill.add_smpl_armature", icon="OUTLINER_OB_ARMATURE")
 
 
-class MOTIONMILL_PT_backend(_Sidebar, bpy.types.Panel):
+class MOTIONMILL_PT_backend(_SubPanel, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_backend"
     bl_label = "Backend"
-    bl_parent_id = "MOTIONMILL_PT_panel"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         from . import session

@@ -7,7 +7,7 @@ from bpy.props import EnumProperty, StringProperty
 from . import bonemap, rig
 from ._rt import SkeletonError, mapping as mapping_mod
 from .ops import target_armature
-from .ui import _Sidebar
+from .ui import _SubPanel
 
 
 def _stored(obj):
@@ -298,11 +298,9 @@ class MOTIONMILL_UL_bone_map(bpy.types.UIList):
         row.operator("motionmill.bone_map_use_active", text="", icon="EYEDROPPER").role = item.name
 
 
-class MOTIONMILL_PT_bone_map(_Sidebar, bpy.types.Panel):
+class MOTIONMILL_PT_bone_map(_SubPanel, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_bone_map"
     bl_label = "Bone Map"
-    bl_parent_id = "MOTIONMILL_PT_panel"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw_header(self, context):
         obj, err = target_armature(context)
