@@ -20,21 +20,25 @@ def deforming_meshes(obj):
 
 def mesh_points(obj, index):
     """{bone index: (N,3)} world rest positions of the lowest vertices of the meshes `obj` deforms, each vertex under
-    the bone that weighs most on it. Used to find where a foot ends on a rig without toe bones."""
+    the bone that weighs most on it. Used to find where a foot ends on a rig without toe bones. Real characters
+    deform several meshes (body, joints, clothes, eyes): every mesh adds its vertices to the same bones."""
     found = {}
     for m in deforming_meshes(obj):
         groups = {g.index: index.get(g.name) for g in m.vertex_groups}
         mw = np.array(m.matrix_world)
+        local = {}
         for v in m.data.vertices:
             if v.groups:
                 b = groups.get(max(v.groups, key=lambda e: e.weight).group)
                 if b is not None:
-                    found.setdefault(b, []).append(tuple(v.co))
-        for b, co in list(found.items()):
-            if isinstance(co, list):
-                w = np.array(co) @ mw[:3, :3].T + mw[:3, 3]
-                found[b] = w[np.argsort(w[:, 2])[:MESH_KEEP]]
-    return found
+                    local.setdefault(b, []).append(tuple(v.co))
+        for b, co in local.items():
+            found.setdefault(b, []).append(np.array(co) @ mw[:3, :3].T + mw[:3, 3])
+    lowest = {}
+    for b, parts in found.items():
+        w = np.concatenate(parts)
+        lowest[b] = w[np.argsort(w[:, 2])[:MESH_KEEP]]
+    return lowest
 
 
 def skeleton_from_object(obj):

@@ -4,8 +4,7 @@ Public API
 ----------
 ``FootParams``: thresholds and windows (defaults for a ~0.85 m leg; speeds and heights scale with the
     target's leg length): contact enter/exit height and ground speed (hysteresis), smoothing window,
-    blend length, minimum contact length, pelvis lowering on/off, toe (ball) contacts on/off, swing clearance,
-    step splitting and step lift, floor.
+    blend length, minimum contact length, pelvis lowering on/off, toe (ball) contacts on/off, step splitting, floor.
 ``cleanup_feet(anim, target, mapping, params=None) -> TargetAnimation``
 ``detect_contacts(points, fps, floor, clearances, params, scale=1.0) -> (T, P) bool``
 
@@ -23,19 +22,18 @@ The foot moves as one rigid body: it keeps its pitch and roll, shifts over the g
 corrections, and turns about the vertical only to hold its heading while heel and ball are both planted (see
 _foot_move). Pinning the two points separately pitched the foot to fit two pins taken over different frames.
 
-A foot that travels without a contact is swinging, not sliding: it is lifted so its points clear the floor by up to
-`swing_clearance` (rising with ground speed from `speed_on` to `speed_off`), and a point travelling between two
-contacts wants `step_lift` x the pin-to-pin distance (capped at `max_step_lift`) over the middle of the gap, so a
-shuffling foot steps over the floor instead of dragging on it. The pelvis is lowered where a leg cannot reach; a
-two-bone analytic IK per leg (knee kept in its bend plane) places thigh and shin. Everything is vectorised over
-frames.
+The cleanup only removes what the source lacks (sliding, a foot through the floor); it never lifts a swinging foot
+higher than the retarget put it, which is the source's own clearance scaled to the leg. (An added step lift of up to
+12 cm bent legs 13-17 degrees at p95 on real characters.) The pelvis is lowered where a leg cannot reach its pinned
+ankle; a two-bone analytic IK per leg (knee kept in its bend plane) places thigh and shin. Everything is vectorised
+over frames.
 """
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .rotations import normalize, rotation_between
-from .transfer import UP, _mul, _mv, _rot_about, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
+from .transfer import UP, _mul, body_carrier, _mv, _rot_about, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
 
 REFERENCE_LEG = 0.85  # metres; thresholds below are for a leg this long
 
@@ -51,10 +49,7 @@ class FootParams:
     min_contact: int = 3         # frames; shorter contacts are ignored
     lower_pelvis: bool = True
     toe: bool = True             # pin the ball of the foot (toe-bone head) too
-    swing_clearance: float = 0.06  # m; a foot point travelling at speed_off or more clears the floor by this (0: off)
     min_step: float = 0.04       # m; a stretch of a contact faster than speed_on that travels this far is a step (0: off)
-    step_lift: float = 0.3       # clearance per metre of step length for a foot travelling between two pins (0: off)
-    max_step_lift: float = 0.12  # m; cap on that clearance
     floor: float = None          # world z of the floor; default the rig's rest floor
 
 
@@ -200,63 +195,6 @@ def _pins(points, contact, floor, clearances, blend):
     return np.concatenate([target, height[..., None]], -1), weight
 
 
-def _step_clearance(points, contact, params, scale):
-    """(T, P) clearance wanted while a point travels between two contacts: step_lift x the step's ground length
-    (pin to pin; the travel over the gap at the clip's ends), capped at max_step_lift, rising and falling with
-    2u^3 - 3u^2 + 1 over the first and last quarter of the gap."""
-    T, P = contact.shape
-    out = np.zeros((T, P))
-    if not params.step_lift:
-        return out
-    for p in range(P):
-        s, e = _runs(contact[:, p])
-        pins = [points[a:b, p, :2].mean(0) for a, b in zip(s, e)]
-        edges = [0] + list(e)
-        ends = list(s) + [T]
-        for i, (g0, g1) in enumerate(zip(edges, ends)):
-            n = g1 - g0
-            if n <= 0:
-                continue
-            A = pins[i - 1] if i > 0 else points[g0, p, :2]
-            B = pins[i] if i < len(pins) else points[g1 - 1, p, :2]
-            c = min(params.step_lift * np.linalg.norm(B - A), params.max_step_lift * scale)
-            t = np.arange(n) + 0.5
-            ramp = max(n / 4, 1.0)
-            prof = 1 - _fall(np.minimum(t, n - t) / ramp)
-            out[g0:g1, p] = c * prof
-    return out
-
-
-def _swing_lift(targets, side_of, floor, clearances, fps, params, scale, step=None):
-    """(T, S) upward offset per side that gives travelling (unpinned) feet clearance over the floor.
-
-    A foot point that moves along the ground without a contact is swinging: the clearance it needs rises with its
-    smoothed ground speed from 0 at `speed_on` to `swing_clearance` at `speed_off` (2u^3 - 3u^2 + 1 profile); the
-    side's lift is the largest shortfall of its points, widened and smoothed over `smooth` frames. Pinned points do
-    not move, so they need none; the smoothing lets the heel rise a little before take-off and after landing.
-    """
-    T, P = targets.shape[:2]
-    S = int(side_of.max()) + 1
-    if T < 2 or not (params.swing_clearance or params.step_lift):
-        return np.zeros((T, S))
-    h = targets[..., 2] - floor - np.asarray(clearances)
-    v = np.empty((T, P))
-    v[1:] = np.linalg.norm(np.diff(targets[..., :2], axis=0), axis=-1) * fps
-    v[0] = v[1]
-    v = _moving_average(v, params.smooth)
-    u = (v - params.speed_on * scale) / max((params.speed_off - params.speed_on) * scale, 1e-9)
-    want = params.swing_clearance * scale * (1 - _fall(u))
-    if step is not None:
-        want = np.maximum(want, step)
-    need = np.maximum(want - h, 0)
-    lift = np.zeros((T, S))
-    for k in range(S):
-        lift[:, k] = need[:, side_of == k].max(1)
-        if lift[:, k].any():
-            lift[:, k] = _moving_average(_moving_max(lift[:, k], params.smooth), params.smooth)
-    return lift
-
-
 def _foot_move(ankle, ankle_pin, ankle_w, ball, ball_pin, ball_w, heading_turn):
     """Where the ankle goes (T,3) when the foot, one rigid body, is turned about the vertical by `heading_turn` (T,)
     and shifted so that its planted points land on their pins.
@@ -331,9 +269,6 @@ def cleanup_feet(anim, target, mapping, params=None):
     clr = np.array(clr)
     contact = detect_contacts(cps, fps, floor, clr, params, scale)
     pinned, w = _pins(cps, contact, floor, clr, params.blend)
-    side_of = np.repeat(np.arange(len(sides)), [2 if has_toe[s] else 1 for s in sides])
-    step = _step_clearance(cps, contact, params, scale)
-    lift = _swing_lift(pinned, side_of, floor, clr, fps, params, scale, step)
     k = 0
     ank_t, foot_yaw = {}, {}
     for s in sides:
@@ -345,9 +280,7 @@ def cleanup_feet(anim, target, mapping, params=None):
         else:
             ank_t[s], foot_yaw[s] = pinned[:, k], np.zeros(T)
             k += 1
-        ank_t[s] = ank_t[s] + lift[:, sides.index(s), None] * UP
     # pelvis lowering where a leg cannot reach its ankle target
-    pel = tr["pelvis"]
     drop = np.zeros(T)
     lens = {}
     for s in sides:
@@ -403,7 +336,8 @@ def cleanup_feet(anim, target, mapping, params=None):
             Qc[:, b] = Qc[:, p]
     E2 = _mul(Qc, E)
     translated = {target.names.index(n) for n in anim.translated}
-    fixed = {b: X[:, b] + (shift if _is_below(target, b, pel) else 0.0) for b in translated}
+    carrier = body_carrier(target, tr)
+    fixed = {b: X[:, b] + (shift if _is_below(target, b, carrier) else 0.0) for b in translated}
     X2 = fk_positions(target, E2, fixed)
     q, loc = local_from_world(target, E2, X2, translated)
     return replace(anim, quaternions=q, locations=loc)

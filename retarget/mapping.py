@@ -231,6 +231,8 @@ def _structural(skeleton, roles):
             hips, legs, spine_root = i, down, max(up, key=lambda c: heads[_subtree(skeleton, c), 2].max())
             break
     if hips is None:
+        hips, legs, spine_root = _sibling_pelvis(skeleton, heads, height)
+    if hips is None:
         notes["pelvis"] = "no bone branches into two downward chains (legs) and one upward chain (spine)"
         return found, notes
     found["pelvis"] = hips
@@ -286,7 +288,7 @@ def _structural(skeleton, roles):
         above = spine[arm_branch + 1:]
         if len(above) > 1:
             found["neck"] = above[0]
-            found["head"] = _head_bone(heads, above)
+            found["head"] = _head_bone(skeleton, heads, above)
         elif above:
             found["head"] = above[0]
         for a in arms:
@@ -303,6 +305,22 @@ def _structural(skeleton, roles):
     else:
         notes["left_shoulder"] = notes["right_shoulder"] = "no spine bone has two lateral chains (arms)"
     return {r: j for r, j in found.items() if r not in roles}, notes
+
+
+def _sibling_pelvis(skeleton, heads, height):
+    """(pelvis, leg children, spine root) of a rig whose leg-carrying pelvis and spine are siblings under a control
+    bone (Base -> pelvis -> thighs; Base -> spine -> chest): the pelvis is the first bone with two child chains
+    reaching far down, the spine its sibling chain reaching up. (None, None, None) when there is no such pair."""
+    z = heads[:, 2]
+    for i in range(len(skeleton)):
+        p = skeleton.parents[i]
+        if p < 0:
+            continue
+        down = [c for c in skeleton.children[i] if heads[_subtree(skeleton, c), 2].min() < z[i] - 0.3 * height]
+        up = [c for c in skeleton.children[p] if c != i and heads[_subtree(skeleton, c), 2].max() > z[i] + 0.2 * height]
+        if len(down) >= 2 and up:
+            return i, down, max(up, key=lambda c: heads[_subtree(skeleton, c), 2].max())
+    return None, None, None
 
 
 _CHAIN_PAIRS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in
@@ -357,9 +375,14 @@ def _settle_arms(skeleton, roles, classes):
     return set_roles
 
 
-def _head_bone(heads, above):
-    """The head among the bones above the neck (above[0]), from joint positions: the last one, unless it is a
-    head-top end (a leaf whose segment from its parent is much longer than the neck's segments)."""
+def _head_bone(skeleton, heads, above):
+    """The head among the bones above the neck (above[0]). The chain that reaches highest may run on through hair
+    or a hat (VRM's HairBall_Center_End), so the head is the first bone above the neck that branches (eyes, jaw,
+    hair); in an unbranched chain, the last bone, unless it is a head-top end (a leaf whose segment from its parent
+    is much longer than the neck's segments)."""
+    branching = next((j for j in above[1:] if len(skeleton.children[j]) > 1), None)
+    if branching is not None:
+        return branching
     if len(above) == 2:
         return above[1]
     seg = np.linalg.norm(np.diff(heads[above], axis=0), axis=-1)
@@ -378,14 +401,20 @@ def _candidates(skeleton, role, taken):
     for n in skeleton.names:
         if n in taken:
             continue
-        low = n.lower()
-        if any(w in low for w in words.get(limb, [limb])):
-            if side:
-                s = side[0]
-                if not re.search(rf"(^|[^a-z]){s}([^a-z]|$)|{side}|^{s}[A-Z]|[._]{s}$", n, re.IGNORECASE) and not n.startswith(s):
-                    continue
+        if any(w in n.lower() for w in words.get(limb, [limb])) and (not side or name_side(n) == side):
             out.append(n)
     return out[:6]
+
+
+def name_side(name):
+    """'left', 'right' or None: the side a bone name says it is on. A side is a word (Left, right_), a lone letter
+    between separators (thigh.L, L_Arm, hand_r), or a lower-case letter before a capital (lShldr, rThigh)."""
+    low = name.lower()
+    words = [s for s in ("left", "right") if s in low]
+    if len(words) == 1:
+        return words[0]
+    letter = re.search(r"(?:^|[^A-Za-z])([LlRr])(?:[^A-Za-z]|$)", name) or re.match(r"([lr])[A-Z]", name)
+    return None if letter is None else ("left" if letter.group(1) in "Ll" else "right")
 
 
 def auto_map(skeleton, presets=None):

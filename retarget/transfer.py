@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import smpl
-from .mapping import auto_map
+from .mapping import _is_ancestor, auto_map
 from .motion import Motion, MotionError
 from .rotations import matrix_to_quaternion, normalize, quaternion_slerp, quaternion_to_matrix, rotation_between
 from .skeleton import Skeleton, SkeletonError
@@ -312,13 +312,20 @@ def role_alignments(src_skel, sr, target, tr, mapping):
     Fs, Ft = _body_frame(Hs, sr), _body_frame(Ht, tr)
     C = Ft @ Fs.T
     fwd = Ft[:, 2]
+    # a joint that stands on its parent's point gives no direction: CMU's Spine1, Neck and LeftShoulder share one
+    # point, and a frame built from that zero vector wrecked the upper body; such a role aims at the next joint on
+    seen = max(np.ptp(Hs, 0).max(), np.ptp(Ht, 0).max())
+
+    def aims(r, c):
+        return (c in tr and c in sr and np.linalg.norm(Hs[sr[c]] - Hs[sr[r]]) > 1e-3 * seen
+                and np.linalg.norm(Ht[tr[c]] - Ht[tr[r]]) > 1e-3 * seen)
     A = {}
     order = [r for r in mapping.roles if r in sr and r != "root"]
     for r in order:
-        child = next((c for c in CHILD_ROLE.get(r, ()) if c in tr and c in sr), None)
+        child = next((c for c in CHILD_ROLE.get(r, ()) if aims(r, c)), None)
         if r == "pelvis":
             # the torso as a whole (pelvis -> neck, or the highest spine joint), with left/right from the hips
-            top = next((c for c in ("neck", "head", "spine3") if c in tr and c in sr), None)
+            top = next((c for c in ("neck", "head", "spine3") if aims(r, c)), None)
             ds, dt = C @ (Hs[sr[top]] - Hs[sr[r]]), Ht[tr[top]] - Ht[tr[r]]
             ls = C @ (Hs[sr["left_hip"]] - Hs[sr["right_hip"]])
             lt = Ht[tr["left_hip"]] - Ht[tr["right_hip"]]
@@ -472,8 +479,16 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     pel = np.empty((T, 3))
     pel[:, :2] = Ht[tr["pelvis"], :2] + d[:, :2]
     pel[:, 2] = t_floor + h_tgt_rest + k * ((ps[:, 2] - s_floor) - h_src_rest)
-    fixed = {tr["pelvis"]: pel}
-    translated = {tr["pelvis"]}
+    carrier = body_carrier(target, tr)
+    if root_bone is not None and carrier != tr["pelvis"] and (carrier == root_bone or _is_ancestor(target, carrier, root_bone)):
+        carrier = tr["pelvis"]  # the root bone sits between: it carries the travel, the pelvis the rest
+
+    def carried(pel):
+        """{carrier: its head (T,3)} that puts the pelvis head at `pel` (the carrier turns as its parent does)."""
+        Ec = E[:, carrier]
+        return {carrier: pel - _mv(Ec, Ht[tr["pelvis"]] - Ht[carrier]) if carrier != tr["pelvis"] else pel}
+    fixed = carried(pel)
+    translated = {carrier}
     if root_bone is not None:
         fixed[root_bone] = Ht[root_bone] + d
         translated.add(root_bone)
@@ -483,11 +498,24 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     if lift.any():
         pel = pel.copy()
         pel[:, 2] += lift
-        fixed[tr["pelvis"]] = pel
+        fixed.update(carried(pel))
         X = fk_positions(target, E, fixed)
     q, loc = local_from_world(target, E, X, translated)
     return TargetAnimation(target.names, q, loc, tuple(target.names[b] for b in sorted(translated)), float(source.fps),
                            tuple(notes))
+
+
+def body_carrier(skeleton, roles):
+    """The bone that carries the body's translation: the pelvis, or, where the pelvis and the spine are siblings under
+    a control bone (Base -> pelvis -> thighs; Base -> spine), the lowest bone above both, so that they move together."""
+    pel = roles["pelvis"]
+    top = next((roles[r] for r in ("spine1", "spine2", "spine3", "neck", "head") if r in roles), None)
+    if top is None or _is_ancestor(skeleton, pel, top):
+        return pel
+    j = skeleton.parents[pel]
+    while j >= 0 and not _is_ancestor(skeleton, j, top):
+        j = skeleton.parents[j]
+    return pel if j < 0 else j
 
 
 def _floor_lift(target, E, X, points, floor, limit, notes):
