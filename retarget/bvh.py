@@ -113,6 +113,7 @@ def _parse_hierarchy(path, lines):
     if not toks or toks[0][1].upper() != "HIERARCHY":
         raise MotionError(f"{path}: not a BVH file: it must start with HIERARCHY")
     i, stack, pending = 1, [], None  # pending: 'joint' or 'end' awaiting '{'
+    seen = set()
 
     def take(n, what, line):
         nonlocal i
@@ -132,8 +133,9 @@ def _parse_hierarchy(path, lines):
             if key == "JOINT" and not stack:
                 raise MotionError(f"{path}: line {line}: JOINT outside any ROOT")
             (_, name), = take(1, f"{tok} name", line)
-            if name in sk.names:
+            if name in seen:
                 raise MotionError(f"{path}: line {line}: joint name '{name}' is used twice")
+            seen.add(name)
             sk.names.append(name)
             sk.parents.append(stack[-1] if stack else -1)
             sk.offsets.append(np.zeros(3))
@@ -227,8 +229,9 @@ def _parse_frames(path, lines, sk):
         raise MotionError(f"{path}: line {lines[1][0]}: Frame Time must be positive, got {frame_time:g}")
     labels = [f"{sk.names[j]}.{c}" for j in range(len(sk.names)) for c in sk.channels[j]]
     body = lines[2:]
-    if len(body) != int(frames):
+    if len(body) < int(frames):
         raise MotionError(f"{path}: the header declares Frames: {int(frames)} but there are {len(body)} frame lines")
+    body = body[:int(frames)]  # QAvimator writes its key list after the frames; readers (Blender's too) stop at Frames
     data = np.empty((len(body), len(labels)))
     for f, (number, text) in enumerate(body):
         values = text.split()
@@ -323,6 +326,7 @@ def read_bvh(path, scale=1.0, up="Y"):
         raise MotionError(f"scale must be positive, got {scale}")
 
     F, J = data.shape[0], len(sk.names)
+    moving = {}  # non-root joint -> (F,3) animated position in its parent's frame
     rotations = np.empty((F, J, 3, 3))
     translation = np.broadcast_to(offsets[0], (F, 3)).copy()
     column = 0
@@ -341,17 +345,54 @@ def read_bvh(path, scale=1.0, up="Y"):
             values = data[:, [c for _, c in pos_cols]]
             spread = np.ptp(values, axis=0).max()
             if spread > 1e-6 * max(1.0, np.abs(values).max()):
-                raise MotionError(f"{path}: joint {sk.names[j]} has animated position channels (they vary by {spread:g}); "
-                                  f"only the root may translate")
+                moving[j] = np.broadcast_to(offsets[j], (F, 3)).copy()
+                for (k, _), v in zip(pos_cols, values.T):
+                    moving[j][:, k] = v
+                continue
             for (k, _), v in zip(pos_cols, values[0]):
                 offsets[j, k] = v  # constant channels replace the OFFSET, as Blender reads them
+    names, parents = tuple(sk.names), tuple(sk.parents)
+    if moving:
+        names, parents, rotations, translation, offsets = _fold_into_root(path, names, parents, rotations, translation,
+                                                                          offsets, moving)
 
     offsets, translation = offsets * scale, translation * scale
     if up.upper() == "Z":
         C = _Z_UP_TO_Y_UP
         rotations = C @ rotations @ C.T  # the whole rest skeleton turns with the world
         offsets, translation = offsets @ C.T, translation @ C.T
-    return Motion(rotations, translation, fps, tuple(sk.names), tuple(sk.parents), offsets)
+    return Motion(rotations, translation, fps, names, parents, offsets)
+
+
+def _fold_into_root(path, names, parents, rotations, translation, offsets, moving):
+    """A skeleton whose translating joint sits below the root (Bandai-Namco's static joint_Root above a moving Hips)
+    re-rooted at that joint: the joints above it, each with that one child, fold their transforms into it and are
+    dropped. A Motion translates its root only, so a translating joint beside other branches is refused."""
+    if len(moving) > 1:
+        raise MotionError(f"{path}: joints {', '.join(names[j] for j in moving)} all have animated position channels; "
+                          f"only one translating joint (the root or one below a chain of single joints) can be read")
+    (j, local_pos), = moving.items()
+    chain, p = [], parents[j]
+    while p >= 0:
+        chain.append(p)
+        p = parents[p]
+    branching = [a for a in chain if sum(q == a for q in parents) > 1]
+    if branching:
+        raise MotionError(f"{path}: joint {names[j]} has animated position channels below {names[branching[0]]}, which "
+                          f"has other children; only the root, or a joint below a chain of single joints, may translate")
+    R, t = rotations[:, chain[-1]], translation           # the root's world transform, then down the chain
+    for a in reversed(chain[:-1]):
+        t = t + np.einsum("fij,j->fi", R, offsets[a])
+        R = R @ rotations[:, a]
+    t = t + np.einsum("fij,fj->fi", R, local_pos)
+    rest = offsets[chain].sum(0) + offsets[j]
+    keep = [k for k in range(len(names)) if k not in chain]
+    new_index = {old: new for new, old in enumerate(keep)}
+    rotations = rotations[:, keep].copy()
+    rotations[:, new_index[j]] = R @ rotations[:, new_index[j]]
+    offsets = offsets[keep].copy()
+    offsets[new_index[j]] = rest
+    return (tuple(names[k] for k in keep), tuple(new_index.get(parents[k], -1) for k in keep), rotations, t, offsets)
 
 
 def undo_reference_root_offset(motion):

@@ -180,10 +180,24 @@ def test_any_channel_order_and_constant_joint_positions(tmp_path):
     assert np.allclose(m.rotations[1, 1], axis_rot("X", 71) @ axis_rot("Z", 81))
 
 
-def test_animated_joint_positions_are_rejected(tmp_path):
-    path = hand_written(tmp_path, ["0 0 0 0 0 0 0 12 0 0 0", "0 0 0 0 0 0 0 13 0 0 0"])
-    with pytest.raises(MotionError, match="joint Spine has animated position channels"):
-        read_bvh(path)
+def test_a_translating_joint_below_a_single_chain_becomes_the_root(tmp_path):
+    """Bandai-Namco's layout: a root above the joint that really moves. The root's transform folds into it."""
+    path = hand_written(tmp_path, ["1 2 3 0 90 0 0 12 0 0 0", "1 2 3 0 90 0 0 13 0 0 5"])
+    m = read_bvh(path)
+    assert m.joint_names == ("Spine",) and m.parents == (-1,)
+    Rz = axis_rot("Z", 90)
+    # Hips at (x, y, z) = (2, 3, 1) turned 90 deg about Z; Spine's local position (0, 12|13, 0) turned with it
+    assert np.allclose(m.translation, [[2 - 12, 3, 1], [2 - 13, 3, 1]])
+    assert np.allclose(m.rotations[0, 0], Rz) and np.allclose(m.rotations[1, 0], Rz @ axis_rot("Z", 5))
+
+
+def test_a_translating_joint_beside_other_branches_is_a_clear_error(tmp_path):
+    text = HAND_WRITTEN.replace("  JOINT Spine", "  JOINT Leg\n  {\n    OFFSET 0 -10 0\n    CHANNELS 1 Xrotation\n"
+                                "    End Site\n    {\n      OFFSET 0 -5 0\n    }\n  }\n  JOINT Spine")
+    (tmp_path / "b.bvh").write_text(text.replace("FRAMES", "0 0 0 0 0 0 0 0 12 0 0 0\n0 0 0 0 0 0 0 0 13 0 0 0"))
+    with pytest.raises(MotionError, match="joint Spine has animated position channels below Hips, which has other children") as e:
+        read_bvh(tmp_path / "b.bvh")
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("frames,header,message", [
@@ -261,3 +275,9 @@ def test_blender_reads_reference_file_like_we_do():
     for f in (0, 50, 99):
         err = np.abs(blender_heads_in_our_axes(scene, armature, m.joint_names, scene.frame_start + f) - ours[f]).max()
         assert err < 1e-4, (f, err)
+
+
+def test_lines_after_the_declared_frames_are_not_frames(tmp_path):
+    """QAvimator writes its key list after the frames; Blender's importer, like this one, stops at Frames."""
+    path = hand_written(tmp_path, ["0 0 0 0 0 0 0 12 0 0 0", "0 0 0 0 0 0 0 12 0 0 0", "1", "2 5 7"])
+    assert read_bvh(path).num_frames == 2
