@@ -10,6 +10,7 @@ rounding, as any two matrix-multiply kernels do.
 Under torch.compile the call goes through `motionmill::packed_linear`, an opaque custom op: Inductor cannot lower
 oneDNN's op on a pre-packed weight itself, so the compiled graph calls it as an external kernel.
 """
+import os
 import platform
 
 import torch
@@ -48,14 +49,23 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def can_pack(device, dtype):
-    """x86-64 CPUs with torch's oneDNN; bf16 only where the CPU has the instructions oneDNN needs for it (else
-    the plain nn.Linear path runs, as on ARM)."""
+PACKING_ENV = "MOTIONMILL_CPU_PACKING"  # "off": run the plain nn.Linear path even where packing is supported
+
+
+def packing_supported(device, dtype):
+    """x86-64 CPUs with torch's oneDNN; bf16 only where the CPU has the instructions oneDNN needs for it (AVX-512
+    bf16 or AMX; an AVX2-only CPU runs bf16 on the plain path, as ARM does)."""
     if device.type != "cpu" or dtype not in PACKED_DTYPES or platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
         return False
     return dtype != torch.bfloat16 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def can_pack(device, dtype):
+    """Whether the loader packs the decoder's weights: where packing is supported and not switched off with
+    MOTIONMILL_CPU_PACKING=off (CI runs the decoding tests once that way, so both paths are tested on any CPU)."""
+    return os.environ.get(PACKING_ENV, "").lower() != "off" and packing_supported(device, dtype)
 
 
 def pack_linears(model, skip=()):

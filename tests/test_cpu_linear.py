@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from models.cpu_linear import PackedLinear, can_pack, pack_linears
+from models.cpu_linear import PackedLinear, pack_linears, packing_supported
 
-pytestmark = pytest.mark.skipif(not can_pack(torch.device("cpu"), torch.float32), reason="torch built without oneDNN")
+pytestmark = pytest.mark.skipif(not packing_supported(torch.device("cpu"), torch.float32), reason="torch built without oneDNN")
 
 
 @pytest.mark.parametrize("bias", [False, True])
