@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .filters import moving_average, moving_max
 from .rotations import normalize, rotation_between
 from .transfer import UP, _mul, body_carrier, _mv, _rot_about, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
 
@@ -51,27 +52,6 @@ class FootParams:
     toe: bool = True             # pin the ball of the foot (toe-bone head) too
     min_step: float = 0.04       # m; a stretch of a contact faster than speed_on that travels this far is a step (0: off)
     floor: float = None          # world z of the floor; default the rig's rest floor
-
-
-def _moving_average(x, w):
-    if w <= 1 or len(x) < 2:
-        return x
-    k = np.ones(w) / w
-    pad = w // 2
-    xp = np.concatenate([np.repeat(x[:1], pad, 0), x, np.repeat(x[-1:], w - 1 - pad, 0)], 0)
-    out = np.empty_like(x)
-    flat = xp.reshape(len(xp), -1)
-    for c in range(flat.shape[1]):
-        out.reshape(len(x), -1)[:, c] = np.convolve(flat[:, c], k, mode="valid")
-    return out
-
-
-def _moving_max(x, w):
-    if w <= 1:
-        return x
-    pad = w // 2
-    xp = np.concatenate([np.repeat(x[:1], pad), x, np.repeat(x[-1:], w - 1 - pad)])
-    return np.lib.stride_tricks.sliding_window_view(xp, w).max(-1)
 
 
 def _hysteresis(on, stay):
@@ -97,7 +77,7 @@ def detect_contacts(points, fps, floor, clearances, params, scale=1.0):
         step = np.linalg.norm(np.diff(points[..., :2], axis=0), axis=-1) * fps
         v[1:] = step
         v[0] = step[0]
-    v = _moving_average(v, params.smooth)
+    v = moving_average(v, params.smooth)
     on = (h < params.height_on * scale) & (v < params.speed_on * scale)
     stay = (h < params.height_off * scale) & (v < params.speed_off * scale)
     c = _hysteresis(on, stay)
@@ -296,7 +276,7 @@ def cleanup_feet(anim, target, mapping, params=None):
             drop = np.maximum(drop, need)
     drop = np.maximum(drop, 0)
     if params.lower_pelvis and drop.any():
-        drop = _moving_average(_moving_max(drop, params.smooth), params.smooth)
+        drop = moving_average(moving_max(drop, params.smooth), params.smooth)
     shift = -drop[:, None] * UP
     # leg IK: world corrections Qc per bone
     Qc = np.broadcast_to(np.eye(3), (T, B, 3, 3)).copy()

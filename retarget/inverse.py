@@ -57,6 +57,10 @@ def motion_from_pose(target, rotations, heads, fps, mapping=None):
             g[:, j] = g[:, p] if p >= 0 else np.eye(3)
     _keep_torso_lean(g, heads[:, tr["neck" if "neck" in tr else "head"]] - heads[:, tr["pelvis"]], C, Os,
                      "neck" if "neck" in tr else "head")
+    if "neck" in tr and "head" in tr:   # and neck -> head, as the retarget keeps it (transfer._keep_torso_lean)
+        n, h = smpl.JOINT_NAMES.index("neck"), smpl.JOINT_NAMES.index("head")
+        want = (heads[:, tr["head"]] - heads[:, tr["neck"]]) @ C @ Os
+        g[:, n] = rotation_between(np.einsum("tij,j->ti", g[:, n], smpl.REST_OFFSETS[h]), want) @ g[:, n]
     local = np.empty_like(g)
     for j, p in enumerate(smpl.PARENTS):
         local[:, j] = g[:, j] if p < 0 else _T(g[:, p]) @ g[:, j]

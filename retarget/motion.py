@@ -68,3 +68,27 @@ class Motion:
         qi = quaternion_slerp(q[i0], q[i1], np.broadcast_to(w[:, None], (n_out, q.shape[1])))
         trans = self.translation[i0] * (1 - w)[:, None] + self.translation[i1] * w[:, None]
         return replace(self, rotations=quaternion_to_matrix(qi), translation=trans, fps=float(fps))
+
+    def rested_at(self, frame=0):
+        """The same joint positions on a rest pose taken from `frame`: every joint's rest offset is its bone as posed
+        there and its rotations are deltas from that pose (identity at `frame`). For skeletons whose zero pose is no
+        body pose (Bandai-Namco's bones all along X with the joint orients baked into the rotations)."""
+        g_rot, _ = smpl.forward_kinematics(self.rotations, self.translation, self.offsets, self.parents)
+        ref = g_rot[frame]                                           # (J,3,3) world rotations at `frame`
+        offsets = self.offsets.copy()
+        world = g_rot @ np.swapaxes(ref, -1, -2)                     # (T,J,3,3) deltas from the pose at `frame`
+        local = world.copy()
+        for j, p in enumerate(self.parents):
+            if p >= 0:
+                offsets[j] = ref[p] @ self.offsets[j]
+                local[:, j] = np.swapaxes(world[:, p], -1, -2) @ world[:, j]
+        return replace(self, rotations=local, offsets=offsets)
+
+    def rest_is_upright(self):
+        """Whether the zero pose stands like a body (y up): its vertical extent at least half its widest horizontal
+        one (a T-pose is about as wide as it is tall). A skeleton whose bones all lie along one axis is not."""
+        heads = np.zeros((len(self.parents), 3))
+        for j, p in enumerate(self.parents):
+            heads[j] = self.offsets[j] + (heads[p] if p >= 0 else 0.0)
+        extent = np.ptp(heads, axis=0)
+        return bool(extent[1] >= 0.5 * max(extent[0], extent[2]))

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import smpl
+from .filters import moving_average, moving_max
 from .mapping import _is_ancestor, auto_map
 from .motion import Motion, MotionError
 from .rotations import matrix_to_quaternion, normalize, quaternion_slerp, quaternion_to_matrix, rotation_between
@@ -314,11 +315,11 @@ def role_alignments(src_skel, sr, target, tr, mapping):
     fwd = Ft[:, 2]
     # a joint that stands on its parent's point gives no direction: CMU's Spine1, Neck and LeftShoulder share one
     # point, and a frame built from that zero vector wrecked the upper body; such a role aims at the next joint on
-    seen = max(np.ptp(Hs, 0).max(), np.ptp(Ht, 0).max())
+    size_s, size_t = np.ptp(Hs, 0).max(), np.ptp(Ht, 0).max()   # each in its own units
 
     def aims(r, c):
-        return (c in tr and c in sr and np.linalg.norm(Hs[sr[c]] - Hs[sr[r]]) > 1e-3 * seen
-                and np.linalg.norm(Ht[tr[c]] - Ht[tr[r]]) > 1e-3 * seen)
+        return (c in tr and c in sr and np.linalg.norm(Hs[sr[c]] - Hs[sr[r]]) > 1e-3 * size_s
+                and np.linalg.norm(Ht[tr[c]] - Ht[tr[r]]) > 1e-3 * size_t)
     A = {}
     order = [r for r in mapping.roles if r in sr and r != "root"]
     for r in order:
@@ -355,6 +356,8 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
         raise ValueError(f"twist must be 'drive' or 'leave', got {twist!r}")
     mapping = auto_map(target) if mapping is None else mapping
     mapping.validate(target)
+    if not source.rest_is_upright():
+        source = source.rested_at(0)   # the first frame stands as a rest pose would; the zero pose does not
     src_skel = _source_skeleton(source)
     source_mapping = auto_map(src_skel) if source_mapping is None else source_mapping
     try:
@@ -494,7 +497,7 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
         translated.add(root_bone)
     X = fk_positions(target, E, fixed)
     notes = []
-    lift = _floor_lift(target, E, X, tpts, t_floor, k * np.ptp(ps[:, 2]), notes)
+    lift = _floor_lift(target, E, X, tpts, t_floor, k * np.ptp(ps[:, 2]), notes, source.fps)
     if lift.any():
         pel = pel.copy()
         pel[:, 2] += lift
@@ -518,7 +521,7 @@ def body_carrier(skeleton, roles):
     return pel if j < 0 else j
 
 
-def _floor_lift(target, E, X, points, floor, limit, notes):
+def _floor_lift(target, E, X, points, floor, limit, notes, fps):
     """(T,) how far to raise the body so that no foot point goes below the floor.
 
     A lift is a guess about the rig, not something the source asked for, so it never exceeds the source's own
@@ -534,37 +537,49 @@ def _floor_lift(target, E, X, points, floor, limit, notes):
                f"floor would exceed the motion's vertical range ({limit:.2f} m); skipped")
         if msg not in notes:
             notes.append(msg)
-    return np.maximum(np.where(too_far, 0.0, need), 0.0).max(1)
+    lift = np.maximum(np.where(too_far, 0.0, need), 0.0).max(1)
+    if lift.any():   # a smooth envelope: a lift that jumps with every step would show as a bobbing pelvis
+        w = 2 * int(round(0.25 * fps)) + 1
+        lift = moving_average(moving_max(lift, w), w)
+    return lift
 
 
 
 def _keep_torso_lean(target, E, Es, tr, sr, C, Hs, Ht, src_world):
-    """Turn the spine bones (pelvis .. neck, exclusive) together so the pelvis -> neck direction matches the source.
+    """Turn the spine bones (pelvis .. neck, exclusive) together so the pelvis -> neck direction matches the source,
+    and the neck bones (neck .. head, exclusive) so that neck -> head does.
 
     Spines of other proportions bend the same per-vertebra angles into a different overall lean; animators
     read the lean (where the chest is over the pelvis), so it is kept, and bones above keep their own directions.
-    """
+    A neck of two joints (CMU's Neck and Neck1) bends over both, so one target neck bone turned as the first of them
+    leaves the head's position short of the bend: the neck -> head direction is kept the same way."""
     top = next((c for c in ("neck", "head") if c in tr and c in sr), None)
     if top is None:
         return
-    pel, nk = tr["pelvis"], tr[top]
-    path, j = [], target.parents[nk]
-    while j >= 0 and j != pel:
+    _turn_chain(target, E, Ht, tr["pelvis"], tr[top], _mv(C, src_world[:, sr[top]] - src_world[:, sr["pelvis"]]))
+    if top == "neck" and "head" in tr and "head" in sr:
+        _turn_chain(target, E, Ht, tr["neck"], tr["head"], _mv(C, src_world[:, sr["head"]] - src_world[:, sr["neck"]]),
+                    include_top=True)
+
+
+def _turn_chain(target, E, Ht, top, end, want, include_top=False):
+    """Turn the bones from `top` (exclusive, unless include_top) down to `end` (exclusive) together, so that the
+    top -> end head-to-head vector points along `want` (T,3)."""
+    path, j = [], target.parents[end]
+    while j >= 0 and j != top:
         path.append(j)
         j = target.parents[j]
-    if j != pel or not path:
+    if j != top:
         return
-    path = path[::-1]  # pelvis child .. neck parent
-    want = _mv(C, src_world[:, sr[top]] - src_world[:, sr["pelvis"]])
-    chain = [pel] + path
-
-    def torso():
-        v = 0.0
-        for a, b in zip(chain, chain[1:] + [nk]):
-            v = v + _mv(E[:, a], Ht[b] - Ht[a])
-        return v
+    path = path[::-1]                        # top's child .. end's parent
+    chain = [top] + path
+    turned = ([top] if include_top else []) + path
+    if not turned:
+        return
     for _ in range(3):
-        v = torso()
+        v = 0.0
+        for a, b in zip(chain, chain[1:] + [end]):
+            v = v + _mv(E[:, a], Ht[b] - Ht[a])
         Q = rotation_between(v, want)
-        for b in path:
+        for b in turned:
             E[:, b] = _mul(Q, E[:, b])
