@@ -280,7 +280,8 @@ def _bvh_source(bpy, entry, folder):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     from retarget.bvh import guess_bvh_scale
     path = _for_blender(REAL / "bvh" / entry["file"], folder)
-    bpy.ops.import_anim.bvh(filepath=str(path), global_scale=guess_bvh_scale(path),   # metres, as skate is judged
+    scale = entry.get("scale") or guess_bvh_scale(path)   # metres per unit, as skate is judged
+    bpy.ops.import_anim.bvh(filepath=str(path), global_scale=scale,
                             update_scene_fps=False, update_scene_duration=False)
     obj = bpy.context.object
     skel = rigs.skeleton_from_object(obj)
@@ -306,11 +307,7 @@ def judge_bvh(bpy, entry, folder, rig_name=BVH_RIG):
     import rigs
     from blender_addon import rig
     v = Verdict(entry["file"], rig_name)
-    src_pos, src_roles, src_skel = _bvh_source(bpy, entry, folder)
     fps = float(entry["fps"])
-    mapping_src = Mapping({r: src_skel.names[j] for r, j in src_roles.items()})
-    s_leg = leg_length(src_skel.world_heads, src_roles)
-    s_skate = metrics.rig_foot_skate(src_skel, mapping_src, src_pos, fps) if {"left_ankle", "right_ankle"} <= set(src_roles) else 0.0
     bpy.ops.wm.read_factory_settings(use_empty=True)
     obj = rigs.RIGS[rig_name]()
     arm = obj.name
@@ -323,6 +320,9 @@ def judge_bvh(bpy, entry, folder, rig_name=BVH_RIG):
     if rc != 0:
         v.refused = err
         return v
+    src_pos, src_roles, src_skel = _bvh_source(bpy, entry, folder)
+    s_leg = leg_length(src_skel.world_heads, src_roles)
+    s_skate = metrics.rig_foot_skate(src_skel, Mapping({r: src_skel.names[j] for r, j in src_roles.items()}), src_pos, fps)
     bpy.ops.wm.open_mainfile(filepath=str(dest), load_ui=False)
     obj = bpy.data.objects[arm]
     skel = rig.skeleton_from_object(obj)

@@ -15,7 +15,7 @@ from retarget.feet import FootParams, cleanup_feet  # noqa: E402
 from retarget.mapping import Mapping, auto_map, format_report  # noqa: E402
 from retarget.motion import Motion, MotionError  # noqa: E402
 from retarget.skeleton import Skeleton, SkeletonError  # noqa: E402
-from retarget.transfer import foot_points, pose_world, retarget  # noqa: E402
+from retarget.transfer import foot_points, point_positions, pose_world, retarget  # noqa: E402
 
 BVH_PREDICT = sorted(glob.glob(str(DATA / "bvh" / "*_predict.bvh")))
 EXPECTED = {  # rig -> (preset, a few roles)
@@ -292,13 +292,37 @@ def test_cleanup_cuts_skate_on_motionmillion_generations(skeletons, path):
         s1 = metrics.rig_foot_skate(sk, mp, pose_world(after, sk)[1], m.fps)
         if "case2_0" in path:
             # a shuffle: the source drags its feet from one plant to the next below the metric's 5 cm, and the
-            # cleanup no longer lifts a foot above the source's own clearance (real characters' legs bent 13-17
-            # degrees under that added lift), so those steps still count; the planted stretches are pinned
-            assert s1 <= 0.7 * s0, (name, s0, s1)
+            # cleanup lifts no foot above the source's own clearance (test below), so those steps still count
+            assert s1 < s0, (name, s0, s1)
             continue
         assert s1 <= 0.3 * s0, (name, s0, s1)
         if name == "bvh":  # the same body as the reference's output
             assert s1 <= reference, (s1, reference)
+
+
+@pytest.mark.parametrize("path", BVH_PREDICT)
+def test_cleanup_lifts_no_foot_higher_than_the_retarget_put_it(skeletons, path):
+    """Foot cleanup removes sliding and penetration only: a foot ends no higher than the retarget put it (the source's
+    own clearance, scaled to the leg), except where that was below the floor. An added step lift of up to 12 cm bent
+    real characters' legs 13-17 degrees."""
+    from retarget.bvh import read_bvh
+    m = read_bvh(path)
+    for name in ("bvh", "mixamo", "vrm"):
+        sk = skeletons[name]
+        mp = auto_map(sk)
+        tr = metrics.role_indices(sk, mp)
+        pts, floor = foot_points(sk, tr)
+        before = retarget(m, sk, mp)
+        heights = []
+        for anim in (before, cleanup_feet(before, sk, mp)):
+            R, X = pose_world(anim, sk)
+            E = np.einsum("tbij,bkj->tbik", R, sk.world_rest_rotations)
+            heights.append({s: point_positions(E, X, pts[s])[..., 2] - floor for s in pts})
+        for s, points in pts.items():
+            clearance = np.array([c for *_, c in points])
+            below = np.maximum(clearance - heights[0][s], 0).max(1)       # how far the foot was below the floor
+            rise = (heights[1][s] - heights[0][s]).max(1)
+            assert (rise <= below + 1e-3).all(), (name, s, float((rise - below).max()))
 
 
 def test_cleanup_keeps_bones_rigid_pins_feet_and_stays_above_floor(skeletons):
