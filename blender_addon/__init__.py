@@ -18,9 +18,9 @@ def _classes():
 
 def register():
     import bpy
-    from . import props
-    for cls in _classes():
-        bpy.utils.register_class(cls)
+    from . import failures, props
+    for cls in _classes():   # an operator's unexpected error: one line in the panel, the traceback in the log
+        bpy.utils.register_class(failures.guard(cls))
     props.register()
 
 

@@ -43,13 +43,38 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
     return action, None, anim
 
 
+def register_clip(scene, path, prompt, seed=None, model=""):
+    """List a generated clip in Clips before anything is retargeted: if the retarget fails it stays listed, and the
+    next apply of its file (Apply to Rig) fills the entry in instead of adding another."""
+    h = _new_entry(scene, clip_name(prompt or path), path, seed, model, prompt)
+    h.pending = True
+    return h
+
+
 def add_history(scene, name, path, action, seed=None, model="", prompt=""):
+    """The clip's entry in Clips, with its action: the entry register_clip made for `path`, else a new one."""
+    history = scene.motionmill.history
+    i = next((i for i, h in enumerate(history) if h.pending and path and h.path == path), None)
+    if i is None:
+        h = _new_entry(scene, name, path, seed, model, prompt)
+    else:   # keep what was registered (the prompt, seed, model of the generation) unless told better
+        h = history[i]
+        scene.motionmill.history_index = i
+        if prompt:
+            h.name, h.prompt = name, prompt
+        if seed is not None:
+            h.seed = int(seed)
+        h.model = model or h.model
+    h.action, h.pending = action, False
+    return h
+
+
+def _new_entry(scene, name, path, seed, model, prompt):
     h = scene.motionmill.history.add()
     h.name = name
     h.prompt = prompt or name
     h.path = path or ""
     h.seed = int(seed) if seed is not None else -1
     h.model = model or ""
-    h.action = action
     scene.motionmill.history_index = len(scene.motionmill.history) - 1
     return h

@@ -6,7 +6,7 @@ import bpy
 from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from . import apply, compat, nla, paths, session as sess
+from . import apply, compat, failures, nla, paths, session as sess
 from ._rt import MotionError, SkeletonError
 from .props import get_prefs
 
@@ -93,6 +93,7 @@ class _BackendOp(_TargetPoll):
     """Shared: start a request; in background mode block, in the UI run modal with a timer and poll."""
     _timer = None
     _job = None
+    owns_run = True   # the panel's run state is this operator's: a failure ends it (failures.report)
 
     @classmethod
     def poll(cls, context):
@@ -104,7 +105,7 @@ class _BackendOp(_TargetPoll):
     def fail(self, context, message):
         """An error the panel keeps showing (in red) until the next run, besides Blender's report."""
         rt = _runtime(context)
-        rt.running, rt.failed, rt.status, rt.progress = False, True, message, 0.0
+        rt.running, rt.failed, rt.done, rt.status, rt.progress = False, True, False, message, 0.0
         self.report({"ERROR"}, message)
 
     def start_request(self, context, prompts, options):
@@ -116,7 +117,7 @@ class _BackendOp(_TargetPoll):
             return None
         self._job = job
         rt = _runtime(context)  # each run starts from a clean status: nothing of the last one stays
-        rt.running, rt.failed, rt.progress, rt.status = True, False, 0.0, job.status
+        rt.running, rt.failed, rt.done, rt.progress, rt.status = True, False, False, 0.0, job.status
         return job
 
     def execute(self, context):
@@ -187,12 +188,18 @@ class _BackendOp(_TargetPoll):
             else:
                 self.fail(context, job.error)
             return {"CANCELLED"}
+        # listed before the retarget: a clip whose retarget fails stays in Clips, and Apply to Rig takes it up later
+        for clip in job.result.get("clips") or ():
+            apply.register_clip(context.scene, clip["path"], clip.get("prompt", ""), clip.get("seed"),
+                                job.result.get("model"))
         try:
             n = self.apply_result(context, job.result)
         except (MotionError, SkeletonError, OSError, ValueError) as err:
             self.fail(context, f"failed: {str(err).splitlines()[0]}")
             return {"CANCELLED"}
-        rt.status, rt.progress = f"done: {n} clip{'' if n == 1 else 's'}", 1.0
+        except Exception as err:      # noqa: BLE001  unexpected: one line here, the traceback in the log
+            return failures.report(self, context, "retargeting", err)
+        rt.status, rt.progress, rt.done = f"done: {n} clip{'' if n == 1 else 's'}", 1.0, True
         self.report({"INFO"}, rt.status)
         return {"FINISHED"}
 
@@ -324,7 +331,7 @@ class MOTIONMILL_OT_import_motion(_TargetPoll, bpy.types.Operator, ImportHelper)
         done, failed = [], []
         for path in paths:
             try:
-                done.append(self.import_one(context, obj, path))
+                done.append(import_file(self, context, obj, path, self.placement))
             except (MotionError, SkeletonError) as err:
                 failed.append(f"{os.path.basename(path)}: {str(err).splitlines()[0]}")
         if not done:
@@ -337,19 +344,22 @@ class MOTIONMILL_OT_import_motion(_TargetPoll, bpy.types.Operator, ImportHelper)
                     f"imported {os.path.basename(paths[0])} onto {obj.name} as {names}")
         return {"FINISHED"}
 
-    def import_one(self, context, obj, path):
-        s = settings(context)
-        placement = s.placement if self.placement == "PANEL" else self.placement
-        motion = apply.load_motion(path)
-        name = apply.clip_name(path)
-        action, strip, anim = apply.apply_motion(context.scene, obj, motion, name, {"motionmill_path": path},
-                                                 s.root_motion, s.cleanup_feet, placement, None, s.blend_in, s.blend_out)
-        if placement == "NLA":  # else the animator's active action would hold its pose over the new strip
-            nla.push_down_active_action(obj)
-        apply.add_history(context.scene, name, path, action)
-        for note in anim.notes:
-            self.report({"WARNING"}, note)
-        return action
+
+def import_file(op, context, obj, path, placement="PANEL"):
+    """One motion file onto `obj`, placed as `placement` says (PANEL: the panel's Place), listed in Clips (a clip
+    listed before its retarget failed gets this action); the retarget's notes as warnings on `op`. -> the action."""
+    s = settings(context)
+    placement = s.placement if placement == "PANEL" else placement
+    motion = apply.load_motion(path)
+    name = apply.clip_name(path)
+    action, strip, anim = apply.apply_motion(context.scene, obj, motion, name, {"motionmill_path": path},
+                                             s.root_motion, s.cleanup_feet, placement, None, s.blend_in, s.blend_out)
+    if placement == "NLA":  # else the animator's active action would hold its pose over the new strip
+        nla.push_down_active_action(obj)
+    apply.add_history(context.scene, name, path, action)
+    for note in anim.notes:
+        op.report({"WARNING"}, note)
+    return action
 
 
 class MOTIONMILL_OT_retarget(_TargetPoll, bpy.types.Operator):
@@ -452,8 +462,8 @@ class MOTIONMILL_OT_restart_backend(bpy.types.Operator):
         except sess.SessionError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        _runtime(context).running = False
-        _runtime(context).status = "backend restarted"
+        rt = _runtime(context)
+        rt.running, rt.failed, rt.done, rt.status = False, False, False, "backend restarted"
         return {"FINISHED"}
 
 
@@ -520,6 +530,14 @@ class MOTIONMILL_OT_doctor(bpy.types.Operator):
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
+    def cancel(self, context):   # Blender aborting the operator, or failures.guard after an unexpected error
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        _runtime(context).doctor_running = False
+
     def modal(self, context, event):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
@@ -532,6 +550,7 @@ class MOTIONMILL_OT_doctor(bpy.types.Operator):
         else:  # the report is a few KB: it waits whole in the pipe
             out = self._proc.stdout.read()
         context.window_manager.event_timer_remove(self._timer)
+        self._timer = None
         return self._finish(context, out)
 
 
@@ -564,7 +583,14 @@ class MOTIONMILL_OT_history_apply(_HistoryOp, bpy.types.Operator):
         if h is None or not h.path:
             self.report({"ERROR"}, "no clip file for this history entry")
             return {"CANCELLED"}
-        return bpy.ops.motionmill.import_motion(filepath=h.path)
+        obj, _ = target_armature(context)
+        try:
+            action = import_file(self, context, obj, h.path)
+        except (MotionError, SkeletonError) as err:
+            self.report({"ERROR"}, f"{os.path.basename(h.path)}: {str(err).splitlines()[0]}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"'{action.name}' on {obj.name}")
+        return {"FINISHED"}
 
 
 class MOTIONMILL_OT_history_preview(_HistoryOp, bpy.types.Operator):
@@ -579,7 +605,8 @@ class MOTIONMILL_OT_history_preview(_HistoryOp, bpy.types.Operator):
         h, _ = self.item(context)
         obj, err = target_armature(context)
         if err or h is None or h.action is None:
-            self.report({"ERROR"}, err or "this clip's action no longer exists")
+            self.report({"ERROR"}, err or ("this clip is not on a rig yet (its retarget failed): use Apply to Rig"
+                                           if h is not None and h.pending else "this clip's action no longer exists"))
             return {"CANCELLED"}
         ad = obj.animation_data or obj.animation_data_create()
         if ad.action is not None:

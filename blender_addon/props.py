@@ -28,6 +28,7 @@ class MOTIONMILL_PG_clip(bpy.types.PropertyGroup):
     seed: IntProperty(default=-1)
     model: StringProperty()
     action: PointerProperty(type=bpy.types.Action)
+    pending: BoolProperty()  # listed before its retarget, which has not succeeded yet: the next apply of path fills it
 
 
 class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
@@ -79,6 +80,7 @@ class MOTIONMILL_PG_runtime(bpy.types.PropertyGroup):
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
     status: StringProperty()
     failed: BoolProperty()  # the status is an error: shown in red until the next run
+    done: BoolProperty()    # the status is a finished run's success: the only status shown with a check mark
     doctor_output: StringProperty()  # the last `backend doctor --json` report, shown in the preferences
     doctor_running: BoolProperty()
 

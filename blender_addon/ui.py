@@ -36,7 +36,7 @@ class MOTIONMILL_UL_history(bpy.types.UIList):
         split = layout.split(factor=0.6, align=True)
         # the start of the prompt tells clips apart; hovering shows all of it (the operator's description)
         split.operator("motionmill.clip_select", text=item.prompt or item.name, icon="ACTION", emboss=False).index = index
-        facts = []
+        facts = ["not on a rig"] if item.pending else []   # its retarget failed: Apply to Rig once fixed
         seconds = _clip_seconds(item, context.scene)
         if seconds is not None:
             facts.append(f"{seconds:.1f} s")
@@ -162,7 +162,9 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
         elif rt.status:
             box = layout.box()
             box.alert = rt.failed
-            _wrapped(box.column(align=True), rt.status, width - 40, icon="ERROR" if rt.failed else "CHECKMARK")
+            # the check mark only for a run that finished: never after a failure, a cancel or an unexpected error
+            icon = "ERROR" if rt.failed else "CHECKMARK" if rt.done else "INFO"
+            _wrapped(box.column(align=True), rt.status, width - 40, icon=icon)
 
 
 class MOTIONMILL_PT_rig(_SubPanel, bpy.types.Panel):

@@ -356,6 +356,115 @@ def test_backend_crash_is_reported_and_recovers(backend, mixamo, tmp_path):
     assert bpy.ops.motionmill.generate() == {"FINISHED"}   # a fresh service after the crash
 
 
+class _Drawn:
+    """Records the labels a panel's draw asks for, (text, icon, alert); any other layout call is accepted."""
+
+    def __init__(self, log, alert=False):
+        self.log, self.alert = log, alert
+
+    def label(self, text="", icon="NONE"):
+        self.log.append((text, icon, self.alert))
+
+    def __getattr__(self, name):
+        return lambda *a, **k: _Drawn(self.log, self.alert)
+
+
+def _panel_labels():
+    log = []
+    bpy.types.MOTIONMILL_PT_panel.draw(type("Panel", (), {"layout": _Drawn(log)})(), bpy.context)
+    return log
+
+
+def test_an_unexpected_retarget_error_is_one_line_and_the_clip_stays_listed(backend, mixamo, monkeypatch, capsys):
+    """As with a real rig whose retarget crashed: no traceback for the animator, one red line naming what failed,
+    the traceback on the console and in the log, no check mark, and the clip kept in Clips for Apply to Rig."""
+    from blender_addon import failures, rig
+    s = bpy.context.scene.motionmill
+    s.prompt, s.auto_length, s.seconds, s.seed = "a person waves", False, 2.0, 5
+    n = len(s.history)
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(rig, "solve", boom)
+    with pytest.raises(RuntimeError) as raised:
+        bpy.ops.motionmill.generate()
+    rt = bpy.context.window_manager.motionmill
+    log = failures.log_path()
+    assert rt.status == f"retargeting failed: RuntimeError: boom (details in {log})"
+    assert str(raised.value).strip() == f"Error: {rt.status}"      # Blender's report: the same one line
+    assert rt.failed and not rt.done and not rt.running and rt.progress == 0.0
+    drawn = [(text, icon) for text, icon, alert in _panel_labels() if alert]
+    assert drawn and drawn[0][1] == "ERROR"      # in red, the status wrapped to the sidebar's width
+    assert "".join(t for t, _ in drawn).replace(" ", "") == rt.status.replace(" ", "")
+    assert not any(icon == "CHECKMARK" for _, icon, _ in _panel_labels())
+    with open(log, encoding="utf-8") as f:
+        logged = f.read()
+    assert "MotionMill: retargeting failed" in logged and "Traceback (most recent call last)" in logged
+    assert 'raise RuntimeError("boom")' in logged and "RuntimeError: boom" in logged
+    assert 'raise RuntimeError("boom")' in capsys.readouterr().err       # the system console
+    # the clip stays in Clips, and Apply to Rig puts it on the rig once the cause is gone
+    assert len(s.history) == n + 1 and s.history_index == n
+    h = s.history[n]
+    assert h.pending and h.action is None and h.prompt == "a person waves" and h.seed == 5 and os.path.isfile(h.path)
+    monkeypatch.undo()
+    assert bpy.ops.motionmill.history_apply(index=n) == {"FINISHED"}
+    action = mixamo.animation_data.action
+    assert len(s.history) == n + 1 and h.action == action and not h.pending and action["motionmill_path"] == h.path
+    _check_pose(mixamo, formats.load_any(h.path), 24.0, 1, [0, 20])
+    # the next run starts clean and ends with the check mark
+    assert bpy.ops.motionmill.generate() == {"FINISHED"}
+    assert rt.done and not rt.failed and rt.status == "done: 1 clip"
+    assert len(s.history) == n + 2 and s.history[-1].action == mixamo.animation_data.action
+    assert not any(h.pending for h in s.history)
+    assert ("done: 1 clip", "CHECKMARK", False) in _panel_labels()
+
+
+def _skin(name, obj, bones, per_bone=6):
+    """A mesh deformed by armature `obj`: vertices along each named bone (world rest pose), each in its bone's vertex
+    group, and an Armature modifier."""
+    mw = obj.matrix_world
+    verts, groups = [], []
+    for b in bones:
+        bone = obj.data.bones[b]
+        head, tail = mw @ bone.head_local, mw @ bone.tail_local
+        for t in np.linspace(0.0, 1.0, per_bone):
+            verts.append(tuple(head.lerp(tail, float(t))))
+            groups.append(b)
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(verts, [], [])
+    m = bpy.data.objects.new(name, mesh)
+    bpy.context.scene.collection.objects.link(m)
+    for b in bones:
+        m.vertex_groups.new(name=b)
+    for i, b in enumerate(groups):
+        m.vertex_groups[b].add([i], 1.0, "REPLACE")
+    m.modifiers.new("Armature", "ARMATURE").object = obj
+    return m
+
+
+def test_generate_onto_a_character_deforming_two_meshes(backend, mixamo):
+    """A real character deforms several meshes (body, boots, ...) that share bones: Generate keys the mapped bones."""
+    from blender_addon import rig
+    names = [b.name for b in mixamo.data.bones]
+    _skin("Body", mixamo, names)
+    _skin("Boots", mixamo, [n for n in names if n.endswith(("Leg", "Foot", "ToeBase"))])
+    skel = rig.skeleton_from_object(mixamo)
+    feet = [skel.names.index(f"mixamorig:{s}Foot") for s in ("Left", "Right")]
+    assert all(len(skel.mesh_points[i]) == 12 for i in feet)    # both meshes' vertices on the shared bones
+    s = bpy.context.scene.motionmill
+    s.prompt, s.auto_length, s.seconds, s.cleanup_feet = "a person walks forward", False, 2.0, True
+    assert bpy.ops.motionmill.generate() == {"FINISHED"}
+    action = mixamo.animation_data.action
+    assert action is not None and action["motionmill_prompt"] == "a person walks forward"
+    from blender_addon import compat
+    keyed = {fc.data_path for fc in compat.all_fcurves(action) if len(fc.keyframe_points) > 1}
+    mapped = set(rig.mapping_for(mixamo).roles.values())
+    assert len(mapped) >= 20
+    for bone in mapped:
+        assert f'pose.bones["{bone}"].rotation_quaternion' in keyed, bone
+    assert 'pose.bones["mixamorig:Hips"].location' in keyed
+
+
 # ------------------------------------------------------------------------------------------ headless batch
 
 @pytest.fixture
