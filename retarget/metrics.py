@@ -15,7 +15,7 @@ Public API (positions are (T, J, 3) world metres with z up unless `up` says othe
 ``source_world(motion) -> (skeleton, mapping, heads)`` a source motion's joints by forward kinematics on its
     own skeleton, in Blender's z-up world, with the mapping of that skeleton.
 ``rig_foot_skate(skeleton, mapping, heads, fps) -> m/s`` foot_skate of a rig's ankle and toe heads, floor
-    estimated as the reference does.
+    estimated as the reference does, planted height scaled to the leg.
 ``rig_ground_penetration(skeleton, mapping, rotations, heads) -> metres`` deepest foot point (transfer.foot_points:
     ankle, ball and the foot's end) below the rig's rest floor, from pose_world's rotations and heads.
 """
@@ -24,7 +24,8 @@ import numpy as np
 from . import smpl
 from .mapping import auto_map
 from .skeleton import Skeleton
-from .transfer import estimate_floor, foot_points, point_positions, world_deltas
+from .feet import REFERENCE_LEG
+from .transfer import estimate_floor, foot_points, leg_length, point_positions, world_deltas
 
 LIMBS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in
               (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"))) + \
@@ -106,12 +107,17 @@ def source_world(motion):
 
 
 def rig_foot_skate(skeleton, mapping, heads, fps):
-    points, _ = foot_points(skeleton, role_indices(skeleton, mapping), heads_only=True)
+    """foot_skate with "planted" scaled to the body: below 5 cm for a REFERENCE_LEG (0.85 m) leg, proportionally
+    lower for a smaller one (a child-sized avatar's swinging foot is not planted at 4 cm), as the cleanup scales its
+    contact heights."""
+    roles = role_indices(skeleton, mapping)
+    points, _ = foot_points(skeleton, roles, heads_only=True)
     flat = [p for side in points.values() for p in side]
     positions = point_positions(None, heads, flat)
     clearances = np.array([p[2] for p in flat])
     floor = estimate_floor((positions[..., 2] - clearances).min(1))
-    return foot_skate(positions, fps, floor, clearances)
+    height = 0.05 * leg_length(skeleton.world_heads, roles) / REFERENCE_LEG
+    return foot_skate(positions, fps, floor, clearances, height)
 
 
 def rig_ground_penetration(skeleton, mapping, rotations, heads):

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import smpl
 from .filters import moving_average, moving_max
-from .mapping import _is_ancestor, auto_map
+from .mapping import REQUIRED_ROLES, _is_ancestor, auto_map
 from .motion import Motion, MotionError
 from .rotations import matrix_to_quaternion, normalize, quaternion_slerp, quaternion_to_matrix, rotation_between
 from .skeleton import Skeleton, SkeletonError
@@ -361,7 +361,10 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     src_skel = _source_skeleton(source)
     source_mapping = auto_map(src_skel) if source_mapping is None else source_mapping
     try:
-        source_mapping.validate(src_skel)
+        # a source whose neck ends the chain (the head only an End Site: three.js' pirouette, GAMES-105) still moves
+        # the rig's head: it turns with the neck
+        required = [r for r in REQUIRED_ROLES if r != "head" or "neck" not in source_mapping.roles]
+        source_mapping.validate(src_skel, required)
     except SkeletonError as e:
         raise MotionError(f"the source motion's skeleton: {e}") from None
     sr, tr = _role_index(src_skel, source_mapping), _role_index(target, mapping)
@@ -497,7 +500,9 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
         translated.add(root_bone)
     X = fk_positions(target, E, fixed)
     notes = []
-    lift = _floor_lift(target, E, X, tpts, t_floor, k * np.ptp(ps[:, 2]), notes, source.fps)
+    # a lift beyond both the source's vertical range and a tenth of the leg is a wrong guess about where a foot ends
+    limit = max(k * np.ptp(ps[:, 2]), 0.1 * leg_length(Ht, tr))
+    lift = _floor_lift(target, E, X, tpts, t_floor, limit, notes, source.fps)
     if lift.any():
         pel = pel.copy()
         pel[:, 2] += lift
@@ -534,7 +539,7 @@ def _floor_lift(target, E, X, points, floor, limit, notes, fps):
     for p in np.flatnonzero(too_far.any(0)):
         b = flat[p][0]
         msg = (f"bone {target.names[b]!r}: lifting the body {need[:, p].max():.2f} m to keep this foot point above the "
-               f"floor would exceed the motion's vertical range ({limit:.2f} m); skipped")
+               f"floor would exceed both the motion's vertical range and a tenth of the leg ({limit:.2f} m); skipped")
         if msg not in notes:
             notes.append(msg)
     lift = np.maximum(np.where(too_far, 0.0, need), 0.0).max(1)
