@@ -80,27 +80,18 @@ def _execute(fn):
     return execute
 
 
-def _invoke(fn):
-    def invoke(self, context, event):
+def _with_event(fn):
+    """invoke and modal: a failure also stops the modal operator (its timer, its job)."""
+    def handler(self, context, event):
         try:
             return fn(self, context, event)
         except Exception as err:      # noqa: BLE001
             _stop(self, context)
             return report(self, context, self.bl_label, err)
-    return invoke
+    return handler
 
 
-def _modal(fn):
-    def modal(self, context, event):
-        try:
-            return fn(self, context, event)
-        except Exception as err:      # noqa: BLE001
-            _stop(self, context)
-            return report(self, context, self.bl_label, err)
-    return modal
-
-
-_WRAPPERS = {"execute": _execute, "invoke": _invoke, "modal": _modal}
+_WRAPPERS = {"execute": _execute, "invoke": _with_event, "modal": _with_event}
 
 
 def guard(cls):
@@ -114,6 +105,6 @@ def guard(cls):
         if fn is None or getattr(fn, "motionmill_guarded", False):
             continue
         guarded = wrap(fn)
-        guarded.__doc__, guarded.__wrapped__, guarded.motionmill_guarded = fn.__doc__, fn, True
+        guarded.__name__, guarded.__doc__, guarded.__wrapped__, guarded.motionmill_guarded = name, fn.__doc__, fn, True
         setattr(cls, name, guarded)
     return cls
