@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .filters import moving_average, moving_max
+from .mapping import _is_ancestor
 from .rotations import normalize, rotation_between
 from .transfer import UP, _mul, body_carrier, _mv, _rot_about, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
 
@@ -317,16 +318,7 @@ def cleanup_feet(anim, target, mapping, params=None):
     E2 = _mul(Qc, E)
     translated = {target.names.index(n) for n in anim.translated}
     carrier = body_carrier(target, tr)
-    fixed = {b: X[:, b] + (shift if _is_below(target, b, carrier) else 0.0) for b in translated}
+    fixed = {b: X[:, b] + (shift if b == carrier or _is_ancestor(target, carrier, b) else 0.0) for b in translated}
     X2 = fk_positions(target, E2, fixed)
     q, loc = local_from_world(target, E2, X2, translated)
     return replace(anim, quaternions=q, locations=loc)
-
-
-def _is_below(skel, b, top):
-    j = b
-    while j >= 0:
-        if j == top:
-            return True
-        j = skel.parents[j]
-    return False

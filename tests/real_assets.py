@@ -32,7 +32,7 @@ REAL = ROOT / "tests" / "data" / "real"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from retarget import metrics  # noqa: E402
-from retarget.mapping import Mapping  # noqa: E402
+from retarget.mapping import Mapping, expand_sides  # noqa: E402
 from retarget.motion import Motion  # noqa: E402
 from retarget.transfer import leg_length  # noqa: E402
 
@@ -43,15 +43,9 @@ BVH_RIG = "mixamo"       # tests/rigs.py's rig that the BVH files go onto
 
 
 def _sided(**names):
-    """{role: joint} from one name per limb word, '{Side}', '{S}' or '{s}' standing for the side."""
-    out = {}
-    for word, name in names.items():
-        if "{" not in name:
-            out[word] = name
-            continue
-        for side, S in (("left", "Left"), ("right", "Right")):
-            out[f"{side}_{word}"] = name.format(Side=S, S=S[0], s=S[0].lower())
-    return out
+    """{role: joint} from one name per limb word, '{Side}', '{S}' or '{s}' standing for the side (as in presets)."""
+    roles = {(f"{{side}}_{word}" if "{" in name else word): [name] for word, name in names.items()}
+    return {role: aliases[0] for role, aliases in expand_sides({"roles": roles})["roles"].items()}
 
 
 # Which joint of each convention plays which role, for the judge's reference (Blender's own import of the file).
@@ -114,18 +108,15 @@ class Verdict:
 
 def _world_pose(bpy, obj, frames):
     """World rotations (T,B,3,3) (scale removed) and heads (T,B,3) of every bone, as Blender evaluates the rig."""
+    import rigs
     names = [b.name for b in obj.data.bones]
-    pbs = [obj.pose.bones[n] for n in names]
-    R = np.empty((len(frames), len(names), 3, 3))
-    X = np.empty((len(frames), len(names), 3))
-    scene = bpy.context.scene
-    for t, f in enumerate(frames):
-        scene.frame_set(int(f))
-        mw = obj.matrix_world
-        for i, pb in enumerate(pbs):
-            m = np.array(mw @ pb.matrix)
-            R[t, i], X[t, i] = m[:3, :3], m[:3, 3]
-    return names, R / np.linalg.norm(R, axis=-2, keepdims=True), X
+    W = []
+    for f in frames:
+        bpy.context.scene.frame_set(int(f))
+        W.append(rigs.read_world_pose(obj, names))
+    W = np.array(W)
+    R = W[..., :3, :3]
+    return names, R / np.linalg.norm(R, axis=-2, keepdims=True), W[..., :3, 3]
 
 
 def _hide_meshes(bpy):

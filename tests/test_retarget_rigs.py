@@ -15,7 +15,7 @@ from retarget.feet import FootParams, cleanup_feet  # noqa: E402
 from retarget.mapping import Mapping, auto_map, format_report  # noqa: E402
 from retarget.motion import Motion, MotionError  # noqa: E402
 from retarget.skeleton import Skeleton, SkeletonError  # noqa: E402
-from retarget.transfer import foot_points, point_positions, pose_world, retarget  # noqa: E402
+from retarget.transfer import foot_points, point_positions, pose_world, retarget, world_deltas  # noqa: E402
 
 BVH_PREDICT = sorted(glob.glob(str(DATA / "bvh" / "*_predict.bvh")))
 EXPECTED = {  # rig -> (preset, a few roles)
@@ -316,7 +316,7 @@ def test_cleanup_lifts_no_foot_higher_than_the_retarget_put_it(skeletons, path):
         heights = []
         for anim in (before, cleanup_feet(before, sk, mp)):
             R, X = pose_world(anim, sk)
-            E = np.einsum("tbij,bkj->tbik", R, sk.world_rest_rotations)
+            E = world_deltas(sk, R)
             heights.append({s: point_positions(E, X, pts[s])[..., 2] - floor for s in pts})
         for s, points in pts.items():
             clearance = np.array([c for *_, c in points])
