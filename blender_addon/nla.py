@@ -28,8 +28,11 @@ def _rebuild_above(ad, old, prev):
 def push_down_active_action(obj, below=TRACK_NAME):
     """Move the object's active action, unchanged, onto an NLA track of its own (named after it) below the
     `below` track, as Blender's Push Down does, so that strips placed there play instead of being covered by the
-    active action (which would hold its last pose over them). The strip plays only over its own frames. Returns
-    the new track, or None when there was no active action."""
+    active action (which would hold its last pose over them). The strip holds its last frame forward: Blender resets
+    a channel that no strip covers to its default, so with no hold a character whose action animates its object
+    (an FBX import bakes the armature's 0.01 scale into every take) jumped to scale 1 where its take ended under a
+    longer clip. Channels the strips above key are theirs either way. Returns the new track, or None when there
+    was no active action."""
     ad = obj.animation_data
     if ad is None or ad.action is None:
         return None
@@ -44,7 +47,7 @@ def push_down_active_action(obj, below=TRACK_NAME):
     track.name = action.name[:63]
     strip = track.strips.new(action.name[:63], int(action.frame_range[0]), action)
     compat.set_strip_slot(strip, slot)
-    strip.extrapolation = "NOTHING"
+    strip.extrapolation = "HOLD_FORWARD"
     ad.action = None
     ours = ad.nla_tracks.get(below)
     if ours is not None and len(ours.strips) and ours.strips[0].extrapolation == "HOLD":

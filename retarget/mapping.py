@@ -17,9 +17,9 @@ Public API
     ``validate(skeleton)`` raises ``SkeletonError`` with one line for unknown bones, a bone claimed by two
     roles, or missing required roles (listing candidates).
 
-Side convention for the structural fallback: the character's up is world +Z; its forward is the mean
-ankle->toe direction (or, without toes, the side the knees bend towards, else Blender's -Y); the
-character's LEFT is up x forward, so a Blender character facing -Y has its left at +X.
+Side convention for the structural fallback: the character's up is world +Z; its LEFT is where the thigh whose name
+says left stands (thigh.L, UpperLeg_L, lThigh), else up x forward, its forward the mean ankle->toe direction, else
+Blender's -Y (a Blender character facing -Y has its left at +X).
 
 Preset format (see presets/*.json): ``roles`` role -> aliases (case-insensitive, after stripping
 ``prefixes`` regexes), ``chains`` {"spine": [...], "neck": [...]} in root-to-tip order, ``twist``
@@ -250,16 +250,23 @@ def _structural(skeleton, roles):
             k = chain.index(ankle)
             toe = chain[k + 1] if k + 1 < len(chain) else None
         leg_chains.append((thigh, knee, ankle, toe))
-    # forward: mean ankle->toe, else the knees' bend side
-    fwd = np.zeros(3)
-    for thigh, knee, ankle, toe in leg_chains:
-        if ankle is not None and toe is not None:
-            fwd += heads[toe] - heads[ankle]
-    fwd[2] = 0
-    if np.linalg.norm(fwd) < 1e-6:
-        fwd = np.array([0.0, -1.0, 0.0])
-    fwd /= np.linalg.norm(fwd)
-    left = np.cross(up_axis, fwd)
+    # the character's left: from the thighs' names where they say their sides (thigh.L, UpperLeg.R), else from its
+    # forward, the mean ankle -> toe, else Blender's -Y (a glTF character without toes may face +Y: names first)
+    named = {name_side(skeleton.names[c[0]]): c[0] for c in leg_chains}
+    left = np.zeros(3)
+    if set(named) == {"left", "right"}:
+        left = heads[named["left"]] - heads[named["right"]]
+        left[2] = 0
+    if np.linalg.norm(left) < 1e-6:
+        fwd = np.zeros(3)
+        for thigh, knee, ankle, toe in leg_chains:
+            if ankle is not None and toe is not None:
+                fwd += heads[toe] - heads[ankle]
+        fwd[2] = 0
+        if np.linalg.norm(fwd) < 1e-6:
+            fwd = np.array([0.0, -1.0, 0.0])
+        left = np.cross(up_axis, fwd)
+    left /= np.linalg.norm(left)
 
     def side(i):
         return "left" if (heads[i] - heads[hips]) @ left > 0 else "right"

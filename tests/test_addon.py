@@ -266,7 +266,7 @@ def test_a_batch_plays_over_the_animators_active_action(backend, mixamo, tmp_pat
         assert ad.action is None and names.index(mine.name) < names.index("MotionMill"), names
         assert _keys(mine) == keys  # the animator's action: kept, unchanged
         (held,) = ad.nla_tracks[mine.name].strips
-        assert held.action == mine and held.extrapolation == "NOTHING"
+        assert held.action == mine and held.extrapolation == "HOLD_FORWARD"   # no reset of what it alone keys
         strips = list(ad.nla_tracks["MotionMill"].strips)
         assert len(strips) == (4 if batch_first else 2)
         for strip in strips:

@@ -117,3 +117,29 @@ def test_merge_keeps_the_auto_maps_twist_bones_the_edit_does_not_claim():
     assert m.roles == {"left_shoulder": "UpperArm.L", "left_elbow": "Claimed"}
     assert [t["bone"] for t in m.twist] == ["Twist.L"] and m.classes == {"Twist.L": "twist", "IK.L": "ik"}
     assert "head" in m.report["missing_required"]
+
+
+@pytest.mark.parametrize("name,side", [("thigh.L", "left"), ("lowerarm.r", "right"), ("UpperLeg_R", "right"),
+                                       ("LeftUpLeg", "left"), ("mixamorig:RightHand", "right"), ("lShldr", "left"),
+                                       ("rThigh", "right"), ("L_Arm", "left"), ("hand_l", "left"),
+                                       ("lowerback", None), ("Spine", None), ("Head", None), ("leftEye", "left")])
+def test_a_bone_names_side(name, side):
+    from retarget.mapping import name_side
+    assert name_side(name) == side
+
+
+def test_a_refusals_candidates_are_on_the_roles_side():
+    """A rig whose arms the auto-map cannot place: the refusal names left bones for left roles, right for right
+    (it named 'lowerarm.r' for left_elbow)."""
+    from retarget.mapping import auto_map
+    from retarget.skeleton import SkeletonError
+    names = ["root", "spine", "head", "upperarm.l", "lowerarm.l", "upperarm.r", "lowerarm.r"]
+    parents = [-1, 0, 1, 1, 3, 1, 5]
+    rest = np.tile(np.eye(4), (len(names), 1, 1))
+    rest[:, :3, 3] = [[0, 0, 1], [0, 0, 1.2], [0, 0, 1.6], [0.2, 0, 1.4], [0.5, 0, 1.4], [-0.2, 0, 1.4], [-0.5, 0, 1.4]]
+    mapping = auto_map(Skeleton(names, parents, rest))
+    with pytest.raises(SkeletonError):
+        mapping.validate(Skeleton(names, parents, rest))
+    cands = mapping.report["candidates"]
+    assert all(not c.endswith(".r") for c in cands["left_elbow"]) and "lowerarm.l" in cands["left_elbow"]
+    assert all(not c.endswith(".l") for c in cands["right_elbow"]) and "lowerarm.r" in cands["right_elbow"]

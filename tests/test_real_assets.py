@@ -28,9 +28,6 @@ REFUSED = {
 KNOWN_FAILURES = {
     "captain_joe_rigify.blend": "a generated Rigify control rig: the keys land on bones its constraints override "
                                 "(limbs 34 deg mean); control rigs are the next issue's work",
-    "quaternius_animated_woman.fbx": "a 5.3 m rig at scale 0.01: pelvis height correlation 0.36",
-    "quaternius_adventurer.glb": "armature at scale 100 placed 5.26 m below the origin: limbs 38 deg mean, and the "
-                                 "cleanup stops on 'Foot.L is not below LowerLeg.R'",
     "godot_chan_ik.blend": "IK legs: the shins are IK chain members, so their keys are overridden (limbs 20 deg mean, "
                            "feet 7 cm below the floor)",
     "second_life_bento_opencollar_laycute.bvh": "lying down: the rig's feet go 0.3 m below the floor while the source "
