@@ -154,6 +154,48 @@ def test_continue_without_the_backend_carries_on_where_the_action_ends(amass, mi
         assert np.abs(X2 - X).max() < 0.01 and np.abs(R2 - R).max() < 0.02
 
 
+def _character(kind, tmp_path):
+    """A 0.01-scaled character: the Mixamo-style rig through Blender's glTF exporter and importer, or a real FBX
+    character from the corpus (tests/data/real)."""
+    if kind == "gltf":
+        return rigs.variant("gltf", "mixamo", tmp_path)
+    import real_assets
+    entry = next(e for e in real_assets.manifest("characters") if e["file"] == kind)
+    real_assets.import_character(bpy, entry, tmp_path)
+    return bpy.data.objects[entry["armature"]]
+
+
+@pytest.mark.parametrize("kind", ["gltf", "quaternius_animated_woman.fbx"])
+def test_continue_on_a_scaled_character_joins_where_the_action_ends(amass, tmp_path, kind):
+    """Continue on an armature scaled 0.01 starts at the rig's last pose in world space: the first new frame is within
+    1 cm and 1 degree of the last old one moved by one frame of the take's own motion."""
+    obj = _character(kind, tmp_path)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
+    s = scene.motionmill
+    s.target, s.cleanup_feet, s.placement, s.root_motion, s.reduce_keys = obj, False, "INSERT", "hips", False
+    assert abs(rigs.skeleton_from_object(obj).object_scale - 0.01) < 1e-6
+    whole = Motion(amass.rotations[:240], amass.translation[:240], 30.0)
+    full_action = _import(obj, whole, tmp_path, "whole")
+    lo, hi = mm_long.action_end(full_action)
+    full_back = mm_long.motion_from_rig(scene, obj, range(lo, hi + 1))
+    skel = rigs.skeleton_from_object(obj)
+    names = sorted(set(auto_map(skel).roles.values()))
+    old = _import(obj, Motion(whole.rotations[:120], whole.translation[:120], 30.0), tmp_path, "part")
+    _, end = mm_long.action_end(old)
+    mm_long.continue_action(scene, obj, old, end, Motion(full_back.rotations[end:], full_back.translation[end:], 30.0),
+                            "part + more")
+    (R0, X0), (R1, X1) = _world(obj, names, end), _world(obj, names, end + 1)
+    obj.animation_data.action = full_action
+    (W0, Y0), (W1, Y1) = _world(obj, names, end), _world(obj, names, end + 1)
+    step = np.linalg.norm((X1 - X0) - (Y1 - Y0), axis=-1).max()      # metres: the join against the take's own step
+    # each bone's turn over the join against its turn over the take's own frame step
+    off = (R1 @ np.swapaxes(R0, -1, -2)) @ np.swapaxes(W1 @ np.swapaxes(W0, -1, -2), -1, -2)
+    turn = np.degrees(np.arccos(np.clip((np.trace(off, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
+    print(f"{kind}: join step off by {100 * step:.2f} cm, turn off by {turn.max():.2f} deg")
+    assert step < 0.01 and turn.max() < 1.0
+
+
 @pytest.fixture
 def animators_action(mixamo, amass, tmp_path):
     """An action as an animator might leave it: keyed, some bones in Euler, a finger-like helper holding a pose."""
