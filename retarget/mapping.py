@@ -134,17 +134,27 @@ def _strip(name, prefixes):
     return name.lower()
 
 
+def _loose(name):
+    """A name with case and separators folded: thigh.l, thigh_l, Thigh-L and 'thigh l' are one name."""
+    return re.sub(r"[._\-\s]", "", name.lower())
+
+
 def _apply_preset(skeleton, preset):
     prefixes = preset.get("prefixes", [])
     lookup = {}
     for i, n in enumerate(skeleton.names):
         lookup.setdefault(n.lower(), i)
         lookup.setdefault(_strip(n, prefixes), i)
+    for i, n in enumerate(skeleton.names):   # exact names first, then separators folded
+        lookup.setdefault(_loose(n), i)
+        lookup.setdefault(_loose(_strip(n, prefixes)), i)
+    def find(alias):
+        return lookup.get(alias.lower(), lookup.get(_loose(alias)))
     roles = {}
     used = set()
     for role, aliases in preset.get("roles", {}).items():
         for a in aliases:
-            i = lookup.get(a.lower())
+            i = find(a)
             if i is not None and i not in used:
                 roles[role] = skeleton.names[i]
                 used.add(i)
@@ -152,9 +162,10 @@ def _apply_preset(skeleton, preset):
     for chain_name, chain_roles in (("spine", ("spine1", "spine2", "spine3")), ("neck", ("neck",))):
         present = []
         for a in preset.get("chains", {}).get(chain_name, []):
-            i = lookup.get(a.lower())
+            i = find(a)
             if i is not None and i not in used and i not in present:
                 present.append(i)
+        present.sort()   # root to tip as the rig has them (bones are listed parents first), whatever the preset's order
         if chain_name == "neck":
             if present and "neck" not in roles:
                 roles["neck"] = skeleton.names[present[0]]
@@ -276,7 +287,8 @@ def _structural(skeleton, roles):
             if j is not None:
                 found[f"{s}_{limb}"] = j
     # spine: highest-reaching chain; arms branch laterally off it
-    spine = _longest_path(skeleton, spine_root, lambda j: z[j])
+    # the chain that reaches highest near the middle: raised arms reach above the head, and the spine is not in them
+    spine = _longest_path(skeleton, spine_root, lambda j: z[j] - 2 * abs((heads[j] - heads[hips]) @ left))
     arm_branch, arms = None, []
     for k, j in enumerate(spine):
         lateral = [c for c in skeleton.children[j] if c not in spine and
