@@ -19,10 +19,9 @@ if bpy.app.version < (5, 0, 0):
 # refusals the report card lists with their reason: an asset here must be refused, with one line, not mis-retargeted
 REFUSED = {
     "perception_neuron_pn_pro.bvh": "a skeleton template: Frames: 0, no motion",
-    "gdquest_mannequiny.glb": "its arms are not found: no spine bone has two lateral chains",
-    "gdquest_mini_sophia.glb": "three arm chains (DEF, IK, FK), all deforming: the arms' roles are not settled",
-    "godot_platformer_robot.glb": "IK control bones exported as ordinary bones beside the arms: no wrist found",
-    "robot_expressive.blend": "its IK targets are deforming root bones: no bone carries both legs and the spine",
+    "gdquest_mini_sophia.glb": "eight root bones and three arm chains (DEF, IK, FK), all deforming: no pelvis found",
+    "godot_platformer_robot.glb": "a robot without hands: its arms end at the forearms, so no wrist",
+    "robot_expressive.blend": "its feet are IK targets at the root, not below the shins, and its hands are fanned palms",
 }
 # assets that miss a limit today, each with why (docs/retargeting.md lists them); strict, so a fix must remove it
 KNOWN_FAILURES = {
