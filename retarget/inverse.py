@@ -9,7 +9,7 @@
 The maths undoes ``transfer.retarget`` with its own alignments (``transfer.role_alignments``): a mapped bone's world
 delta is E_b = C E_src C^T A_r, so the SMPL joint's world delta is E_src = C^T E_b A_r^T C. An SMPL joint whose role
 the rig does not map (a rig without collars or toes) keeps its parent's orientation. The pelvis path inverts the
-retarget's leg-length scale and floor: the rig's rest pelvis stands at the SMPL x/z origin, facing as the SMPL rest
+retarget's leg-length scale (ground travel), its pelvis-height ratio and its floor: the rig's rest pelvis stands at the SMPL x/z origin, facing as the SMPL rest
 body does, and the rig's rest floor is y = 0 (so ``retarget(..., anchor=(0, 0))`` puts a motion in this frame back
 where the rig stood).
 """
@@ -74,7 +74,7 @@ def motion_from_pose(target, rotations, heads, fps, mapping=None):
     ground = x - Ht[tr["pelvis"]]
     ground[:, 2] = 0.0
     pelvis = ground @ C / k                        # C^T applied to each row
-    pelvis[:, 2] = (Hs[sr["pelvis"], 2] - s_floor) + (x[:, 2] - Ht[tr["pelvis"], 2]) / k
+    pelvis[:, 2] = (x[:, 2] - t_floor) * (Hs[sr["pelvis"], 2] - s_floor) / (Ht[tr["pelvis"], 2] - t_floor)
     return Motion(local, pelvis @ Os, float(fps))  # Os^T applied to each row: back to y up
 
 

@@ -28,7 +28,8 @@ aligns the target bone's rest direction (head -> next mapped joint) with the sou
 the direction and the body's forward, or up for bones pointing forward) -- this is the rest-pose alignment
 that makes T-pose, A-pose or any rest agree. Unmapped spine/neck bones between mapped ones get a slerp
 of their neighbours' deltas (rotation spread along the chain); other unmapped bones follow their parent.
-Root translation is scaled by the leg-length ratio, heights are kept relative to each body's rest height,
+Ground travel is scaled by the leg-length ratio, the pelvis's height over the floor by the ratio of the bodies' standing
+pelvis heights,
 and feet are lifted where they would go below the floor.
 """
 from dataclasses import dataclass
@@ -472,7 +473,11 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     src_world = (g_pos @ Os.T)  # (T,J,3) source joints in its world (source object has no translation)
     spts, s_floor_rest = foot_points(src_skel, sr, heads_only=True)
     s_low = np.min(np.stack([src_world[:, i, 2] - c for side in spts.values() for i, _, c in side], 1), 1)
-    s_floor = estimate_floor(s_low)
+    # the floor is where the feet stand, unless the body lies lower than its feet for a while (lying on the belly with
+    # the feet in the air): the lowest of the other joints, at its 5th percentile over the clip, is never below it
+    foot_joints = {i for side in spts.values() for i, _, _ in side}
+    others = [j for j in range(src_world.shape[1]) if j not in foot_joints]
+    s_floor = min(estimate_floor(s_low), float(np.percentile(src_world[:, others, 2].min(1), 5)))
     tpts, t_floor = foot_points(target, tr)
     ps = src_world[:, sr["pelvis"]]
     ps0 = ps[0] if anchor is None else Os @ np.array([anchor[0], 0.0, anchor[1]])
@@ -484,7 +489,9 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     h_tgt_rest = Ht[tr["pelvis"], 2] - t_floor
     pel = np.empty((T, 3))
     pel[:, :2] = Ht[tr["pelvis"], :2] + d[:, :2]
-    pel[:, 2] = t_floor + h_tgt_rest + k * ((ps[:, 2] - s_floor) - h_src_rest)
+    # the pelvis's height over the floor in proportion to each body's standing height: right standing (rest) and
+    # lying (on the floor) alike; a leg-ratio offset from the rest height put a lying body 0.3 m into the floor
+    pel[:, 2] = t_floor + (h_tgt_rest / h_src_rest) * (ps[:, 2] - s_floor)
     carrier = body_carrier(target, tr)
     if root_bone is not None and carrier != tr["pelvis"] and (carrier == root_bone or _is_ancestor(target, carrier, root_bone)):
         carrier = tr["pelvis"]  # the root bone sits between: it carries the travel, the pelvis the rest

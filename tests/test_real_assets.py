@@ -29,8 +29,6 @@ KNOWN_FAILURES = {
                                 "(limbs 34 deg mean); control rigs are the next issue's work",
     "godot_chan_ik.blend": "IK legs: the shins are IK chain members, so their keys are overridden (limbs 20 deg mean, "
                            "feet 7 cm below the floor)",
-    "second_life_bento_opencollar_laycute.bvh": "lying down: the rig's feet go 0.3 m below the floor while the source "
-                                                "lies, and the floor lift drops the pelvis height correlation to 0.89",
 }
 
 
