@@ -106,7 +106,7 @@ def _check_humanoid(obj):
     from ._rt import skeleton
     try:
         skel = rig.skeleton_from_object(obj)
-        rig.mapping_for(obj, skel).validate(skel)    # the same check the retarget makes after generating
+        rig.check_keyable(obj, rig.mapping_for(obj, skel).validate(skel))   # the retarget's own checks, before generating
     except skeleton.SkeletonError as err:
         raise BatchError(f"--rig {obj.name}: {err}") from None
 

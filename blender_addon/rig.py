@@ -73,6 +73,43 @@ def mapping_for(obj, skel=None):
     return bonemap.mapping_for(skel or skeleton_from_object(obj), edited_roles(obj))
 
 
+# constraints that, at full influence, decide a bone's rotation whatever its keys say
+_ROTATION_OVERRIDES = {"COPY_TRANSFORMS", "DAMPED_TRACK", "TRACK_TO", "LOCKED_TRACK", "STRETCH_TO"}
+
+
+def constraint_driven(obj):
+    """{bone name: why} for the bones whose keys a constraint would override: members of an IK chain with a target,
+    bones with Copy Transforms, a track or stretch constraint, or Copy Rotation on all three axes (replacing), each
+    enabled at full influence. Keys on such bones do nothing in Blender's evaluation."""
+    driven = {}
+    for pb in obj.pose.bones:
+        for c in pb.constraints:
+            if not getattr(c, "enabled", not c.mute) or c.influence < 0.999:
+                continue
+            if c.type == "IK" and getattr(c, "target", None) is not None:
+                b, n = pb, c.chain_count or len(obj.pose.bones)
+                while b is not None and n > 0:
+                    driven.setdefault(b.name, f"the IK constraint {c.name!r} on {pb.name!r}")
+                    b, n = b.parent, n - 1
+            elif c.type in _ROTATION_OVERRIDES or (c.type == "COPY_ROTATION" and c.use_x and c.use_y and c.use_z
+                                                   and getattr(c, "mix_mode", "REPLACE") == "REPLACE"):
+                driven.setdefault(pb.name, f"its {c.type.replace('_', ' ').title()} constraint {c.name!r}")
+    return driven
+
+
+def check_keyable(obj, mapping):
+    """Raise SkeletonError (one line) when the map puts a role on a bone a constraint moves: its keys would do
+    nothing, and the clip would play wrong. Control rigs (Rigify, IK limbs) are keyed on their controls later."""
+    driven = constraint_driven(obj)
+    hit = [(r, b) for r, b in mapping.roles.items() if b in driven]
+    if hit:
+        role, bone = hit[0]
+        more = f" (and {len(hit) - 1} more role(s))" if len(hit) > 1 else ""
+        raise skeleton_mod.SkeletonError(
+            f"cannot key {bone!r} ({role}): {driven[bone]} overrides its keys{more}; MotionMill does not key control "
+            f"rigs (Rigify, IK limbs) yet: map {role} to a bone no constraint moves")
+
+
 def rig_report(obj):
     """One line: what the retarget reads from the rig (up axis, unit scale, leg length, floor, foot points), or why
     it cannot map it."""
@@ -80,6 +117,7 @@ def rig_report(obj):
     mapping = mapping_for(obj, skel)
     try:
         mapping.validate(skel)
+        check_keyable(obj, mapping)
     except skeleton_mod.SkeletonError as err:
         return str(err)
     return transfer.format_rig_report(transfer.rig_report(skel, mapping))
@@ -97,6 +135,7 @@ def solve(motion, obj, fps, root_motion="hips", cleanup=False):
     mapping = mapping_for(obj, skel)
     try:
         mapping.validate(skel)
+        check_keyable(obj, mapping)
     except skeleton_mod.SkeletonError as err:
         raise skeleton_mod.SkeletonError(f"{err}; fix it in the MotionMill panel's Bone Map") from None
     motion = motion.resample(fps)

@@ -432,6 +432,9 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
         f = _mv(Es["pelvis"], fwd)
         yaw = np.arctan2(np.cross(fwd, f) @ UP, f @ fwd)
         Ey = _rot_about(UP, yaw)
+    carrier = body_carrier(target, tr)
+    if root_bone is not None and carrier != tr["pelvis"] and (carrier == root_bone or _is_ancestor(target, carrier, root_bone)):
+        carrier = tr["pelvis"]  # the root bone sits between: it carries the travel, the pelvis the rest
     for b, p in enumerate(target.parents):
         Ep = E[:, p] if p >= 0 else np.broadcast_to(np.eye(3), (T, 3, 3))
         if b in mapped:
@@ -456,6 +459,8 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
             E[:, b] = _mul(Ep, _rot_about(limb_axis[b], ang))
         elif b == root_bone:
             E[:, b] = Ey
+        elif b == carrier:   # a control bone above sibling pelvis and spine turns as the pelvis, as SMPL's spine hangs
+            E[:, b] = Es["pelvis"]
         else:
             E[:, b] = Ep
         if b in in_chain_limb and twists[in_chain_limb[b]]["source"] == "self":
@@ -466,7 +471,7 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
             axis = limb_axis[in_chain_limb[b]]
             E[:, b] = _mul(E[:, b], _rot_about(axis, -t["share"] * _twist_angle(_mul(_T(Epx), E[:, b]), axis)))
 
-    _keep_torso_lean(target, E, Es, tr, sr, C, Hs, Ht, g_pos @ Os.T)
+    _keep_torso_lean(target, E, tr, sr, C, Ht, g_pos @ Os.T, carrier)
 
     # ---- translation: scale by leg ratio, heights relative to each body's rest height
     k = leg_length(Ht, tr) / leg_length(Hs, sr)
@@ -492,10 +497,6 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     # the pelvis's height over the floor in proportion to each body's standing height: right standing (rest) and
     # lying (on the floor) alike; a leg-ratio offset from the rest height put a lying body 0.3 m into the floor
     pel[:, 2] = t_floor + (h_tgt_rest / h_src_rest) * (ps[:, 2] - s_floor)
-    carrier = body_carrier(target, tr)
-    if root_bone is not None and carrier != tr["pelvis"] and (carrier == root_bone or _is_ancestor(target, carrier, root_bone)):
-        carrier = tr["pelvis"]  # the root bone sits between: it carries the travel, the pelvis the rest
-
     def carried(pel):
         """{carrier: its head (T,3)} that puts the pelvis head at `pel` (the carrier turns as its parent does)."""
         Ec = E[:, carrier]
@@ -557,7 +558,7 @@ def _floor_lift(target, E, X, points, floor, limit, notes, fps):
 
 
 
-def _keep_torso_lean(target, E, Es, tr, sr, C, Hs, Ht, src_world):
+def _keep_torso_lean(target, E, tr, sr, C, Ht, src_world, carrier):
     """Turn the spine bones (pelvis .. neck, exclusive) together so the pelvis -> neck direction matches the source,
     and the neck bones (neck .. head, exclusive) so that neck -> head does.
 
@@ -568,7 +569,11 @@ def _keep_torso_lean(target, E, Es, tr, sr, C, Hs, Ht, src_world):
     top = next((c for c in ("neck", "head") if c in tr and c in sr), None)
     if top is None:
         return
-    _turn_chain(target, E, Ht, tr["pelvis"], tr[top], _mv(C, src_world[:, sr[top]] - src_world[:, sr["pelvis"]]))
+    want = _mv(C, src_world[:, sr[top]] - src_world[:, sr["pelvis"]])
+    pel, nk = tr["pelvis"], tr[top]
+    if carrier != pel:   # the spine hangs off the control bone beside the pelvis: aim carrier -> neck instead
+        want = _mv(E[:, carrier], Ht[pel] - Ht[carrier]) + np.linalg.norm(Ht[nk] - Ht[pel]) * normalize(want)
+    _turn_chain(target, E, Ht, carrier, nk, want)
     if top == "neck" and "head" in tr and "head" in sr:
         _turn_chain(target, E, Ht, tr["neck"], tr["head"], _mv(C, src_world[:, sr["head"]] - src_world[:, sr["neck"]]),
                     include_top=True)

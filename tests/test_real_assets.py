@@ -10,7 +10,8 @@ pytestmark = pytest.mark.bpy
 
 import real_assets  # noqa: E402  (tests/real_assets.py)
 
-OLD_BPY_SUBSET = {"cmu_motionbuilder_35_22.bvh", "bandai_namco_dataset2_walk.bvh", "second_life_qavimator_jump.avm.bvh"}
+OLD_BPY_SUBSET = {"khronos_cesiumman.glb", "cmu_motionbuilder_35_22.bvh", "bandai_namco_dataset2_walk.bvh",
+                  "second_life_qavimator_jump.avm.bvh"}
 CHARACTERS = [e for e in real_assets.manifest("characters")]
 BVH = [e for e in real_assets.manifest("bvh")]
 if bpy.app.version < (5, 0, 0):
@@ -22,19 +23,10 @@ REFUSED = {
     "gdquest_mini_sophia.glb": "eight root bones and three arm chains (DEF, IK, FK), all deforming: no pelvis found",
     "godot_platformer_robot.glb": "a robot without hands: its arms end at the forearms, so no wrist",
     "robot_expressive.blend": "its feet are IK targets at the root, not below the shins, and its hands are fanned palms",
+    # control rigs: keys on their deform bones would do nothing (keying their controls is the next step)
+    "captain_joe_rigify.blend": "a generated Rigify rig: Copy Transforms constraints move its DEF bones",
+    "godot_chan_ik.blend": "IK legs: the thighs and shins are IK chain members",
 }
-# assets that miss a limit today, each with why (docs/retargeting.md lists them); strict, so a fix must remove it
-KNOWN_FAILURES = {
-    "captain_joe_rigify.blend": "a generated Rigify control rig: the keys land on bones its constraints override "
-                                "(limbs 34 deg mean); control rigs are the next issue's work",
-    "godot_chan_ik.blend": "IK legs: the shins are IK chain members, so their keys are overridden (limbs 20 deg mean, "
-                           "feet 7 cm below the floor)",
-}
-
-
-def _known(entries):
-    return [pytest.param(e, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[e["file"]]))
-            if e["file"] in KNOWN_FAILURES else e for e in entries]
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +51,12 @@ def _judged(verdicts):
 
 
 @pytest.mark.skipif(not CHARACTERS, reason="no character corpus in tests/data/real/characters")
-@pytest.mark.parametrize("entry", _known(CHARACTERS), ids=[e["file"] for e in CHARACTERS])
+@pytest.mark.parametrize("entry", CHARACTERS, ids=[e["file"] for e in CHARACTERS])
 def test_character_takes_the_real_capture_through_the_batch(entry, folder, capture):
     _judged(real_assets.judge_character(bpy, entry, folder, *capture))
 
 
 @pytest.mark.skipif(not BVH, reason="no BVH corpus in tests/data/real/bvh")
-@pytest.mark.parametrize("entry", _known(BVH), ids=[e["file"] for e in BVH])
+@pytest.mark.parametrize("entry", BVH, ids=[e["file"] for e in BVH])
 def test_bvh_convention_matches_blenders_own_import(entry, folder):
     _judged([real_assets.judge_bvh(bpy, entry, folder)])

@@ -400,3 +400,66 @@ def test_cmu_style_bvh_in_centimetres_is_a_source_like_any_other(amass, skeleton
     from_cmu = pose_world(retarget(source, sk, mp), sk)[1]
     from_smpl = pose_world(retarget(clip, sk, mp), sk)[1]
     assert np.abs(from_cmu - from_smpl).max() < 1e-3
+
+
+def test_a_role_on_a_bone_a_constraint_moves_is_refused_with_one_line(amass):
+    """Keys on a bone an IK chain or a Copy Transforms constraint moves do nothing in Blender: such a rig is refused
+    naming the bone, its role and the constraint (control rigs are keyed on their controls in a later step); a
+    partial-influence constraint leaves the keys their say."""
+    from blender_addon import rig as addon_rig
+    rigs.clear_scene()
+    obj = rigs.mixamo_rig()
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    target = obj.data.edit_bones.new("foot_ik.L")
+    target.head, target.tail = (10.0, 0.0, 0.0), (10.0, 10.0, 0.0)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    ik = obj.pose.bones["mixamorig:LeftLeg"].constraints.new("IK")
+    ik.target, ik.subtarget, ik.chain_count = obj, "foot_ik.L", 2
+    copy = obj.pose.bones["mixamorig:RightArm"].constraints.new("COPY_ROTATION")
+    copy.target, copy.subtarget, copy.influence = obj, "mixamorig:Spine", 0.5
+    with pytest.raises(SkeletonError) as err:
+        addon_rig.solve(amass, obj, 30.0)
+    message = str(err.value)
+    assert "\n" not in message and "'mixamorig:LeftUpLeg' (left_hip): the IK constraint 'IK' on 'mixamorig:LeftLeg'" in message
+    assert "(and 1 more role(s))" in message                     # the shin; not the half-influence arm
+    ik.influence = 0.5
+    addon_rig.solve(Motion(amass.rotations[:10], amass.translation[:10], amass.fps), obj, 30.0)
+
+
+def test_pelvis_and_spine_siblings_under_a_control_bone_map_and_move_together(amass):
+    """A hand-made rig: its leg-carrying pelvis and its spine are siblings under a control bone ('Base'), names no
+    preset knows. The structure finds both, and the translation goes on 'Base' so that legs and spine move as one
+    body: limbs within the limits, the neck stays on the spine above the pelvis."""
+    J = rigs.human_joints(1.75)
+    up = np.array([0, 0, 0.1])
+    b = [("Base", None, J["pelvis"] + [0, 0, -0.15], J["pelvis"] + [0, 0, -0.05]),
+         ("legroot", "Base", J["pelvis"], J["pelvis"] + up),
+         ("torso_a", "Base", J["spine1"], J["spine2"]), ("torso_b", "torso_a", J["spine2"], J["spine3"]),
+         ("torso_c", "torso_b", J["spine3"], J["neck"]), ("nk", "torso_c", J["neck"], J["head"]),
+         ("skull", "nk", J["head"], J["head_end"])]
+    for s, S in (("left", "L"), ("right", "R")):
+        b += [(f"clav_{S}", "torso_c", J[f"{s}_collar"], J[f"{s}_shoulder"]),
+              (f"arm1_{S}", f"clav_{S}", J[f"{s}_shoulder"], J[f"{s}_elbow"]),
+              (f"arm2_{S}", f"arm1_{S}", J[f"{s}_elbow"], J[f"{s}_wrist"]),
+              (f"paw_{S}", f"arm2_{S}", J[f"{s}_wrist"], J[f"{s}_hand_end"]),
+              (f"leg1_{S}", "legroot", J[f"{s}_hip"], J[f"{s}_knee"]),
+              (f"leg2_{S}", f"leg1_{S}", J[f"{s}_knee"], J[f"{s}_ankle"]),
+              (f"foot_{S}", f"leg2_{S}", J[f"{s}_ankle"], J[f"{s}_toe"]),
+              (f"toes_{S}", f"foot_{S}", J[f"{s}_toe"], J[f"{s}_toe_end"])]
+    rigs.clear_scene()
+    sk = rigs.skeleton_from_object(rigs.build_armature("handmade", b))
+    mp = auto_map(sk)
+    assert mp.roles["pelvis"] == "legroot" and mp.roles["spine1"] == "torso_a" and mp.roles["head"] == "skull"
+    assert mp.roles["left_hip"] == "leg1_L" and mp.roles["right_shoulder"] == "arm1_R"
+    anim = retarget(amass, sk, mp)
+    assert anim.translated == ("Base",)
+    _, X = pose_world(anim, sk)
+    ss, sm, ps = metrics.source_world(amass)
+    err = metrics.limb_direction_error(ps, metrics.role_indices(ss, sm), X, metrics.role_indices(sk, mp))
+    assert err.mean() <= 2.0 and np.percentile(err, 95) <= 6.0
+    pel, spine = sk.names.index("legroot"), sk.names.index("torso_a")
+    # pelvis and spine root keep their rest distance as the body travels (they move as one)
+    rest = np.linalg.norm(sk.world_heads[spine] - sk.world_heads[pel])
+    assert np.abs(np.linalg.norm(X[:, spine] - X[:, pel], axis=-1) - rest).max() < 1e-6
+    assert np.ptp(X[:, pel, :2], axis=0).max() > 1.0                # and it does travel
