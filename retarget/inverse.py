@@ -20,7 +20,7 @@ from .mapping import auto_map
 from .motion import Motion
 from .skeleton import Skeleton
 from .rotations import rotation_between
-from .transfer import foot_points, leg_length, role_alignments, world_deltas
+from .transfer import foot_points, leg_length, role_alignments, standing_height, world_deltas
 
 ANCHOR = (0.0, 0.0)   # where the rig's rest pelvis stands in the SMPL frame (x, z): pass to retarget(anchor=...)
 
@@ -74,7 +74,7 @@ def motion_from_pose(target, rotations, heads, fps, mapping=None):
     ground = x - Ht[tr["pelvis"]]
     ground[:, 2] = 0.0
     pelvis = ground @ C / k                        # C^T applied to each row
-    pelvis[:, 2] = (x[:, 2] - t_floor) * (Hs[sr["pelvis"], 2] - s_floor) / (Ht[tr["pelvis"], 2] - t_floor)
+    pelvis[:, 2] = (x[:, 2] - t_floor) * standing_height(Hs, sr, s_floor) / standing_height(Ht, tr, t_floor)
     return Motion(local, pelvis @ Os, float(fps))  # Os^T applied to each row: back to y up
 
 

@@ -130,6 +130,15 @@ ANKLE_HEIGHT = 0.10  # ankle above the ground at rest, in leg lengths
 MESH_SOLE = 0.02     # vertices this close (in leg lengths) above a foot's lowest vertex make its sole
 
 
+def standing_height(heads, roles, floor):
+    """The pelvis's height over `floor` with the legs straight, from the rest joints (world metres): pelvis to hips,
+    thigh and shin as long as they are, and the ankles' rest height. A rig may rest with bent knees (the GDQuest
+    mannequin), and the retarget gives it the source's straight legs."""
+    hips = np.mean([heads[roles[f"{s}_hip"], 2] for s in ("left", "right")])
+    ankles = np.mean([heads[roles[f"{s}_ankle"], 2] for s in ("left", "right")])
+    return float(heads[roles["pelvis"], 2] - hips + leg_length(heads, roles) + ankles - floor)
+
+
 def leg_length(heads, roles):
     """Mean hip -> knee -> ankle length over both legs, from bone heads only (world metres)."""
     return float(np.mean([np.linalg.norm(heads[roles[f"{s}_knee"]] - heads[roles[f"{s}_hip"]])
@@ -490,8 +499,8 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     d[:, 2] = 0.0
     if root_motion == "in_place":
         d[:] = 0.0
-    h_src_rest = Hs[sr["pelvis"], 2] - s_floor_rest
-    h_tgt_rest = Ht[tr["pelvis"], 2] - t_floor
+    h_src_rest = standing_height(Hs, sr, s_floor_rest)
+    h_tgt_rest = standing_height(Ht, tr, t_floor)
     pel = np.empty((T, 3))
     pel[:, :2] = Ht[tr["pelvis"], :2] + d[:, :2]
     # the pelvis's height over the floor in proportion to each body's standing height: right standing (rest) and

@@ -341,13 +341,25 @@ def report_card(verdicts, path):
                     f"{f.get('head_p95', float('nan')):.2f} | {f['pelvis_corr']:.3f} | {f['skate']:.3f} / {f['source_skate']:.3f} | "
                     f"{100 * f['below_floor']:.1f} cm | {'meets the limits' if v.ok else '; '.join(v.failures)} |")
     begin, end = "<!-- report card: begin -->", "<!-- report card: end -->"
-    body = "\n".join([begin, "", *rows, "", end])
+    body = "\n".join([begin, "", _measured_on(), "", *rows, "", end])
     text = path.read_text() if path.exists() else ""
     if begin in text and end in text:
         text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
     else:
         text = text + ("\n" if text else "") + body + "\n"
     path.write_text(text)
+
+
+def _measured_on():
+    """When, where and how the table was measured, for the report card."""
+    import datetime
+    import platform
+    import bpy
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine()) \
+        if os.path.exists("/proc/cpuinfo") else platform.machine()
+    return (f"Measured {datetime.date.today()} on {cpu} ({os.cpu_count()} cores), bpy {bpy.app.version_string}, by "
+            f"`.venv/bin/python tests/real_assets.py --report docs/retargeting.md` (characters: the AMASS capture's first "
+            f"{CAPTURE_SECONDS:g} s through the headless batch; BVH files onto the {BVH_RIG}-style test rig).")
 
 
 def run(only=(), report=None):
