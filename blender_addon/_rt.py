@@ -19,6 +19,8 @@ smpl = importlib.import_module(_name + ".smpl")
 keyreduce = importlib.import_module(_name + ".keyreduce")
 inverse = importlib.import_module(_name + ".inverse")
 continuation = importlib.import_module(_name + ".continuation")
+controls = importlib.import_module(_name + ".controls")
+rotations = importlib.import_module(_name + ".rotations")
 
 MotionError = motion.MotionError
 SkeletonError = skeleton.SkeletonError

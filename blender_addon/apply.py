@@ -2,7 +2,7 @@
 and either make it the active action at a frame or push it as an NLA strip. Used by every operator."""
 import os
 
-from . import keying, nla, rig
+from . import control_rig, keying, nla, rig
 from ._rt import formats
 
 
@@ -18,14 +18,23 @@ def clip_name(prompt_or_path):
 
 
 def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", cleanup=False, placement="INSERT",
-                 start=None, blend_in=0.0, blend_out=0.0, reduce_keys=None):
+                 start=None, blend_in=0.0, blend_out=0.0, reduce_keys=None, controls=None):
     """-> (action, strip or None, TargetAnimation). Raises MotionError/SkeletonError with one line.
 
-    reduce_keys None follows the panel's Reduce keys (scene.motionmill), which the headless batch sets too."""
+    reduce_keys and controls (a control rig's fk / ik-legs / ik) None follow the panel's Reduce keys and Controls
+    (scene.motionmill), which the headless batch sets too. On a control rig the keys go on its controls only."""
     if reduce_keys is None:
         reduce_keys = scene.motionmill.reduce_keys
     fps = rig.scene_fps(scene)
-    anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=root_motion, cleanup=cleanup)
+    ctl = control_rig.recognise(obj)
+    solve_root = "hips" if ctl is not None and root_motion == "root" else root_motion   # the root control: from the pelvis
+    anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=solve_root, cleanup=cleanup)
+    switches = ()
+    if ctl is not None:
+        controls = controls or scene.motionmill.controls
+        anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion)
+        props = dict(props or {})
+        props["motionmill_controls"] = controls
     start = scene.frame_current if start is None else start
     props = dict(props or {})
     props.setdefault("motionmill_fps", float(fps))
@@ -35,11 +44,12 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
         props["motionmill_notes"] = "\n".join(anim.notes)
     if placement == "NLA":
         action, slot = keying.key_animation(obj, anim, name, start, props, assign=False,
-                                            reduce_keys=reduce_keys)
+                                            reduce_keys=reduce_keys, constants=switches)
         action.use_fake_user = False
         strip = nla.push_strip(obj, action, slot, start, name, blend_in, blend_out)
         return action, strip, anim
-    action, slot = keying.key_animation(obj, anim, name, start, props, assign=True, reduce_keys=reduce_keys)
+    action, slot = keying.key_animation(obj, anim, name, start, props, assign=True, reduce_keys=reduce_keys,
+                                        constants=switches)
     return action, None, anim
 
 

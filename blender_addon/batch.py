@@ -1,7 +1,7 @@
 """Headless batch (DESIGN contract 4), driving the same operators as the panel:
 
     python -m blender_addon.batch --blend IN.blend --rig ARMATURE (--prompt TEXT ... | --prompts FILE | --motion FILE ...
-        | --timeline FILE | --markers | --continue --prompt TEXT) [--model-dir DIR] [--cleanup-feet] [--reduce-keys] [--root-motion hips|root|in_place] [--seconds S] [--seed N]
+        | --timeline FILE | --markers | --continue --prompt TEXT) [--model-dir DIR] [--cleanup-feet] [--reduce-keys] [--root-motion hips|root|in_place] [--controls fk|ik-legs|ik] [--seconds S] [--seed N]
         [--python PY] [--backend-dir DIR] [--device cpu|cuda|auto] [--preview out.gif|out.mp4 [--preview-width PX]] --out OUT.blend
 
 Run with a Python that has bpy (or `blender -b --python-expr`). One NLA strip per clip on the rig's MotionMill
@@ -38,6 +38,8 @@ def parse(argv):
                    help="editable Bezier keys within 0.5 deg per bone and 1 mm per location of the bake "
                         "(default: a key on every frame, the exact bake)")
     p.add_argument("--root-motion", choices=["hips", "root", "in_place"], default="hips")
+    p.add_argument("--controls", choices=["fk", "ik-legs", "ik"], default="ik-legs",
+                   help="on a control rig (Rigify): limbs keyed on FK controls, legs on IK (default), or all IK")
     p.add_argument("--seconds", type=float, help="exact clip length (up to 10 s); default: auto, the model decides")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -163,10 +165,10 @@ def run(a):
             raise BatchError(f"--rig {a.rig} is a {obj.type.lower()}, not an armature")
         _check_humanoid(obj)
         from .rig import rig_report
-        print(f"rig '{obj.name}': {rig_report(obj)}")
+        print(f"rig '{obj.name}': {rig_report(obj, a.controls)}")
         s = scene.motionmill
         s.target = obj
-        s.cleanup_feet, s.root_motion = a.cleanup_feet, a.root_motion
+        s.cleanup_feet, s.root_motion, s.controls = a.cleanup_feet, a.root_motion, a.controls
         s.reduce_keys = a.reduce_keys      # the panel defaults to on; pipelines get the exact bake unless asked
         s.placement, s.blend_in, s.blend_out = "NLA", a.blend_in, a.blend_out
         s.auto_length = a.seconds is None

@@ -101,9 +101,10 @@ def new_action(name, props=None):
     return action
 
 
-def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_keys=False):
+def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_keys=False, constants=()):
     """Key `anim` (retarget.transfer.TargetAnimation) on armature `obj` from `start_frame`: one linear key per frame,
     or with reduce_keys Bezier keys within ROTATION_TOLERANCE_DEG and LOCATION_TOLERANCE_M of that bake.
+    constants: (bone, custom property, value) held over the clip (a control rig's IK/FK switches).
 
     Returns (action, slot). With assign=True the action becomes the object's active action; the one it replaces
     is kept (fake user) so nothing is lost. Pose bones of the animation are switched to quaternion rotation."""
@@ -134,6 +135,10 @@ def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_
         if bname in translated:
             for i in range(3):
                 _write_curve(fcurves, base + ".location", i, bname, frames, anim.locations[:, b, i])
+    ends = np.array([frames[0], frames[-1]])
+    for bname, prop, value in constants:
+        _write_curve(fcurves, f'pose.bones["{_escape(bname)}"]["{_escape(prop)}"]', 0, bname, ends,
+                     np.full(2, float(value)))
     if reduced is not None:      # the clip's length, even where its last frames need no key of their own
         action.use_frame_range = True
         action.frame_start, action.frame_end = float(frames[0]), float(frames[-1])

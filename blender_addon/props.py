@@ -55,6 +55,11 @@ class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
                             description="The rig to animate: any humanoid armature (empty: the active armature)")
     root_motion: EnumProperty(name="Root motion", items=[(k, n, d) for k, n, d in ROOT_MOTION], default="hips",
                               description="Which bone carries the travel through the scene")
+    controls: EnumProperty(name="Controls", items=[
+        ("ik-legs", "IK legs", "Legs on the IK foot controls (planted feet hold still) with the knee pole, arms FK"),
+        ("fk", "FK", "Every limb on its FK controls"),
+        ("ik", "IK", "Legs and arms on their IK controls, with knee and elbow poles")], default="ik-legs",
+        description="On a control rig (Rigify): which controls the limbs are keyed on")
     cleanup_feet: BoolProperty(name="Foot cleanup", default=True,
                                description="Plant the feet where they touch the ground: no sliding, nothing through "
                                            "the floor")

@@ -2,7 +2,7 @@
 import bpy
 import numpy as np
 
-from . import bonemap
+from . import bonemap, control_rig
 from ._rt import feet, transfer, skeleton as skeleton_mod
 
 ROOT_MOTION = (("hips", "Hips", "The hips bone carries all translation"),
@@ -43,18 +43,31 @@ def mesh_points(obj, index):
 
 def skeleton_from_object(obj):
     """Names (parents first), parents, bone.matrix_local, lengths, matrix_world and the lowest deforming-mesh
-    vertices per bone of an armature object."""
-    order = []
-    stack = [b for b in obj.data.bones if b.parent is None][::-1]
-    while stack:
-        b = stack.pop()
-        order.append(b)
-        stack.extend(list(b.children)[::-1])
-    index = {b.name: i for i, b in enumerate(order)}
-    return skeleton_mod.Skeleton([b.name for b in order],
-                                 [index[b.parent.name] if b.parent else -1 for b in order],
-                                 np.array([np.array(b.matrix_local) for b in order]),
-                                 np.array([b.length for b in order]),
+    vertices per bone of an armature object. For a control rig (control_rig.recognise), its deform bones only,
+    each under the deform bone above it: what the retarget solves before the controls are found."""
+    ctl = control_rig.recognise(obj)
+    if ctl is None:
+        order, stack = [], [b for b in obj.data.bones if b.parent is None][::-1]
+        while stack:
+            b = stack.pop()
+            order.append(b.name)
+            stack.extend(list(b.children)[::-1])
+        parent_of = {b.name: b.parent.name if b.parent else None for b in obj.data.bones}
+    else:
+        parent_of = ctl.deform_bones()
+        children = {}
+        for n, p in parent_of.items():
+            children.setdefault(p, []).append(n)
+        order, stack = [], children.get(None, [])[::-1]
+        while stack:
+            n = stack.pop()
+            order.append(n)
+            stack.extend(children.get(n, [])[::-1])
+    bones = obj.data.bones
+    index = {n: i for i, n in enumerate(order)}
+    return skeleton_mod.Skeleton(order, [index[parent_of[n]] if parent_of[n] else -1 for n in order],
+                                 np.array([np.array(bones[n].matrix_local) for n in order]),
+                                 np.array([bones[n].length for n in order]),
                                  np.array(obj.matrix_world), mesh_points(obj, index))
 
 
@@ -100,6 +113,8 @@ def constraint_driven(obj):
 def check_keyable(obj, mapping):
     """Raise SkeletonError (one line) when the map puts a role on a bone a constraint moves: its keys would do
     nothing, and the clip would play wrong. Control rigs (Rigify, IK limbs) are keyed on their controls later."""
+    if control_rig.recognise(obj) is not None:    # keyed on its controls (control_rig.solve_controls)
+        return
     driven = constraint_driven(obj)
     hit = [(r, b) for r, b in mapping.roles.items() if b in driven]
     if hit:
@@ -110,9 +125,9 @@ def check_keyable(obj, mapping):
             f"rigs (Rigify, IK limbs) yet: map {role} to a bone no constraint moves")
 
 
-def rig_report(obj):
-    """One line: what the retarget reads from the rig (up axis, unit scale, leg length, floor, foot points), or why
-    it cannot map it."""
+def rig_report(obj, controls="ik-legs"):
+    """One line: what the retarget reads from the rig (a control rig and how its limbs are keyed, up axis, unit
+    scale, leg length, floor, foot points), or why it cannot map it."""
     skel = skeleton_from_object(obj)
     mapping = mapping_for(obj, skel)
     try:
@@ -120,7 +135,9 @@ def rig_report(obj):
         check_keyable(obj, mapping)
     except skeleton_mod.SkeletonError as err:
         return str(err)
-    return transfer.format_rig_report(transfer.rig_report(skel, mapping))
+    line = transfer.format_rig_report(transfer.rig_report(skel, mapping))
+    ctl = control_rig.recognise(obj)
+    return line if ctl is None else f"{ctl.describe(controls)}; {line}"
 
 
 def scene_fps(scene):

@@ -1,0 +1,328 @@
+"""Control rigs (a generated Rigify rig): recognise one, read its deform skeleton, and turn the deform bones'
+retargeted pose into keys on its controls, solved through Blender's own evaluation of the rig.
+
+The solve (`solve_controls`): each keyed control's target pose comes from the deform pose (retarget.controls). A
+pruned copy of the rig (only the bones the controls' parents depend on) gets one target bone per control and a
+Copy Transforms / Rotation / Location constraint from it onto the control; for each frame the targets are set and
+the copy is evaluated once; each control's channels then follow from its own and its parent's evaluated matrices.
+The copy is removed; the user's rig is never changed, only keyed.
+"""
+import re
+from contextlib import contextmanager
+
+import bpy
+import numpy as np
+
+from ._rt import controls as controls_mod, rotations, transfer
+
+TARGET_PREFIX = "MM-target-"
+
+
+class ControlRig:
+    """A recognised control rig: armature `obj` and its preset (retarget/presets/control_rigs/*.json)."""
+
+    def __init__(self, obj, preset):
+        self.obj, self.preset = obj, preset
+
+    @property
+    def label(self):
+        return self.preset.get("label", self.preset["name"])
+
+    def describe(self, mode):
+        return f"{self.label}, {controls_mod.MODE_LABELS[mode]}"
+
+    def deform_bones(self):
+        """{deform bone name: its deform parent or None}: each deform bone under the nearest deform bone above it,
+        through the mechanism bones' twins (ORG-spine stands for DEF-spine), as the metarig had them."""
+        bones = self.obj.data.bones
+        pre = self.preset["deform_prefix"]
+        deform = [b.name for b in bones if b.name.startswith(pre)]
+        found = set(deform)
+
+        def twin(name):
+            if name in found:
+                return name
+            for m in self.preset.get("mechanism_prefixes", ()):
+                if name.startswith(m) and pre + name[len(m):] in found:
+                    return pre + name[len(m):]
+            return None
+        parents = {}
+        for n in deform:
+            b, p = bones[n].parent, None
+            while b is not None:
+                t = twin(b.name)
+                if t is not None and t != n:
+                    p = t
+                    break
+                b = b.parent
+            parents[n] = p
+        return parents
+
+    def plan(self, mode, root_motion="hips"):
+        """(controls [(bone, follow deform bone, keys)], poles [(bone, (top, mid, end))], switches
+        [(bone, property, value)], root bone or None) keyed in `mode`."""
+        p = self.preset
+        keyed = [(c["bone"], c["follow"], c["keys"]) for c in p["body"]]
+        poles, switches = [], []
+        for limb in p["limbs"]:
+            ik = controls_mod.limb_uses_ik(limb, mode)
+            keyed += [(c["bone"], c["follow"], c["keys"]) for c in limb["ik" if ik else "fk"]]
+            switches.append((limb["switch"], p["switch"]["property"], p["switch"]["ik" if ik else "fk"]))
+            if ik:
+                poles.append((limb["pole"]["bone"], tuple(limb["pole"]["chain"])))
+                switches += [(limb["switch"], s["property"], s["value"]) for s in p.get("ik_switches", ())]
+        root = p["root"]["bone"] if root_motion == "root" and p.get("root") else None
+        return keyed, poles, switches, root
+
+    def keyed_bones(self, mode, root_motion="hips"):
+        keyed, poles, _, root = self.plan(mode, root_motion)
+        return [c[0] for c in keyed] + [b for b, _ in poles] + ([root] if root else [])
+
+
+def recognise(obj):
+    """The ControlRig for armature `obj`, or None for a rig that is keyed on its own bones."""
+    if obj is None or obj.type != "ARMATURE":
+        return None
+    bones = obj.data.bones
+    for preset in controls_mod.load_presets():
+        d = preset["detect"]
+        prop = d.get("custom_property")
+        if prop and prop not in obj.data and prop not in obj:
+            continue
+        if all(b in bones for b in d.get("bones", ())) and any(b.name.startswith(preset["deform_prefix"]) for b in bones):
+            return ControlRig(obj, preset)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------ the solve
+
+_BONE_PATH = re.compile(r'pose\.bones\["((?:[^"\\]|\\.)*)"\]')
+
+
+def _dependencies(obj):
+    """{bone: bones its evaluated pose depends on}: parent, constraint targets, driver inputs, and, for a member of
+    an IK chain, the bone holding the IK constraint."""
+    deps = {pb.name: set() for pb in obj.pose.bones}
+    for pb in obj.pose.bones:
+        d = deps[pb.name]
+        if pb.parent is not None:
+            d.add(pb.parent.name)
+        for c in pb.constraints:
+            for tgt, sub in (("target", "subtarget"), ("pole_target", "pole_subtarget")):
+                if getattr(c, tgt, None) == obj and getattr(c, sub, ""):
+                    d.add(getattr(c, sub))
+            for t in getattr(c, "targets", ()) if c.type == "ARMATURE" else ():
+                if t.target == obj and t.subtarget:
+                    d.add(t.subtarget)
+            if c.type in ("IK", "SPLINE_IK"):
+                b, n = pb.parent, (c.chain_count or 1000) - 1
+                while b is not None and n > 0:
+                    deps[b.name].add(pb.name)
+                    b, n = b.parent, n - 1
+    for fc in (obj.animation_data.drivers if obj.animation_data else ()):
+        m = _BONE_PATH.match(fc.data_path)
+        if m is None or m.group(1) not in deps:
+            continue
+        for v in fc.driver.variables:
+            for t in v.targets:
+                if t.id == obj:
+                    refs = _BONE_PATH.findall(t.data_path or "") + ([t.bone_target] if t.bone_target else [])
+                    deps[m.group(1)].update(r for r in refs if r in deps)
+    return deps
+
+
+def _needed(obj, bones):
+    """`bones` and every bone their evaluation depends on."""
+    deps = _dependencies(obj)
+    keep, todo = set(), list(bones)
+    while todo:
+        b = todo.pop()
+        if b not in keep:
+            keep.add(b)
+            todo.extend(deps.get(b, ()))
+    return keep
+
+
+@contextmanager
+def _object_mode(obj):
+    """Object mode with `obj` alone selected and active; the user's mode, active object and selection come back."""
+    view_layer = bpy.context.view_layer
+    active, mode = view_layer.objects.active, bpy.context.mode
+    selected = [o for o in view_layer.objects if o.select_get()]
+    if mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    for o in selected:
+        o.select_set(False)
+    view_layer.objects.active = obj
+    obj.select_set(True)
+    try:
+        yield
+    finally:
+        if bpy.context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        if obj.name in view_layer.objects:
+            obj.select_set(False)
+        for o in selected:
+            if o.name in view_layer.objects:
+                o.select_set(True)
+        view_layer.objects.active = active
+        if mode != "OBJECT" and active is not None:
+            bpy.ops.object.mode_set(mode={"POSE": "POSE", "EDIT_ARMATURE": "EDIT"}.get(mode, "OBJECT"))
+
+
+def _remap(copy, obj):
+    """Point the copy's constraints and drivers that aimed at `obj` (a rig's own bones) at the copy itself."""
+    for pb in copy.pose.bones:
+        for c in pb.constraints:
+            for attr in ("target", "pole_target"):
+                if getattr(c, attr, None) == obj:
+                    setattr(c, attr, copy)
+            for t in getattr(c, "targets", ()) if c.type == "ARMATURE" else ():
+                if t.target == obj:
+                    t.target = copy
+    for owner in (copy, copy.data):
+        ad = owner.animation_data
+        if ad is None:
+            continue
+        for fc in ad.drivers:
+            for v in fc.driver.variables:
+                for t in v.targets:
+                    if t.id == obj or t.id == obj.data:
+                        t.id = copy if t.id == obj else copy.data
+
+
+def _drop_drivers(copy, keep):
+    """Remove the copy's drivers on bones it no longer has (they would only warn)."""
+    for owner in (copy, copy.data):
+        ad = owner.animation_data
+        if ad is None:
+            continue
+        for fc in list(ad.drivers):
+            m = re.match(r'(?:pose\.)?bones\["((?:[^"\\]|\\.)*)"\]', fc.data_path)
+            if m is not None and m.group(1) not in keep:
+                ad.drivers.remove(fc)
+
+
+def _evaluation_copy(obj, keep, targets):
+    """A linked-in copy of rig `obj` with only the bones in `keep`, plus one root bone per name in `targets` whose
+    rest is the identity (its pose basis is then its armature-space matrix)."""
+    copy = obj.copy()
+    copy.data = obj.data.copy()
+    copy.name = copy.data.name = "MotionMill control solve"
+    if copy.animation_data is not None:
+        copy.animation_data.action = None
+        for t in list(copy.animation_data.nla_tracks):
+            copy.animation_data.nla_tracks.remove(t)
+    bpy.context.scene.collection.objects.link(copy)
+    _remap(copy, obj)
+    _drop_drivers(copy, keep)
+    with _object_mode(copy):
+        bpy.ops.object.mode_set(mode="EDIT")
+        eb = copy.data.edit_bones
+        for b in list(eb):
+            if b.name not in keep:
+                eb.remove(b)
+        for name in targets:
+            t = eb.new(name)
+            t.head, t.tail, t.roll, t.use_deform = (0, 0, 0), (0, 1, 0), 0.0, False
+        bpy.ops.object.mode_set(mode="OBJECT")
+    return copy
+
+
+def _remove(copy):
+    data = copy.data
+    bpy.data.objects.remove(copy)
+    if data.users == 0:
+        bpy.data.armatures.remove(data)
+
+
+def _matrices(pose_bones, buf):
+    pose_bones.foreach_get("matrix", buf)
+    return buf.reshape(-1, 4, 4).transpose(0, 2, 1)   # Blender's matrices come column by column
+
+
+_CONSTRAINT = {"location rotation": "COPY_TRANSFORMS", "rotation": "COPY_ROTATION", "location": "COPY_LOCATION"}
+
+
+def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
+    """Keys for `control_rig`'s controls that make its deform bones, as Blender evaluates them, take the pose of
+    `anim` (a TargetAnimation on the deform skeleton `skel`). Returns (TargetAnimation of the controls,
+    [(bone, property, value)] switch values to key)."""
+    obj = control_rig.obj
+    keyed, poles, switches, root = control_rig.plan(mode, root_motion)
+    A = controls_mod.armature_pose(anim, skel)
+    T = A.shape[0]
+    rest = {b.name: np.array(b.matrix_local) for b in obj.data.bones}
+    col = {n: i for i, n in enumerate(skel.names)}
+    wanted = []        # (control, (T,4,4) target, constraint type, keys)
+    for bone, follow, keys in keyed:
+        wanted.append((bone, controls_mod.follow(A[:, col[follow]], rest[follow], rest[bone]), _CONSTRAINT[keys], keys))
+    for bone, (top, mid, end) in poles:
+        heads = [A[:, col[n], :3, 3] for n in (top, mid, end)]
+        rigid = controls_mod.follow(A[:, col[top]], rest[top], rest[bone])[:, :3, 3]
+        distance = np.linalg.norm(rest[bone][:3, 3] - rest[mid][:3, 3])
+        target = np.tile(rest[bone], (T, 1, 1))
+        target[:, :3, 3] = controls_mod.pole_positions(*heads, rigid, distance)
+        wanted.append((bone, target, "COPY_LOCATION", "location"))
+    if root is not None:
+        r = control_rig.preset["root"]
+        pts = [A[:, col[r[k]], :3, 3] for k in ("pelvis", "left_hip", "right_hip")]
+        wanted.insert(0, (root, controls_mod.ground_root(*pts, rest[root], *[rest[r[k]][:3, 3] for k in
+                                                          ("pelvis", "left_hip", "right_hip")]),
+                          "COPY_TRANSFORMS", "location rotation"))
+    names = [w[0] for w in wanted]
+    missing = [n for n in names + [s[0] for s in switches] if n not in obj.pose.bones]
+    if missing:
+        raise ValueError(f"the {control_rig.label} has no control {missing[0]!r}; regenerate it with Rigify")
+    keep = _needed(obj, names + [s[0] for s in switches])
+    target_names = [TARGET_PREFIX + n for n in names]
+    copy = _evaluation_copy(obj, keep, target_names)
+    try:
+        pbs = copy.pose.bones
+        for (bone, _, ctype, _), tname in zip(wanted, target_names):
+            c = pbs[bone].constraints.new(ctype)
+            c.target, c.subtarget = copy, tname
+        for bone, prop, value in switches:
+            pbs[bone][prop] = type(pbs[bone].get(prop, value))(value)
+        order = [b.name for b in pbs]
+        index = {n: i for i, n in enumerate(order)}
+        rows = [index[t] for t in target_names]
+        quat = np.empty(len(order) * 4, np.float32)
+        loc = np.empty(len(order) * 3, np.float32)
+        for p in pbs:
+            if p.name in target_names:
+                p.rotation_mode = "QUATERNION"
+        pbs.foreach_get("rotation_quaternion", quat)
+        pbs.foreach_get("location", loc)
+        quat, loc = quat.reshape(-1, 4), loc.reshape(-1, 3)
+        tq = rotations.matrix_to_quaternion(np.stack([w[1][:, :3, :3] for w in wanted], 1))      # (T,N,4)
+        tl = np.stack([w[1][:, :3, 3] for w in wanted], 1)
+        parents = [pbs[n].parent.name if pbs[n].parent else None for n in names]
+        read = [index[n] for n in names] + [index[p] for p in parents if p is not None]
+        final = np.empty((T, len(read), 4, 4))
+        buf = np.empty(len(order) * 16, np.float32)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        for t in range(T):
+            quat[rows], loc[rows] = tq[t], tl[t]
+            pbs.foreach_set("rotation_quaternion", quat.ravel())
+            pbs.foreach_set("location", loc.ravel())
+            copy.update_tag()
+            depsgraph.update()
+            final[t] = _matrices(copy.evaluated_get(depsgraph).pose.bones, buf)[read]
+    finally:
+        _remove(copy)
+    n = len(names)
+    quats, locs = np.empty((T, n, 4)), np.zeros((T, n, 3))
+    k = n
+    for i, (bone, parent) in enumerate(zip(names, parents)):
+        pf = None
+        if parent is not None:
+            pf, k = final[:, k], k + 1
+        q, l = controls_mod.local_channels(final[:, i], rest[bone], pf, rest[parent] if parent else None,
+                                           obj.data.bones[bone].use_local_location)
+        quats[:, i], locs[:, i] = q, l
+    translated = tuple(w[0] for w in wanted if "location" in w[3])
+    for i, w in enumerate(wanted):
+        if "location" not in w[3]:
+            locs[:, i] = 0.0
+    return transfer.TargetAnimation(tuple(names), quats, locs, translated, anim.fps, anim.notes), switches
