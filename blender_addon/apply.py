@@ -27,11 +27,12 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
         reduce_keys = scene.motionmill.reduce_keys
     fps = rig.scene_fps(scene)
     ctl = control_rig.recognise(obj)
+    controls = controls or scene.motionmill.controls
     solve_root = "hips" if ctl is not None and root_motion == "root" else root_motion   # the root control: from the pelvis
-    anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=solve_root, cleanup=cleanup)
+    anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=solve_root, cleanup=cleanup,
+                                    hold_flat=ctl is not None and controls != "fk")
     switches = ()
     if ctl is not None:
-        controls = controls or scene.motionmill.controls
         anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion)
         props = dict(props or {})
         props["motionmill_controls"] = controls

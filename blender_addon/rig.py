@@ -144,8 +144,9 @@ def scene_fps(scene):
     return scene.render.fps / scene.render.fps_base
 
 
-def solve(motion, obj, fps, root_motion="hips", cleanup=False):
-    """Motion -> TargetAnimation on armature `obj` at `fps` (real-time speed kept), optionally foot-cleaned.
+def solve(motion, obj, fps, root_motion="hips", cleanup=False, hold_flat=False):
+    """Motion -> TargetAnimation on armature `obj` at `fps` (real-time speed kept), optionally foot-cleaned (with
+    hold_flat, a foot with heel and ball down holds one pose: what IK foot controls are keyed from).
 
     Raises retarget's MotionError / SkeletonError with one-line messages."""
     skel = skeleton_from_object(obj)
@@ -158,7 +159,7 @@ def solve(motion, obj, fps, root_motion="hips", cleanup=False):
     motion = motion.resample(fps)
     anim = transfer.retarget(motion, skel, mapping, root_motion=root_motion)
     if cleanup:
-        anim = feet.cleanup_feet(anim, skel, mapping)
+        anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=hold_flat))
     return anim, skel, mapping
 
 

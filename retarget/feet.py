@@ -34,8 +34,8 @@ import numpy as np
 
 from .filters import moving_average, moving_max
 from .mapping import _is_ancestor
-from .rotations import normalize, rotation_between
-from .transfer import UP, _mul, body_carrier, _mv, _rot_about, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
+from .rotations import matrix_to_quaternion, normalize, quaternion_to_matrix, rotation_between
+from .transfer import UP, _mul, continuous_quaternions, body_carrier, _mv, _rot_about, _role_index, fk_positions, foot_points, leg_length, local_from_world, pose_world
 
 REFERENCE_LEG = 0.85  # metres; thresholds below are for a leg this long
 
@@ -53,6 +53,7 @@ class FootParams:
     toe: bool = True             # pin the ball of the foot (toe-bone head) too
     min_step: float = 0.04       # m; a stretch of a contact faster than speed_on that travels this far is a step (0: off)
     floor: float = None          # world z of the floor; default the rig's rest floor
+    hold_flat: bool = False      # heel and ball both down: hold the whole foot's pose (IK foot controls get flat keys)
 
 
 def _hysteresis(on, stay):
@@ -212,6 +213,46 @@ def _heading_turns(cps, contact, k_ankle, k_ball, blend):
     return turn * (np.linalg.norm(h, axis=-1) > 1e-6)
 
 
+def _held_rotation(R, on, blend):
+    """(T,3,3) rotations R held at their mean over each run of `on` (T,), faded in and out as _hold fades."""
+    q = continuous_quaternions(matrix_to_quaternion(R))
+    held = _hold(q[:, None], on[:, None], blend)[0][:, 0]
+    return quaternion_to_matrix(normalize(held))
+
+
+def _foot_contacts(X, target, tr, params, fps):
+    """Per side whether it has a toe point, then the contact points (T,P,3) (each side's ankle = foot head, then its
+    ball = toe head), their rest clearances (P,), the floor and the contacts (T,P) bool."""
+    pts, rest_floor = foot_points(target, tr)
+    floor = rest_floor if params.floor is None else params.floor
+    scale = leg_length(target.world_heads, tr) / REFERENCE_LEG
+    has_toe = {s: f"{s}_foot" in tr and params.toe for s in ("left", "right")}
+    cps, clr = [], []
+    for s in ("left", "right"):
+        cps.append(X[:, tr[f"{s}_ankle"]])
+        clr.append(pts[s][0][2])
+        if has_toe[s]:
+            cps.append(X[:, tr[f"{s}_foot"]])
+            clr.append(pts[s][1][2])
+    cps, clr = np.stack(cps, 1), np.array(clr)
+    return has_toe, cps, clr, floor, detect_contacts(cps, fps, floor, clr, params, scale)
+
+
+def planted_stretches(anim, target, mapping, params=None):
+    """{side: [(first, last)]} the frame runs in which cleanup_feet holds the whole foot still: heel and ball both
+    planted (sides with a toe bone)."""
+    params = params or FootParams()
+    tr = _role_index(target, mapping)
+    has_toe, _, _, _, contact = _foot_contacts(pose_world(anim, target)[1], target, tr, params, anim.fps)
+    out, k = {}, 0
+    for s in ("left", "right"):
+        if has_toe[s]:
+            starts, ends = _runs(contact[:, k] & contact[:, k + 1])
+            out[s] = [(int(a), int(b) - 1) for a, b in zip(starts, ends)]
+        k += 2 if has_toe[s] else 1
+    return out
+
+
 def _chain(skel, top, bottom):
     """Bones from top (inclusive) down to bottom (exclusive) along the parent path."""
     path, j = [], skel.parents[bottom]
@@ -231,35 +272,25 @@ def cleanup_feet(anim, target, mapping, params=None):
     G = target.world_rest_rotations
     E = _mul(R, np.swapaxes(G, -1, -2))
     T, B = X.shape[:2]
-    pts, rest_floor = foot_points(target, tr)
-    floor = rest_floor if params.floor is None else params.floor
     Ht = target.world_heads
-    scale = leg_length(Ht, tr) / REFERENCE_LEG
-    fps = anim.fps
     sides = ("left", "right")
-    has_toe = {s: f"{s}_foot" in tr and params.toe for s in sides}
-    # contact points per side: ankle (foot head), ball (toe head)
-    cps, clr = [], []
-    for s in sides:
-        cps.append(X[:, tr[f"{s}_ankle"]])
-        clr.append(pts[s][0][2])
-        if has_toe[s]:
-            cps.append(X[:, tr[f"{s}_foot"]])
-            clr.append(pts[s][1][2])
-    cps = np.stack(cps, 1)
-    clr = np.array(clr)
-    contact = detect_contacts(cps, fps, floor, clr, params, scale)
+    has_toe, cps, clr, floor, contact = _foot_contacts(X, target, tr, params, anim.fps)
     pinned, w = _pins(cps, contact, floor, clr, params.blend)
     k = 0
-    ank_t, foot_yaw = {}, {}
+    ank_t, foot_turn = {}, {}
     for s in sides:
         if has_toe[s]:
-            foot_yaw[s] = _heading_turns(cps, contact, k, k + 1, params.blend)
-            ank_t[s] = _foot_move(cps[:, k], pinned[:, k], w[:, k], cps[:, k + 1], pinned[:, k + 1], w[:, k + 1],
-                                  foot_yaw[s])
+            yaw = _heading_turns(cps, contact, k, k + 1, params.blend)
+            ank_t[s] = _foot_move(cps[:, k], pinned[:, k], w[:, k], cps[:, k + 1], pinned[:, k + 1], w[:, k + 1], yaw)
+            # heel and ball both down: the whole foot holds one pose (a flat key on an IK foot control). Off, the foot
+            # keeps the source's roll and pitch while planted, which the limbs' directions follow more closely.
+            flat = contact[:, k] & contact[:, k + 1] & params.hold_flat
+            ank_t[s] = _hold(ank_t[s][:, None], flat[:, None], params.blend)[0][:, 0]
+            turned = _mul(_rot_about(UP, yaw), E[:, tr[f"{s}_ankle"]])
+            foot_turn[s] = _mul(_held_rotation(turned, flat, params.blend), np.swapaxes(E[:, tr[f"{s}_ankle"]], -1, -2))
             k += 2
         else:
-            ank_t[s], foot_yaw[s] = pinned[:, k], np.zeros(T)
+            ank_t[s], foot_turn[s] = pinned[:, k], np.broadcast_to(np.eye(3), (T, 3, 3))
             k += 1
     # pelvis lowering where a leg cannot reach its ankle target
     drop = np.zeros(T)
@@ -309,7 +340,7 @@ def cleanup_feet(anim, target, mapping, params=None):
             special[b] = Q1
         for b in _chain(target, knee, ank):
             special[b] = Q2
-        special[ank] = _rot_about(UP, foot_yaw[s])
+        special[ank] = foot_turn[s]
     for b, p in enumerate(target.parents):
         if b in special:
             Qc[:, b] = special[b]
