@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import bpy
 import numpy as np
 
+from . import keying
 from ._rt import controls as controls_mod, rotations, transfer
 
 TARGET_PREFIX = "MM-target-"
@@ -59,14 +60,16 @@ class ControlRig:
         return parents
 
     def plan(self, mode, root_motion="hips"):
-        """(controls [(bone, follow deform bone, keys)], poles [(bone, (top, mid, end))], switches
-        [(bone, property, value)], root bone or None) keyed in `mode`."""
+        """(controls [(bone, follow deform bone, keys, seed)], poles [(bone, (top, mid, end))], switches
+        [(bone, property, value)], root bone or None) keyed in `mode`. A seed control is the root of an IK chain:
+        keyed as the deform bone it follows, the IK solver's starting pose (Blender's IK, with stretchy bones, lands
+        nearer the pose it starts from)."""
         p = self.preset
-        keyed = [(c["bone"], c["follow"], c["keys"]) for c in p["body"]]
+        keyed = [(c["bone"], c["follow"], c["keys"], c.get("seed", False)) for c in p["body"]]
         poles, switches = [], []
         for limb in p["limbs"]:
             ik = controls_mod.limb_uses_ik(limb, mode)
-            keyed += [(c["bone"], c["follow"], c["keys"]) for c in limb["ik" if ik else "fk"]]
+            keyed += [(c["bone"], c["follow"], c["keys"], c.get("seed", False)) for c in limb["ik" if ik else "fk"]]
             switches.append((limb["switch"], p["switch"]["property"], p["switch"]["ik" if ik else "fk"]))
             if ik:
                 poles.append((limb["pole"]["bone"], tuple(limb["pole"]["chain"])))
@@ -255,8 +258,11 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
     rest = {b.name: np.array(b.matrix_local) for b in obj.data.bones}
     col = {n: i for i, n in enumerate(skel.names)}
     wanted = []        # (control, (T,4,4) target, constraint type, keys)
-    for bone, follow, keys in keyed:
+    seeds = set()
+    for bone, follow, keys, seed in keyed:
         wanted.append((bone, controls_mod.follow(A[:, col[follow]], rest[follow], rest[bone]), _CONSTRAINT[keys], keys))
+        if seed:
+            seeds.add(bone)
     for bone, (top, mid, end) in poles:
         heads = [A[:, col[n], :3, 3] for n in (top, mid, end)]
         rigid = controls_mod.follow(A[:, col[top]], rest[top], rest[bone])[:, :3, 3]
@@ -277,6 +283,7 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
     keep = _needed(obj, names + [s[0] for s in switches])
     target_names = [TARGET_PREFIX + n for n in names]
     copy = _evaluation_copy(obj, keep, target_names)
+    solo = bpy.data.scenes.new("MotionMill control solve")
     try:
         pbs = copy.pose.bones
         for (bone, _, ctype, _), tname in zip(wanted, target_names):
@@ -286,31 +293,27 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
             pbs[bone][prop] = type(pbs[bone].get(prop, value))(value)
         order = [b.name for b in pbs]
         index = {n: i for i, n in enumerate(order)}
-        rows = [index[t] for t in target_names]
-        quat = np.empty(len(order) * 4, np.float32)
-        loc = np.empty(len(order) * 3, np.float32)
-        for p in pbs:
-            if p.name in target_names:
-                p.rotation_mode = "QUATERNION"
-        pbs.foreach_get("rotation_quaternion", quat)
-        pbs.foreach_get("location", loc)
-        quat, loc = quat.reshape(-1, 4), loc.reshape(-1, 3)
-        tq = rotations.matrix_to_quaternion(np.stack([w[1][:, :3, :3] for w in wanted], 1))      # (T,N,4)
-        tl = np.stack([w[1][:, :3, 3] for w in wanted], 1)
+        targets = transfer.TargetAnimation(
+            tuple(target_names), rotations.matrix_to_quaternion(np.stack([w[1][:, :3, :3] for w in wanted], 1)),
+            np.stack([w[1][:, :3, 3] for w in wanted], 1), tuple(target_names), anim.fps)
+        keying.key_animation(copy, targets, "MotionMill control solve", 0)
         parents = [pbs[n].parent.name if pbs[n].parent else None for n in names]
         read = [index[n] for n in names] + [index[p] for p in parents if p is not None]
         final = np.empty((T, len(read), 4, 4))
         buf = np.empty(len(order) * 16, np.float32)
-        depsgraph = bpy.context.evaluated_depsgraph_get()
+        # the copy alone in a scene of its own: each frame evaluates it and nothing of the user's (meshes, other rigs)
+        bpy.context.scene.collection.objects.unlink(copy)
+        solo.collection.objects.link(copy)
         for t in range(T):
-            quat[rows], loc[rows] = tq[t], tl[t]
-            pbs.foreach_set("rotation_quaternion", quat.ravel())
-            pbs.foreach_set("location", loc.ravel())
-            copy.update_tag()
-            depsgraph.update()
+            solo.frame_set(t)
+            depsgraph = solo.view_layers[0].depsgraph      # made by the first frame_set
             final[t] = _matrices(copy.evaluated_get(depsgraph).pose.bones, buf)[read]
     finally:
+        action = copy.animation_data.action if copy.animation_data else None
         _remove(copy)
+        bpy.data.scenes.remove(solo)
+        if action is not None:
+            bpy.data.actions.remove(action)
     n = len(names)
     quats, locs = np.empty((T, n, 4)), np.zeros((T, n, 3))
     k = n
@@ -318,7 +321,8 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
         pf = None
         if parent is not None:
             pf, k = final[:, k], k + 1
-        q, l = controls_mod.local_channels(final[:, i], rest[bone], pf, rest[parent] if parent else None,
+        pose = wanted[i][1] if bone in seeds else final[:, i]      # a seed: where the IK starts, not where it ends
+        q, l = controls_mod.local_channels(pose, rest[bone], pf, rest[parent] if parent else None,
                                            obj.data.bones[bone].use_local_location)
         quats[:, i], locs[:, i] = q, l
     translated = tuple(w[0] for w in wanted if "location" in w[3])

@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty
 
-from . import apply, compat, keying, nla, ops, paths, rig
+from . import apply, compat, control_rig, keying, nla, ops, paths, rig
 from ._rt import MotionError, SkeletonError, continuation, feet, interchange, inverse, mapping as mapping_mod, transfer
 
 MAX_SEGMENT_S = 10.0                     # one decoding pass (the backend's MAX_SECONDS)
@@ -201,14 +201,21 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
     fps = rig.scene_fps(scene)
     skel = rig.skeleton_from_object(obj)
     mapping = mapping_mod.auto_map(skel)
-    anim = transfer.retarget(motion.resample(fps), skel, mapping, root_motion=root_motion, anchor=inverse.ANCHOR)
+    ctl = control_rig.recognise(obj)      # a control rig continues on the controls its action was keyed on
+    controls = old.get("motionmill_controls", scene.motionmill.controls)
+    solve_root = "hips" if ctl is not None and root_motion == "root" else root_motion
+    anim = transfer.retarget(motion.resample(fps), skel, mapping, root_motion=solve_root, anchor=inverse.ANCHOR)
     if cleanup:
-        anim = feet.cleanup_feet(anim, skel, mapping)
+        anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=ctl is not None and controls != "fk"))
+    switches = ()
+    if ctl is not None:
+        anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion)
     keep = scene.frame_current
     scene.frame_set(end)             # what each channel holds at the end: the value unkeyed channels keep
     held = {pb.name: {"rotation_quaternion": tuple(pb.rotation_quaternion), "rotation_euler": tuple(pb.rotation_euler),
                       "rotation_axis_angle": tuple(pb.rotation_axis_angle), "location": tuple(pb.location)}
             for pb in obj.pose.bones}
+    held_switches = [float(obj.pose.bones[b].get(p, v)) for b, p, v in switches]
     scene.frame_set(keep)
     action = old.copy()
     action.name = name[:63]
@@ -221,7 +228,12 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
     column = {n: i for i, n in enumerate(anim.bone_names)}
     reduced = keying.reduce_animation(obj, anim) if reduce_keys else None
     action["motionmill_reduced_keys"] = bool(reduce_keys)
-    for bname in driven_bones(anim):
+    for (bname, prop, value), hold in zip(switches, held_switches):
+        _append(fcurves, f'pose.bones["{keying._escape(bname)}"]["{keying._escape(prop)}"]', 0, bname, frames,
+                np.full(len(frames), float(value)), hold)
+    if ctl is not None:
+        action["motionmill_controls"] = controls
+    for bname in (anim.bone_names if ctl is not None else driven_bones(anim)):
         pb = obj.pose.bones.get(bname)
         if pb is None:
             continue
