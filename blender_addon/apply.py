@@ -33,7 +33,7 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
                                     hold_flat=ctl is not None and controls != "fk")
     switches = ()
     if ctl is not None:
-        anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion)
+        anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion, mapping.roles)
         props = dict(props or {})
         props["motionmill_controls"] = controls
     start = scene.frame_current if start is None else start

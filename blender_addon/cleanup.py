@@ -1,7 +1,7 @@
 """Foot cleanup on any rig's existing action: evaluate it, clean it with retarget.feet, key a new action."""
 import numpy as np
 
-from . import keying, rig
+from . import control_rig, keying, rig
 from ._rt import feet, transfer
 
 
@@ -25,6 +25,9 @@ def cleanup_active_action(scene, obj):
     if ad is None or ad.action is None:
         raise ValueError(f"'{obj.name}' has no active action to clean up")
     old = ad.action
+    if control_rig.recognise(obj) is not None:
+        raise ValueError(f"'{obj.name}' is a control rig: Clean Up Feet reads deform-bone keys; apply the clip again "
+                         "with Foot cleanup on, which keys the IK feet flat where they are planted")
     lo, hi = old.frame_range
     skel = rig.skeleton_from_object(obj)
     mapping = rig.mapping_for(obj, skel)

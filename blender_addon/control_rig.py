@@ -14,7 +14,7 @@ import bpy
 import numpy as np
 
 from . import keying
-from ._rt import controls as controls_mod, rotations, transfer
+from ._rt import controls as controls_mod, rotations, skeleton, transfer
 
 TARGET_PREFIX = "MM-target-"
 
@@ -65,17 +65,70 @@ class ControlRig:
         keyed as the deform bone it follows, the IK solver's starting pose (Blender's IK, with stretchy bones, lands
         nearer the pose it starts from)."""
         p = self.preset
-        keyed = [(c["bone"], c["follow"], c["keys"], c.get("seed", False)) for c in p["body"]]
+        bones = self.obj.data.bones
+
+        def entries(specs):
+            out = []
+            for c in specs:
+                if c["follow"] not in bones:        # a rig without that deform bone (no forearm, no toe)
+                    continue
+                names = [c["bone"]] if isinstance(c["bone"], str) else c["bone"]
+                bone = next((n for n in names if n in bones), names[0])   # a missing one is reported by the solve
+                out.append((bone, c["follow"], c["keys"], c.get("seed", False)))
+            return out
+        keyed = entries(p["body"])
         poles, switches = [], []
         for limb in p["limbs"]:
             ik = controls_mod.limb_uses_ik(limb, mode)
-            keyed += [(c["bone"], c["follow"], c["keys"], c.get("seed", False)) for c in limb["ik" if ik else "fk"]]
+            keyed += entries(limb["ik" if ik else "fk"])
             switches.append((limb["switch"], p["switch"]["property"], p["switch"]["ik" if ik else "fk"]))
             if ik:
                 poles.append((limb["pole"]["bone"], tuple(limb["pole"]["chain"])))
                 switches += [(limb["switch"], s["property"], s["value"]) for s in p.get("ik_switches", ())]
         root = p["root"]["bone"] if root_motion == "root" and p.get("root") else None
         return keyed, poles, switches, root
+
+    def controls_by_role(self, roles, mode, root_motion="hips"):
+        """{role: [controls keyed for it]} for a map `roles` (role -> deform bone): a control goes to the role of the
+        deform bone it follows or, for a bone no role names (a twist or neck segment), of the nearest one above it; a
+        pole to the role of its chain's middle joint (knee, elbow)."""
+        role_of = {b: r for r, b in roles.items()}
+        parents = self.deform_bones()
+
+        def role_for(bone):
+            while bone is not None and bone not in role_of:
+                bone = parents.get(bone)
+            return role_of.get(bone)
+        keyed, poles, _, root = self.plan(mode, root_motion)
+        out = {}
+        for bone, follow, *_ in keyed:
+            out.setdefault(role_for(follow), []).append(bone)
+        for bone, chain in poles:
+            out.setdefault(role_for(chain[1]), []).append(bone)
+        if root:
+            out.setdefault("root", []).append(root)
+        out.pop(None, None)
+        return out
+
+    def posed_controls(self, roles, exclude):
+        """Controls the body's deform bones depend on, other than `exclude`, that are away from their rest pose
+        now (a rig saved mid-pose: a heel roll, a moved tweak). The solve holds them at rest, and they are keyed
+        there: left as they are they would bend the clip. The body: the deform bones `roles` (role -> bone) name,
+        and those between them (twist and neck segments); not the face or the fingers."""
+        parents = self.deform_bones()
+        body = set()
+        for bone in roles.values():
+            while bone is not None and bone not in body:
+                body.add(bone)
+                bone = parents.get(bone)
+        skip = tuple(self.preset.get("not_controls", ()))
+        posed = []
+        for n in sorted(_needed(self.obj, [b for b in body if b in self.obj.pose.bones])):
+            if n in exclude or n.startswith(skip):
+                continue
+            if np.abs(np.array(self.obj.pose.bones[n].matrix_basis) - np.eye(4)).max() > 1e-6:
+                posed.append(n)
+        return posed
 
     def keyed_bones(self, mode, root_motion="hips"):
         keyed, poles, _, root = self.plan(mode, root_motion)
@@ -247,12 +300,18 @@ def _matrices(pose_bones, buf):
 _CONSTRAINT = {"location rotation": "COPY_TRANSFORMS", "rotation": "COPY_ROTATION", "location": "COPY_LOCATION"}
 
 
-def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
+def solve_controls(control_rig, anim, skel, mode, root_motion="hips", roles=None):
     """Keys for `control_rig`'s controls that make its deform bones, as Blender evaluates them, take the pose of
-    `anim` (a TargetAnimation on the deform skeleton `skel`). Returns (TargetAnimation of the controls,
-    [(bone, property, value)] switch values to key)."""
+    `anim` (a TargetAnimation on the deform skeleton `skel`; `roles` its map, role -> deform bone). Returns
+    (TargetAnimation of the controls, [(bone, property, value)] switch values to key). Other controls the body
+    depends on that the rig holds away from rest (ControlRig.posed_controls) are keyed at rest."""
     obj = control_rig.obj
     keyed, poles, switches, root = control_rig.plan(mode, root_motion)
+    missing = [n for n in [k[0] for k in keyed] + [b for b, _ in poles] + [s[0] for s in switches] + [root]
+               if n is not None and n not in obj.pose.bones]
+    if missing:
+        raise skeleton.SkeletonError(f"'{obj.name}' looks like a {control_rig.label} but has no control "
+                                     f"{missing[0]!r}; regenerate it with Rigify, or key it as a deform rig")
     A = controls_mod.armature_pose(anim, skel)
     T = A.shape[0]
     rest = {b.name: np.array(b.matrix_local) for b in obj.data.bones}
@@ -277,9 +336,7 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
                                                           ("pelvis", "left_hip", "right_hip")]),
                           "COPY_TRANSFORMS", "location rotation"))
     names = [w[0] for w in wanted]
-    missing = [n for n in names + [s[0] for s in switches] if n not in obj.pose.bones]
-    if missing:
-        raise ValueError(f"the {control_rig.label} has no control {missing[0]!r}; regenerate it with Rigify")
+    posed = control_rig.posed_controls(roles, set(names) | {b for b, _, _ in switches}) if roles else []
     keep = _needed(obj, names + [s[0] for s in switches])
     target_names = [TARGET_PREFIX + n for n in names]
     copy = _evaluation_copy(obj, keep, target_names)
@@ -291,6 +348,9 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
             c.target, c.subtarget = copy, tname
         for bone, prop, value in switches:
             pbs[bone][prop] = type(pbs[bone].get(prop, value))(value)
+        for bone in posed:
+            if bone in pbs:
+                pbs[bone].matrix_basis = np.eye(4).T.tolist()
         order = [b.name for b in pbs]
         index = {n: i for i, n in enumerate(order)}
         targets = transfer.TargetAnimation(
@@ -325,8 +385,12 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips"):
         q, l = controls_mod.local_channels(pose, rest[bone], pf, rest[parent] if parent else None,
                                            obj.data.bones[bone].use_local_location)
         quats[:, i], locs[:, i] = q, l
-    translated = tuple(w[0] for w in wanted if "location" in w[3])
+    translated = tuple(w[0] for w in wanted if "location" in w[3]) + tuple(posed)
     for i, w in enumerate(wanted):
         if "location" not in w[3]:
             locs[:, i] = 0.0
-    return transfer.TargetAnimation(tuple(names), quats, locs, translated, anim.fps, anim.notes), switches
+    at_rest = np.zeros((T, len(posed), 4))
+    at_rest[..., 0] = 1.0
+    return transfer.TargetAnimation(tuple(names) + tuple(posed), np.concatenate([quats, at_rest], 1),
+                                    np.concatenate([locs, np.zeros((T, len(posed), 3))], 1), translated, anim.fps,
+                                    anim.notes), switches

@@ -209,7 +209,7 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
         anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=ctl is not None and controls != "fk"))
     switches = ()
     if ctl is not None:
-        anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion)
+        anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion, mapping.roles)
     keep = scene.frame_current
     scene.frame_set(end)             # what each channel holds at the end: the value unkeyed channels keep
     held = {pb.name: {"rotation_quaternion": tuple(pb.rotation_quaternion), "rotation_euler": tuple(pb.rotation_euler),

@@ -50,13 +50,13 @@ class MOTIONMILL_UL_history(bpy.types.UIList):
 _RIG_LINES = {}
 
 
-def _rig_line(obj):
+def _rig_line(obj, controls):
     """The rig report, cached per armature state: the panel redraws often, reading a rig with its mesh does not."""
-    key = (obj.name, obj.data.name, len(obj.data.bones), tuple(map(tuple, obj.matrix_world)))
+    key = (obj.name, obj.data.name, len(obj.data.bones), tuple(map(tuple, obj.matrix_world)), controls)
     if key not in _RIG_LINES:
         from .rig import rig_report
         _RIG_LINES.clear()
-        _RIG_LINES[key] = rig_report(obj)
+        _RIG_LINES[key] = rig_report(obj, controls)
     return _RIG_LINES[key]
 
 
@@ -133,6 +133,8 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
         elif s.target is None:
             _wrapped(col.column(align=True), f"Uses the active armature '{obj.name}'", width - 40,
                      icon="ARMATURE_DATA")
+        if obj is not None and control_rig.recognise(obj) is not None:
+            col.prop(s, "controls")
         col.prop(s, "root_motion")
         col.prop(s, "cleanup_feet")
         col.prop(s, "reduce_keys")

@@ -4,7 +4,7 @@ each says why it is disabled through poll_message_set."""
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import bonemap, rig
+from . import bonemap, control_rig, rig
 from ._rt import SkeletonError, mapping as mapping_mod
 from .ops import target_armature
 from .ui import _SubPanel
@@ -271,6 +271,19 @@ def _auto_summary(obj):
     return _AUTO[key]
 
 
+_CONTROLS = {}
+
+
+def _controls_by_role(obj, ctl, roles, mode):
+    """[(role, controls)] in retarget's role order, cached per map and mode: the panel redraws often."""
+    key = (obj.name, len(obj.data.bones), tuple(sorted(roles.items())), mode)
+    if key not in _CONTROLS:
+        _CONTROLS.clear()
+        found = ctl.controls_by_role(roles, mode)
+        _CONTROLS[key] = [(r, found[r]) for r in mapping_mod.ROLES if r in found]
+    return _CONTROLS[key]
+
+
 def _problem_line(st):
     parts = []
     if st["missing_required"]:
@@ -324,9 +337,25 @@ class MOTIONMILL_PT_bone_map(_SubPanel, bpy.types.Panel):
             self._draw_auto(layout, obj)
         else:
             self._draw_map(layout, obj, stored)
+        ctl = control_rig.recognise(obj)
+        if ctl is not None:
+            self._draw_controls(layout, obj, ctl, context.scene.motionmill.controls)
         row = layout.row(align=True)
         row.menu("MOTIONMILL_MT_bone_map_presets", text="Presets", icon="PRESET")
         row.operator("motionmill.bone_map_save_preset", text="Save", icon="ADD")
+
+    def _draw_controls(self, layout, obj, ctl, mode):
+        """A control rig's roles name its deform bones; what gets keys are the controls listed here per role."""
+        col = layout.box().column(align=True)
+        col.label(text=f"Keys on controls: {ctl.describe(mode)}", icon="CON_ARMATURE")
+        try:
+            roles = rig.mapping_for(obj).roles
+        except SkeletonError as err:
+            col.label(text=str(err).splitlines()[0], icon="ERROR")
+            return
+        for role, bones in _controls_by_role(obj, ctl, roles, mode):
+            for line in _wrap(f"{bonemap.label(role)}: {', '.join(bones)}", 38):
+                col.label(text=line, icon="BLANK1")
 
     def _draw_auto(self, layout, obj):
         preset, n, missing = _auto_summary(obj)

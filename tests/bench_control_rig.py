@@ -38,7 +38,7 @@ def deform_side(obj, motion, mode):
 
 def control_side(obj, motion, mode):
     anim, skel, mapping = rig.solve(motion, obj, 30.0, cleanup=True, hold_flat=mode != "fk")
-    controls, switches = control_rig.solve_controls(control_rig.recognise(obj), anim, skel, mode)
+    controls, switches = control_rig.solve_controls(control_rig.recognise(obj), anim, skel, mode, roles=mapping.roles)
     keying.key_animation(obj, controls, "bench controls", 1, assign=False, constants=switches)
 
 
