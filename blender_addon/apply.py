@@ -26,12 +26,10 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
     if reduce_keys is None:
         reduce_keys = scene.motionmill.reduce_keys
     fps = rig.scene_fps(scene)
-    ctl = control_rig.recognise(obj)
     controls = controls or scene.motionmill.controls
-    solve_root = "hips" if ctl is not None and root_motion == "root" else root_motion   # the root control: from the pelvis
-    anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=solve_root, cleanup=cleanup,
-                                    hold_flat=ctl is not None and controls != "fk")
+    anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=root_motion, cleanup=cleanup, controls=controls)
     switches = ()
+    ctl = control_rig.for_rig(obj, mapping.roles)
     if ctl is not None:
         anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion, mapping.roles)
         props = dict(props or {})

@@ -25,12 +25,12 @@ def cleanup_active_action(scene, obj):
     if ad is None or ad.action is None:
         raise ValueError(f"'{obj.name}' has no active action to clean up")
     old = ad.action
-    if control_rig.recognise(obj) is not None:
-        raise ValueError(f"'{obj.name}' is a control rig: Clean Up Feet reads deform-bone keys; apply the clip again "
-                         "with Foot cleanup on, which keys the IK feet flat where they are planted")
     lo, hi = old.frame_range
     skel = rig.skeleton_from_object(obj)
     mapping = rig.mapping_for(obj, skel)
+    if control_rig.for_rig(obj, mapping.roles) is not None:
+        raise ValueError(f"'{obj.name}' is a control rig: Clean Up Feet reads keys on the bones it moves; apply the "
+                         "clip again with Foot cleanup on, which keys the IK feet flat where they are planted")
     anim = anim_from_object(scene, obj, range(int(lo), int(hi) + 1))
     # bone order of the skeleton (parents first) for the solver
     order = [anim.bone_names.index(n) for n in skel.names]

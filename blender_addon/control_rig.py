@@ -130,6 +130,13 @@ class ControlRig:
                 posed.append(n)
         return posed
 
+    def direct_bones(self, names):
+        return []            # every key goes on a control
+
+    def holds_feet_flat(self, mode):
+        """Whether planted feet are held in one pose: they are keyed on IK foot controls."""
+        return mode != "fk"
+
     def keyed_bones(self, mode, root_motion="hips"):
         keyed, poles, _, root = self.plan(mode, root_motion)
         return [c[0] for c in keyed] + [b for b, _ in poles] + ([root] if root else [])
@@ -148,6 +155,127 @@ def recognise(obj):
         if all(b in bones for b in d.get("bones", ())) and any(b.name.startswith(preset["deform_prefix"]) for b in bones):
             return ControlRig(obj, preset)
     return None
+
+
+# constraints that, at full influence, decide a bone's pose whatever its keys say (Child Of keeps the keys but
+# re-parents them, which the retarget's channels do not allow for)
+_OVERRIDES = {"COPY_TRANSFORMS", "DAMPED_TRACK", "TRACK_TO", "LOCKED_TRACK", "STRETCH_TO", "CHILD_OF"}
+
+
+def _full(c):
+    return getattr(c, "enabled", not c.mute) and c.influence >= 0.999
+
+
+def _overrides(obj):
+    """{bone: (why, constraint, owner)} for the bones whose keys a constraint overrides: members of an IK chain with
+    a target (owner: the bone holding the IK), bones with Copy Transforms, Child Of, a track or stretch constraint,
+    or Copy Rotation on all three axes (replacing), each enabled at full influence."""
+    found = {}
+    for pb in obj.pose.bones:
+        for c in pb.constraints:
+            if not _full(c):
+                continue
+            if c.type == "IK" and getattr(c, "target", None) is not None:
+                b, n = pb, c.chain_count or len(obj.pose.bones)
+                while b is not None and n > 0:
+                    found.setdefault(b.name, (f"the IK constraint {c.name!r} on {pb.name!r}", c, pb.name))
+                    b, n = b.parent, n - 1
+            elif c.type in _OVERRIDES or (c.type == "COPY_ROTATION" and c.use_x and c.use_y and c.use_z
+                                          and getattr(c, "mix_mode", "REPLACE") == "REPLACE"):
+                found.setdefault(pb.name, (f"its {c.type.replace('_', ' ').title()} constraint {c.name!r}", c, pb.name))
+    return found
+
+
+def constraint_driven(obj):
+    """{bone name: why} for the bones whose keys a constraint overrides (see _overrides)."""
+    return {b: why for b, (why, _, _) in _overrides(obj).items()}
+
+
+class ConstraintRig:
+    """A rig keyed on its own bones, where the map puts roles on bones constraints move (an IK leg, a bone copying a
+    control): those roles are keyed on the bones that drive them (the IK target and pole, the copied bone), solved
+    as a control rig's controls are; every other bone gets its keys directly. Made by `for_rig`."""
+
+    label = "control rig"
+
+    def __init__(self, obj, keyed, poles, driven, ik, notes):
+        self.obj, self.keyed, self.poles, self.driven, self.ik, self.notes = obj, keyed, poles, driven, ik, notes
+
+    def holds_feet_flat(self, mode):
+        return self.ik
+
+    def describe(self, mode):
+        """What the constraints move and what is keyed instead, e.g. "left_hip 'thigh.l' (the IK constraint 'IK'
+        on 'shin.l') keyed on 'leg.Ik.l', pole 'knee.pole.l'"."""
+        return "; ".join(self.notes)
+
+    def plan(self, mode, root_motion="hips"):
+        return list(self.keyed), list(self.poles), [], None
+
+    def keyed_bones(self, mode, root_motion="hips"):
+        return [c[0] for c in self.keyed] + [b for b, _ in self.poles]
+
+    def posed_controls(self, roles, exclude):
+        return []
+
+    def direct_bones(self, names):
+        """Of the skeleton's bones `names`, those keyed directly: neither moved by a constraint nor a control."""
+        skip = set(self.driven) | set(self.keyed_bones(None))
+        return [n for n in names if n not in skip]
+
+
+def for_rig(obj, roles):
+    """The control rig to key for armature `obj` with its map `roles` (role -> bone): a recognised one (Rigify), a
+    ConstraintRig when roles sit on constraint-driven bones, or None for a rig keyed on its own bones. Raises
+    SkeletonError (one line, naming bone, role and constraint) when such a role has no bone driving it."""
+    ctl = recognise(obj)
+    if ctl is not None:
+        return ctl
+    found = _overrides(obj)
+    hit = [(r, b) for r, b in roles.items() if b in found]
+    if not hit:
+        return None
+    copier = {}        # control -> the bone that copies its rotation
+    for pb in obj.pose.bones:
+        for c in pb.constraints:
+            if _full(c) and c.type in ("COPY_ROTATION", "COPY_TRANSFORMS") and getattr(c, "target", None) == obj \
+                    and c.subtarget:
+                copier.setdefault(c.subtarget, pb.name)
+    keyed, poles, seen, notes = [], [], set(), {}      # notes: (why, keyed on) -> roles
+    for role, bone in hit:
+        why, c, owner = found[bone]
+        driver = c.subtarget if getattr(c, "target", None) == obj and getattr(c, "subtarget", "") else ""
+        if c.type == "IK" and driver:
+            if driver not in seen:
+                keyed.append((driver, copier.get(driver, owner), "location rotation", False))
+            pole = c.pole_subtarget if getattr(c, "pole_target", None) == obj else ""
+            if pole and pole not in seen:
+                top, n = obj.pose.bones[owner], (c.chain_count or len(obj.pose.bones)) - 1
+                while n > 0 and top.parent is not None:
+                    top, n = top.parent, n - 1
+                poles.append((pole, (top.name, owner, owner + TAIL)))
+            seen.update({driver, pole})
+            notes.setdefault((why, f"{driver!r}" + (f", pole {pole!r}" if pole else "")), []).append(f"{role} {bone!r}")
+        elif c.type in ("COPY_TRANSFORMS", "COPY_ROTATION") and driver:
+            if driver not in seen:
+                keyed.append((driver, bone, _KEYS[c.type], False))
+                seen.add(driver)
+            notes.setdefault((why, f"{driver!r}"), []).append(f"{role} {bone!r}")
+        else:
+            raise skeleton.SkeletonError(
+                f"cannot key {bone!r} ({role}): {why} overrides its keys and no bone of the rig drives it; map {role} "
+                f"to a bone no constraint moves")
+    # a bone hanging from a constraint-moved one (a foot under an IK shin) is keyed against the parent as Blender
+    # evaluates it, which need not turn about its own axis as the retarget's did
+    for pb in obj.pose.bones:
+        if pb.name not in found and pb.name not in seen and pb.parent is not None and pb.parent.name in found:
+            keyed.append((pb.name, pb.name, "rotation", False))
+    notes = [f"{', '.join(roles)} ({why}) keyed on {on}" for (why, on), roles in notes.items()]
+    return ConstraintRig(obj, keyed, poles, found, any(found[b][1].type == "IK" for _, b in hit), notes)
+
+
+TAIL = "@tail"     # a pole chain's end point: the tail of the bone named before it
+_KEYS = {"COPY_TRANSFORMS": "location rotation", "COPY_ROTATION": "rotation"}
 
 
 # ------------------------------------------------------------------------------------------------------ the solve
@@ -322,8 +450,13 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips", roles=None
         wanted.append((bone, controls_mod.follow(A[:, col[follow]], rest[follow], rest[bone]), _CONSTRAINT[keys], keys))
         if seed:
             seeds.add(bone)
+    def point(name):      # a bone's head, or with TAIL its tail, in armature space (T,3)
+        if name.endswith(TAIL):
+            b = name[:-len(TAIL)]
+            return A[:, col[b], :3, 3] + A[:, col[b], :3, 1] * obj.data.bones[b].length
+        return A[:, col[name], :3, 3]
     for bone, (top, mid, end) in poles:
-        heads = [A[:, col[n], :3, 3] for n in (top, mid, end)]
+        heads = [point(n) for n in (top, mid, end)]
         rigid = controls_mod.follow(A[:, col[top]], rest[top], rest[bone])[:, :3, 3]
         distance = np.linalg.norm(rest[bone][:3, 3] - rest[mid][:3, 3])
         target = np.tile(rest[bone], (T, 1, 1))
@@ -336,6 +469,7 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips", roles=None
                                                           ("pelvis", "left_hip", "right_hip")]),
                           "COPY_TRANSFORMS", "location rotation"))
     names = [w[0] for w in wanted]
+    direct = control_rig.direct_bones(anim.bone_names)
     posed = control_rig.posed_controls(roles, set(names) | {b for b, _, _ in switches}) if roles else []
     keep = _needed(obj, names + [s[0] for s in switches])
     target_names = [TARGET_PREFIX + n for n in names]
@@ -353,9 +487,14 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips", roles=None
                 pbs[bone].matrix_basis = np.eye(4).T.tolist()
         order = [b.name for b in pbs]
         index = {n: i for i, n in enumerate(order)}
+        # the targets, and the bones keyed directly (the controls' parents may hang from them)
+        cols = [anim.bone_names.index(n) for n in direct]
         targets = transfer.TargetAnimation(
-            tuple(target_names), rotations.matrix_to_quaternion(np.stack([w[1][:, :3, :3] for w in wanted], 1)),
-            np.stack([w[1][:, :3, 3] for w in wanted], 1), tuple(target_names), anim.fps)
+            tuple(target_names) + tuple(direct),
+            np.concatenate([rotations.matrix_to_quaternion(np.stack([w[1][:, :3, :3] for w in wanted], 1)),
+                            anim.quaternions[:, cols]], 1),
+            np.concatenate([np.stack([w[1][:, :3, 3] for w in wanted], 1), anim.locations[:, cols]], 1),
+            tuple(target_names) + tuple(n for n in direct if n in anim.translated), anim.fps)
         keying.key_animation(copy, targets, "MotionMill control solve", 0)
         parents = [pbs[n].parent.name if pbs[n].parent else None for n in names]
         read = [index[n] for n in names] + [index[p] for p in parents if p is not None]
@@ -385,12 +524,14 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips", roles=None
         q, l = controls_mod.local_channels(pose, rest[bone], pf, rest[parent] if parent else None,
                                            obj.data.bones[bone].use_local_location)
         quats[:, i], locs[:, i] = q, l
-    translated = tuple(w[0] for w in wanted if "location" in w[3]) + tuple(posed)
     for i, w in enumerate(wanted):
         if "location" not in w[3]:
             locs[:, i] = 0.0
     at_rest = np.zeros((T, len(posed), 4))
     at_rest[..., 0] = 1.0
-    return transfer.TargetAnimation(tuple(names) + tuple(posed), np.concatenate([quats, at_rest], 1),
-                                    np.concatenate([locs, np.zeros((T, len(posed), 3))], 1), translated, anim.fps,
-                                    anim.notes), switches
+    translated = (tuple(w[0] for w in wanted if "location" in w[3]) + tuple(posed)
+                  + tuple(n for n in direct if n in anim.translated))
+    return transfer.TargetAnimation(tuple(names) + tuple(posed) + tuple(direct),
+                                    np.concatenate([quats, at_rest, anim.quaternions[:, cols]], 1),
+                                    np.concatenate([locs, np.zeros((T, len(posed), 3)), anim.locations[:, cols]], 1),
+                                    translated, anim.fps, anim.notes), switches

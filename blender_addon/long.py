@@ -201,12 +201,13 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
     fps = rig.scene_fps(scene)
     skel = rig.skeleton_from_object(obj)
     mapping = mapping_mod.auto_map(skel)
-    ctl = control_rig.recognise(obj)      # a control rig continues on the controls its action was keyed on
+    ctl = control_rig.for_rig(obj, mapping.roles)   # a control rig continues on the controls its action was keyed on
     controls = old.get("motionmill_controls", scene.motionmill.controls)
-    solve_root = "hips" if ctl is not None and root_motion == "root" else root_motion
+    solve_root = "hips" if isinstance(ctl, control_rig.ControlRig) and root_motion == "root" else root_motion
     anim = transfer.retarget(motion.resample(fps), skel, mapping, root_motion=solve_root, anchor=inverse.ANCHOR)
     if cleanup:
-        anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=ctl is not None and controls != "fk"))
+        flat = ctl is not None and ctl.holds_feet_flat(controls)
+        anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=flat))
     switches = ()
     if ctl is not None:
         anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion, mapping.roles)

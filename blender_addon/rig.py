@@ -86,43 +86,11 @@ def mapping_for(obj, skel=None):
     return bonemap.mapping_for(skel or skeleton_from_object(obj), edited_roles(obj))
 
 
-# constraints that, at full influence, decide a bone's rotation whatever its keys say
-_ROTATION_OVERRIDES = {"COPY_TRANSFORMS", "DAMPED_TRACK", "TRACK_TO", "LOCKED_TRACK", "STRETCH_TO"}
-
-
-def constraint_driven(obj):
-    """{bone name: why} for the bones whose keys a constraint would override: members of an IK chain with a target,
-    bones with Copy Transforms, a track or stretch constraint, or Copy Rotation on all three axes (replacing), each
-    enabled at full influence. Keys on such bones do nothing in Blender's evaluation."""
-    driven = {}
-    for pb in obj.pose.bones:
-        for c in pb.constraints:
-            if not getattr(c, "enabled", not c.mute) or c.influence < 0.999:
-                continue
-            if c.type == "IK" and getattr(c, "target", None) is not None:
-                b, n = pb, c.chain_count or len(obj.pose.bones)
-                while b is not None and n > 0:
-                    driven.setdefault(b.name, f"the IK constraint {c.name!r} on {pb.name!r}")
-                    b, n = b.parent, n - 1
-            elif c.type in _ROTATION_OVERRIDES or (c.type == "COPY_ROTATION" and c.use_x and c.use_y and c.use_z
-                                                   and getattr(c, "mix_mode", "REPLACE") == "REPLACE"):
-                driven.setdefault(pb.name, f"its {c.type.replace('_', ' ').title()} constraint {c.name!r}")
-    return driven
-
-
 def check_keyable(obj, mapping):
-    """Raise SkeletonError (one line) when the map puts a role on a bone a constraint moves: its keys would do
-    nothing, and the clip would play wrong. Control rigs (Rigify, IK limbs) are keyed on their controls later."""
-    if control_rig.recognise(obj) is not None:    # keyed on its controls (control_rig.solve_controls)
-        return
-    driven = constraint_driven(obj)
-    hit = [(r, b) for r, b in mapping.roles.items() if b in driven]
-    if hit:
-        role, bone = hit[0]
-        more = f" (and {len(hit) - 1} more role(s))" if len(hit) > 1 else ""
-        raise skeleton_mod.SkeletonError(
-            f"cannot key {bone!r} ({role}): {driven[bone]} overrides its keys{more}; MotionMill does not key control "
-            f"rigs (Rigify, IK limbs) yet: map {role} to a bone no constraint moves")
+    """Raise SkeletonError (one line) when the map puts a role on a bone a constraint moves and no control drives it:
+    its keys would do nothing, and the clip would play wrong. Rigify rigs, and roles on IK chains or on bones that
+    copy another bone, are keyed on their controls (control_rig)."""
+    control_rig.for_rig(obj, mapping.roles)
 
 
 def rig_report(obj, controls="ik-legs"):
@@ -136,7 +104,7 @@ def rig_report(obj, controls="ik-legs"):
     except skeleton_mod.SkeletonError as err:
         return str(err)
     line = transfer.format_rig_report(transfer.rig_report(skel, mapping))
-    ctl = control_rig.recognise(obj)
+    ctl = control_rig.for_rig(obj, mapping.roles)
     return line if ctl is None else f"{ctl.describe(controls)}; {line}"
 
 
@@ -144,22 +112,27 @@ def scene_fps(scene):
     return scene.render.fps / scene.render.fps_base
 
 
-def solve(motion, obj, fps, root_motion="hips", cleanup=False, hold_flat=False):
-    """Motion -> TargetAnimation on armature `obj` at `fps` (real-time speed kept), optionally foot-cleaned (with
-    hold_flat, a foot with heel and ball down holds one pose: what IK foot controls are keyed from).
+def solve(motion, obj, fps, root_motion="hips", cleanup=False, controls="ik-legs"):
+    """Motion -> TargetAnimation on armature `obj` at `fps` (real-time speed kept), optionally foot-cleaned. On a
+    control rig (control_rig.for_rig) it is the pose of the bones the retarget reads; control_rig.solve_controls
+    turns it into keys on the controls (`controls`: fk / ik-legs / ik), and feet keyed on IK controls are held in
+    one pose while planted.
 
     Raises retarget's MotionError / SkeletonError with one-line messages."""
     skel = skeleton_from_object(obj)
     mapping = mapping_for(obj, skel)
     try:
         mapping.validate(skel)
-        check_keyable(obj, mapping)
+        ctl = control_rig.for_rig(obj, mapping.roles)
     except skeleton_mod.SkeletonError as err:
         raise skeleton_mod.SkeletonError(f"{err}; fix it in the MotionMill panel's Bone Map") from None
+    if isinstance(ctl, control_rig.ControlRig) and root_motion == "root":
+        root_motion = "hips"      # the root control is placed from the pelvis (control_rig.solve_controls)
     motion = motion.resample(fps)
     anim = transfer.retarget(motion, skel, mapping, root_motion=root_motion)
     if cleanup:
-        anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=hold_flat))
+        flat = ctl is not None and ctl.holds_feet_flat(controls)
+        anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=flat))
     return anim, skel, mapping
 
 

@@ -32,12 +32,12 @@ from test_control_rigs import generate_rigify_human  # noqa: E402
 
 
 def deform_side(obj, motion, mode):
-    anim, skel, mapping = rig.solve(motion, obj, 30.0, cleanup=True, hold_flat=mode != "fk")
+    anim, skel, mapping = rig.solve(motion, obj, 30.0, cleanup=True, controls=mode)
     keying.key_animation(obj, anim, "bench deform", 1, assign=False)
 
 
 def control_side(obj, motion, mode):
-    anim, skel, mapping = rig.solve(motion, obj, 30.0, cleanup=True, hold_flat=mode != "fk")
+    anim, skel, mapping = rig.solve(motion, obj, 30.0, cleanup=True, controls=mode)
     controls, switches = control_rig.solve_controls(control_rig.recognise(obj), anim, skel, mode, roles=mapping.roles)
     keying.key_animation(obj, controls, "bench controls", 1, assign=False, constants=switches)
 

@@ -23,8 +23,6 @@ REFUSED = {
     "gdquest_mini_sophia.glb": "eight root bones and three arm chains (DEF, IK, FK), all deforming: no pelvis found",
     "godot_platformer_robot.glb": "a robot without hands: its arms end at the forearms, so no wrist",
     "robot_expressive.blend": "its feet are IK targets at the root, not below the shins, and its hands are fanned palms",
-    # a control rig that is not Rigify: keys on its deform bones would do nothing
-    "godot_chan_ik.blend": "IK legs: the thighs and shins are IK chain members",
 }
 
 

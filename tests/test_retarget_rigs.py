@@ -1,5 +1,6 @@
 """Retargeting onto real Blender rigs built with bpy; checked against bpy's own pose evaluation."""
 import glob
+import math
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.bpy
 
 import rigs  # noqa: E402  (tests/rigs.py)
+from mathutils import Vector  # noqa: E402
 from conftest import DATA, shared_path  # noqa: E402
 from retarget import metrics  # noqa: E402
 from retarget.feet import FootParams, cleanup_feet  # noqa: E402
@@ -411,28 +413,58 @@ def test_cmu_style_bvh_in_centimetres_is_a_source_like_any_other(amass, skeleton
     assert np.abs(from_cmu - from_smpl).max() < 1e-3
 
 
-def test_a_role_on_a_bone_a_constraint_moves_is_refused_with_one_line(amass):
-    """Keys on a bone an IK chain or a Copy Transforms constraint moves do nothing in Blender: such a rig is refused
-    naming the bone, its role and the constraint (control rigs are keyed on their controls in a later step); a
-    partial-influence constraint leaves the keys their say."""
-    from blender_addon import rig as addon_rig
+def test_a_role_on_a_bone_a_constraint_moves_goes_to_the_bone_driving_it(amass):
+    """Keys on a bone an IK chain or a copy constraint moves do nothing in Blender. An IK leg whose target and pole
+    are bones of the rig is keyed on them (the chain never), solved through Blender's IK: the foot lands where the
+    retarget put it. A bone nothing of the rig drives (a Damped Track aiming it) is refused naming the bone, its role
+    and the constraint; a partial-influence constraint leaves the keys their say."""
+    from blender_addon import control_rig, keying, rig as addon_rig
     rigs.clear_scene()
     obj = rigs.mixamo_rig()
     bpy.context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
-    target = obj.data.edit_bones.new("foot_ik.L")
-    target.head, target.tail = (10.0, 0.0, 0.0), (10.0, 10.0, 0.0)
+    eb = obj.data.edit_bones
+    ankle, knee = eb["mixamorig:LeftFoot"].head.copy(), eb["mixamorig:LeftLeg"].head.copy()
+    forward = obj.matrix_world.to_3x3().inverted() @ Vector((0, -1, 0))     # the character faces -Y in the world
+    ahead = forward.normalized() * (knee - ankle).length
+    for name, head in (("foot_ik.L", ankle), ("knee_pole.L", knee + ahead)):
+        b = eb.new(name)
+        b.head, b.tail = head, head + ahead * 0.2
     bpy.ops.object.mode_set(mode="OBJECT")
     ik = obj.pose.bones["mixamorig:LeftLeg"].constraints.new("IK")
     ik.target, ik.subtarget, ik.chain_count = obj, "foot_ik.L", 2
-    copy = obj.pose.bones["mixamorig:RightArm"].constraints.new("COPY_ROTATION")
-    copy.target, copy.subtarget, copy.influence = obj, "mixamorig:Spine", 0.5
+    ik.pole_target, ik.pole_subtarget = obj, "knee_pole.L"
+
+    def rest_kept(angle):          # a rigger sets the pole angle that keeps the rest pose
+        ik.pole_angle = math.radians(angle)
+        bpy.context.view_layer.update()
+        return np.linalg.norm(np.array(obj.pose.bones["mixamorig:LeftLeg"].matrix) - np.array(
+            obj.data.bones["mixamorig:LeftLeg"].matrix_local))
+    ik.pole_angle = math.radians(min(range(-180, 180), key=rest_kept))
+    clip = Motion(amass.rotations[:90], amass.translation[:90], amass.fps)
+    anim, skel, mapping = addon_rig.solve(clip, obj, 30.0)
+    ctl = control_rig.for_rig(obj, mapping.roles)
+    assert ctl.keyed_bones(None)[:1] == ["foot_ik.L"] and "knee_pole.L" in ctl.keyed_bones(None)
+    assert "mixamorig:LeftUpLeg" in ctl.describe(None)
+    keys, _ = control_rig.solve_controls(ctl, anim, skel, "ik-legs", roles=mapping.roles)
+    assert not {"mixamorig:LeftUpLeg", "mixamorig:LeftLeg"} & set(keys.bone_names)
+    keying.key_animation(obj, keys, "ik leg", 1)
+    R, X = pose_world(anim, skel)
+    worst = 0.0
+    for t in range(0, 90, 10):
+        bpy.context.scene.frame_set(1 + t)
+        for name in ("mixamorig:LeftLeg", "mixamorig:LeftFoot", "mixamorig:LeftToeBase"):
+            got = np.array(obj.matrix_world @ obj.pose.bones[name].head)
+            worst = max(worst, float(np.linalg.norm(got - X[t, skel.names.index(name)])))
+    assert worst < 0.005, f"the IK leg is {100 * worst:.1f} cm off"
+
+    aim = obj.pose.bones["mixamorig:RightArm"].constraints.new("DAMPED_TRACK")
+    aim.target, aim.subtarget = obj, "mixamorig:Spine"
     with pytest.raises(SkeletonError) as err:
-        addon_rig.solve(amass, obj, 30.0)
+        addon_rig.solve(clip, obj, 30.0)
     message = str(err.value)
-    assert "\n" not in message and "'mixamorig:LeftUpLeg' (left_hip): the IK constraint 'IK' on 'mixamorig:LeftLeg'" in message
-    assert "(and 1 more role(s))" in message                     # the shin; not the half-influence arm
-    ik.influence = 0.5
+    assert "\n" not in message and "'mixamorig:RightArm' (right_shoulder): its Damped Track constraint" in message
+    aim.influence = 0.5
     addon_rig.solve(Motion(amass.rotations[:10], amass.translation[:10], amass.fps), obj, 30.0)
 
 
