@@ -4,6 +4,8 @@ import textwrap
 
 import bpy
 
+from . import control_rig
+
 
 def _clip_seconds(item, scene):
     if item.action is None:
@@ -182,7 +184,8 @@ class MOTIONMILL_PT_rig(_SubPanel, bpy.types.Panel):
         if err:
             _wrapped(col, err, width, icon="ERROR")
             return
-        for part in _rig_line(obj).split(", "):
+        *control, measured = _rig_line(obj, context.scene.motionmill.controls).split("; ")
+        for part in control + measured.split(", "):      # a control rig's line first: how it is keyed
             _wrapped(col, part, width)
 
 

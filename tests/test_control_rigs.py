@@ -188,3 +188,99 @@ def test_continue_on_the_rigify_rig_appends_on_the_same_controls_and_joins(rigif
             assert step < 0.01 and turn.max() < 1.0
     finally:
         unregister()
+
+
+def skin_a_body(rig):
+    """A mesh bound to the rig's DEF bones, as a character's body is: a box around every body DEF bone, joined into
+    one mesh, weighted fully to its bone (vertex groups named after the bones, an Armature modifier)."""
+    import bmesh
+    from mathutils import Matrix, Vector
+    mesh = bpy.data.meshes.new("Body")
+    body = bpy.data.objects.new("Body", mesh)
+    bpy.context.scene.collection.objects.link(body)
+    bm = bmesh.new()
+    deform = [b for b in rig.data.bones if b.name.startswith("DEF-") and not _under(b, "DEF-spine.006")
+              and "f_" not in b.name and "thumb" not in b.name and "palm" not in b.name and "breast" not in b.name]
+    owners = []
+    for b in deform:
+        r = 0.25 * b.length + 0.01
+        geom = bmesh.ops.create_cube(bm, size=1.0)["verts"]
+        m = Matrix.Translation(b.head_local + (b.tail_local - b.head_local) / 2) @ b.matrix_local.to_3x3().to_4x4() @ \
+            Matrix.Diagonal(Vector((2 * r, b.length, 2 * r, 1.0)))
+        bmesh.ops.transform(bm, matrix=m, verts=geom)
+        owners += [b.name] * len(geom)
+    bm.to_mesh(mesh)
+    bm.free()
+    groups = {n: body.vertex_groups.new(name=n) for n in {b.name for b in deform}}
+    for i, n in enumerate(owners):
+        groups[n].add([i], 1.0, "REPLACE")
+    body.matrix_world = rig.matrix_world
+    mod = body.modifiers.new("Armature", "ARMATURE")
+    mod.object = rig
+    return body
+
+
+def test_panel_generate_on_a_skinned_rigify_character(rigify_blend):
+    """The panel's Generate (the real backend with the tiny conformance model) on a Rigify rig whose body mesh is
+    bound to its DEF bones: the clip is keyed on the controls only, and the body moves with it; the panel shows the
+    Controls choice, Rig as read names the rig and how it is keyed, Bone Map lists the controls per role."""
+    import types
+    from conftest import shared_path
+    from blender_addon import props as mm_props, register, session as mm_session, unregister
+    register()
+    try:
+        bpy.ops.wm.open_mainfile(filepath=str(rigify_blend), load_ui=False)
+        rig = bpy.data.objects["rig"]
+        body = skin_a_body(rig)
+        s = bpy.context.scene.motionmill
+        s.target, s.prompt, s.auto_length, s.seconds, s.seed = rig, "a person walks forward", False, 2.0, 1
+        s.placement, s.cleanup_feet, s.controls = "INSERT", True, "ik-legs"
+        mm_props.Prefs.overrides = dict(backend_python=str(real_assets.ROOT / ".venv" / "bin" / "python"),
+                                        backend_dir=str(real_assets.ROOT), device="cpu",
+                                        model_dir=str(shared_path("conformance", "motionmillion-tiny", "model")))
+
+        drawn, props = [], []
+
+        class Layout:
+            """Records the labels and properties a panel's draw asks for; any other layout call is accepted."""
+            def label(self, text="", icon="NONE"):
+                drawn.append(text)
+
+            def prop(self, data, name, **kw):
+                props.append(name)
+
+            def __getattr__(self, name):
+                return lambda *a, **k: Layout()
+        bpy.types.MOTIONMILL_PT_panel.draw(types.SimpleNamespace(layout=Layout()), bpy.context)
+        assert "controls" in props
+        bpy.types.MOTIONMILL_PT_rig.draw(types.SimpleNamespace(layout=Layout()), bpy.context)
+        text = " ".join(drawn)
+        assert "Rigify control rig, legs IK, arms FK" in text
+        drawn.clear()
+        panel = bpy.types.MOTIONMILL_PT_bone_map
+        fake = types.SimpleNamespace(layout=Layout(), _draw_auto=lambda *a: panel._draw_auto(fake, *a),
+                                     _draw_map=lambda *a: panel._draw_map(fake, *a), _usable=panel._usable,
+                                     _draw_controls=lambda *a: panel._draw_controls(fake, *a))
+        panel.draw(fake, bpy.context)
+        text = " ".join(drawn)
+        assert "Keys on controls: Rigify control rig, legs IK, arms FK" in text
+        assert "Left ankle: foot_ik.L" in text and "Left knee: thigh_ik_target.L" in text, text
+        assert bpy.ops.motionmill.generate() == {"FINISHED"}
+        action = rig.animation_data.action
+        keyed, _ = _keyed_bones(action)
+        assert keyed and not [b for b in keyed if b.startswith(NOT_CONTROLS)], sorted(keyed)
+        assert {"torso", "foot_ik.L", "foot_ik.R", "upper_arm_fk.L"} <= keyed
+        start, end = (int(f) for f in action.frame_range)
+        deps = bpy.context.evaluated_depsgraph_get()
+        spans = []
+        for f in (start, (start + end) // 2, end):
+            bpy.context.scene.frame_set(f)
+            ev = body.evaluated_get(deps).to_mesh()
+            co = np.array([v.co[:] for v in ev.vertices])
+            body.evaluated_get(deps).to_mesh_clear()
+            spans.append(co)
+        assert max(np.abs(spans[1] - spans[0]).max(), np.abs(spans[2] - spans[0]).max()) > 0.05   # the body moves
+    finally:
+        mm_session.SESSION.close()
+        mm_props.Prefs.overrides = {}
+        unregister()
