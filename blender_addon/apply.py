@@ -28,9 +28,10 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
     fps = rig.scene_fps(scene)
     controls = controls or scene.motionmill.controls
     anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=root_motion, cleanup=cleanup, controls=controls)
-    switches = ()
+    switches, location_m = (), keying.LOCATION_TOLERANCE_M
     ctl = control_rig.for_rig(obj, mapping.roles)
     if ctl is not None:
+        location_m = control_rig.location_tolerance(skel, mapping.roles)
         anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion, mapping.roles)
         props = dict(props or {})
         props["motionmill_controls"] = controls
@@ -43,12 +44,13 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
         props["motionmill_notes"] = "\n".join(anim.notes)
     if placement == "NLA":
         action, slot = keying.key_animation(obj, anim, name, start, props, assign=False,
-                                            reduce_keys=reduce_keys, constants=switches)
+                                            reduce_keys=reduce_keys, constants=switches,
+                                            location_m=location_m)
         action.use_fake_user = False
         strip = nla.push_strip(obj, action, slot, start, name, blend_in, blend_out)
         return action, strip, anim
     action, slot = keying.key_animation(obj, anim, name, start, props, assign=True, reduce_keys=reduce_keys,
-                                        constants=switches)
+                                        constants=switches, location_m=location_m)
     return action, None, anim
 
 

@@ -101,14 +101,16 @@ def new_action(name, props=None):
     return action
 
 
-def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_keys=False, constants=()):
+def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_keys=False, constants=(),
+                  location_m=LOCATION_TOLERANCE_M):
     """Key `anim` (retarget.transfer.TargetAnimation) on armature `obj` from `start_frame`: one linear key per frame,
     or with reduce_keys Bezier keys within ROTATION_TOLERANCE_DEG and LOCATION_TOLERANCE_M of that bake.
     constants: (bone, custom property, value) held over the clip (a control rig's IK/FK switches).
+    location_m: the reduction's location tolerance (a control rig's is tighter: control_rig.location_tolerance).
 
     Returns (action, slot). With assign=True the action becomes the object's active action; the one it replaces
     is kept (fake user) so nothing is lost. Pose bones of the animation are switched to quaternion rotation."""
-    reduced = reduce_animation(obj, anim) if reduce_keys else None
+    reduced = reduce_animation(obj, anim, location_m=location_m) if reduce_keys else None
     props = dict(props or {})
     props["motionmill_reduced_keys"] = bool(reduce_keys)
     action = new_action(name, props)

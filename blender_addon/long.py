@@ -227,7 +227,8 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
     fcurves = compat.fcurves_for(action, slot)
     frames = end + 1 + np.arange(anim.num_frames, dtype=np.float64)
     column = {n: i for i, n in enumerate(anim.bone_names)}
-    reduced = keying.reduce_animation(obj, anim) if reduce_keys else None
+    location_m = control_rig.location_tolerance(skel, mapping.roles) if ctl is not None else keying.LOCATION_TOLERANCE_M
+    reduced = keying.reduce_animation(obj, anim, location_m=location_m) if reduce_keys else None
     action["motionmill_reduced_keys"] = bool(reduce_keys)
     for (bname, prop, value), hold in zip(switches, held_switches):
         _append(fcurves, f'pose.bones["{keying._escape(bname)}"]["{keying._escape(prop)}"]', 0, bname, frames,

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import real_assets  # noqa: E402
 from blender_addon import control_rig, keying, register, rig  # noqa: E402
 from motionmill_common.bench_report import update_section  # noqa: E402
-from test_control_rigs import generate_rigify_human  # noqa: E402
+from rigs import generate_rigify_human  # noqa: E402
 
 
 def deform_side(obj, motion, mode):

@@ -467,6 +467,42 @@ def script():
     check("doctor_never_blocked", gaps and max(gaps) < 0.5, str(RESULT["doctor"]))
     check("doctor_report_kept", '"model"' in rt.doctor_output, rt.doctor_output[-200:])
 
+    # ---- a Rigify character (Blender's bundled Rigify, a body mesh bound to its DEF bones): Generate keys its
+    # controls, never its DEF/ORG/MCH bones, and the body plays the clip; the picture shows it mid-clip
+    import addon_utils
+    rigs.clear_scene()
+    addon_utils.enable("rigify", default_set=True)
+    with bpy.context.temp_override(window=win, area=area, region=region):
+        bpy.ops.object.armature_human_metarig_add()
+        bpy.ops.pose.rigify_generate()
+    bpy.data.objects.remove(bpy.data.objects["metarig"])
+    rig = bpy.data.objects["rig"]
+    body = rigs.skin_a_body(rig)
+    s.target, s.placement, s.cleanup_feet, s.controls, s.prompt_text = rig, "INSERT", True, "ik-legs", None
+    bpy.context.scene.frame_current = 1
+    info = yield from run("rigify", "a person walks forward", 4.0)
+    act = rig.animation_data.action if rig.animation_data else None
+    keyed = sorted({fc.data_path.split('"')[1] for fc in action_fcurves(act) if fc.data_path.startswith("pose.bones[")}
+                   if act else ())
+    info["keyed_bones"] = keyed
+    check("rigify_done", info["final_status"] == "done: 1 clip", info["final_status"])
+    check("rigify_keys_on_controls_only", keyed and not [b for b in keyed if b.startswith(("DEF-", "ORG-", "MCH-"))]
+          and "foot_ik.L" in keyed and "torso" in keyed, str(keyed))
+    if act is not None:
+        first, last = (int(f) for f in act.frame_range)
+        info["mid_frame"] = (first + last) // 2
+        bpy.context.scene.frame_set(info["mid_frame"])
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o == body)
+    bpy.context.view_layer.objects.active = body
+    with bpy.context.temp_override(window=win, area=area, region=region):
+        bpy.ops.view3d.view_axis(type="FRONT")
+        bpy.ops.view3d.view_selected()
+    for _ in range(10):
+        area.tag_redraw()
+        yield
+    shot("rigify-mid-clip")
+
     spy.panel_cls.remove(spy)
     bpy.types.SpaceView3D.draw_handler_remove(vp_handle, "WINDOW")
     SESSION.close()
