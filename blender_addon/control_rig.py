@@ -152,7 +152,13 @@ def recognise(obj):
         prop = d.get("custom_property")
         if prop and prop not in obj.data and prop not in obj:
             continue
-        if all(b in bones for b in d.get("bones", ())) and any(b.name.startswith(preset["deform_prefix"]) for b in bones):
+        if not all(b in bones for b in d.get("bones", ())):
+            continue
+        switch = d.get("switch_property")
+        if switch and not all(switch in obj.pose.bones[limb["switch"]] for limb in preset["limbs"]
+                              if limb["switch"] in obj.pose.bones):
+            continue
+        if any(b.name.startswith(preset["deform_prefix"]) for b in bones):
             return ControlRig(obj, preset)
     return None
 

@@ -24,9 +24,15 @@ MODE_LABELS = {"fk": "legs FK, arms FK", "ik-legs": "legs IK, arms FK", "ik": "l
 
 
 def load_presets(directory=None):
-    """The control-rig presets, as dicts."""
-    d = pathlib.Path(directory) if directory else PRESET_DIR
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    """The control-rig presets, as dicts (the built-in ones read once: the panel asks on every redraw)."""
+    if directory is None:
+        if not _BUILT_IN:
+            _BUILT_IN.extend(load_presets(PRESET_DIR))
+        return _BUILT_IN
+    return [json.loads(p.read_text()) for p in sorted(pathlib.Path(directory).glob("*.json"))]
+
+
+_BUILT_IN = []
 
 
 def limb_uses_ik(limb, mode):

@@ -174,7 +174,7 @@ def test_panel_generate_on_a_skinned_rigify_character(rigify_blend):
     bound to its DEF bones: the clip is keyed on the controls only, and the body moves with it; the panel shows the
     Controls choice, Rig as read names the rig and how it is keyed, Bone Map lists the controls per role."""
     import types
-    from conftest import shared_path
+    from conftest import BACKEND_PYTHON, shared_path
     from blender_addon import props as mm_props, register, session as mm_session, unregister
     register()
     try:
@@ -184,7 +184,7 @@ def test_panel_generate_on_a_skinned_rigify_character(rigify_blend):
         s = bpy.context.scene.motionmill
         s.target, s.prompt, s.auto_length, s.seconds, s.seed = rig, "a person walks forward", False, 2.0, 1
         s.placement, s.cleanup_feet, s.controls = "INSERT", True, "ik-legs"
-        mm_props.Prefs.overrides = dict(backend_python=str(real_assets.ROOT / ".venv" / "bin" / "python"),
+        mm_props.Prefs.overrides = dict(backend_python=BACKEND_PYTHON,
                                         backend_dir=str(real_assets.ROOT), device="cpu",
                                         model_dir=str(shared_path("conformance", "motionmillion-tiny", "model")))
 
