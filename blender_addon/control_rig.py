@@ -456,31 +456,34 @@ def solve_controls(control_rig, anim, skel, mode, root_motion="hips", roles=None
     if missing:
         raise skeleton.SkeletonError(f"'{obj.name}' looks like a {control_rig.label} but has no control "
                                      f"{missing[0]!r}; regenerate it with Rigify, or key it as a deform rig")
-    A = controls_mod.armature_pose(anim, skel)
-    T = A.shape[0]
+    points = [n[:-len(TAIL)] if n.endswith(TAIL) else n for _, chain in poles for n in chain]
+    used = [k[1] for k in keyed] + points + ([control_rig.preset["root"][k] for k in ("pelvis", "left_hip", "right_hip")]
+                                            if root is not None else [])
+    A = controls_mod.armature_pose(anim, skel, list(dict.fromkeys(used)))     # only the deform bones used below
+    T = anim.num_frames
     rest = {b.name: np.array(b.matrix_local) for b in obj.data.bones}
-    col = {n: i for i, n in enumerate(skel.names)}
     wanted = []        # (control, (T,4,4) target, constraint type, keys)
     seeds = set()
     for bone, follow, keys, seed in keyed:
-        wanted.append((bone, controls_mod.follow(A[:, col[follow]], rest[follow], rest[bone]), _CONSTRAINT[keys], keys))
+        wanted.append((bone, controls_mod.follow(A[follow], rest[follow], rest[bone]), _CONSTRAINT[keys], keys))
         if seed:
             seeds.add(bone)
+
     def point(name):      # a bone's head, or with TAIL its tail, in armature space (T,3)
         if name.endswith(TAIL):
             b = name[:-len(TAIL)]
-            return A[:, col[b], :3, 3] + A[:, col[b], :3, 1] * obj.data.bones[b].length
-        return A[:, col[name], :3, 3]
+            return A[b][:, :3, 3] + A[b][:, :3, 1] * obj.data.bones[b].length
+        return A[name][:, :3, 3]
     for bone, (top, mid, end) in poles:
         heads = [point(n) for n in (top, mid, end)]
-        rigid = controls_mod.follow(A[:, col[top]], rest[top], rest[bone])[:, :3, 3]
+        rigid = controls_mod.follow(A[top], rest[top], rest[bone])[:, :3, 3]
         distance = np.linalg.norm(rest[bone][:3, 3] - rest[mid][:3, 3])
         target = np.tile(rest[bone], (T, 1, 1))
         target[:, :3, 3] = controls_mod.pole_positions(*heads, rigid, distance)
         wanted.append((bone, target, "COPY_LOCATION", "location"))
     if root is not None:
         r = control_rig.preset["root"]
-        pts = [A[:, col[r[k]], :3, 3] for k in ("pelvis", "left_hip", "right_hip")]
+        pts = [A[r[k]][:, :3, 3] for k in ("pelvis", "left_hip", "right_hip")]
         wanted.insert(0, (root, controls_mod.ground_root(*pts, rest[root], *[rest[r[k]][:3, 3] for k in
                                                           ("pelvis", "left_hip", "right_hip")]),
                           "COPY_TRANSFORMS", "location rotation"))

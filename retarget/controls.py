@@ -16,7 +16,7 @@ import pathlib
 import numpy as np
 
 from .rotations import matrix_to_quaternion, normalize
-from .transfer import continuous_quaternions, pose_world
+from .transfer import continuous_quaternions, pose_armature
 
 PRESET_DIR = pathlib.Path(__file__).resolve().parent / "presets" / "control_rigs"
 MODES = ("fk", "ik-legs", "ik")
@@ -42,15 +42,17 @@ def limb_uses_ik(limb, mode):
     return mode == "ik" or (mode == "ik-legs" and limb["kind"] == "leg")
 
 
-def armature_pose(anim, skeleton):
-    """(T,B,4,4) armature-space pose matrices (what Blender shows as pose_bone.matrix) of a TargetAnimation."""
-    R, X = pose_world(anim, skeleton)
-    O, s, o = skeleton.object_rotation, skeleton.object_scale, skeleton.object_matrix[:3, 3]
-    A = np.zeros(R.shape[:2] + (4, 4))
-    A[..., :3, :3] = np.einsum("ji,...jk->...ik", O, R)
-    A[..., :3, 3] = np.einsum("ji,...j->...i", O, X - o) / s
-    A[..., 3, 3] = 1.0
-    return A
+def armature_pose(anim, skeleton, names):
+    """{bone: (T,4,4) armature-space pose matrix} (what Blender shows as pose_bone.matrix) of a TargetAnimation on
+    its skeleton, for the bones `names` (only they and their parents are posed)."""
+    P = pose_armature(anim, skeleton, [skeleton.index(n) for n in names])
+    out = {}
+    for n in names:
+        R, t = P[skeleton.index(n)]
+        A = np.zeros(R.shape[:1] + (4, 4))
+        A[:, :3, :3], A[:, :3, 3], A[:, 3, 3] = R, t, 1.0
+        out[n] = A
+    return out
 
 
 def follow(A_follow, rest_follow, rest_control):

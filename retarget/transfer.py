@@ -244,22 +244,34 @@ def _source_skeleton(source):
 
 # ---------------------------------------------------------------------------------------- pose maths
 
-def pose_world(anim, skeleton):
-    """World rotations (T,B,3,3) and heads (T,B,3) of a TargetAnimation on its skeleton."""
+def pose_armature(anim, skeleton, bones=None):
+    """{bone index: (rotation (T,3,3), head (T,3))} in armature space (pose_bone.matrix without the object) of a
+    TargetAnimation on its skeleton, for the bone indices `bones` and their parents (default every bone)."""
     q = quaternion_to_matrix(anim.quaternions)
     loc = anim.locations
     Rm, hm = skeleton.rest[:, :3, :3], skeleton.rest[:, :3, 3]
-    T, B = q.shape[:2]
-    R = np.empty((T, B, 3, 3))
-    t = np.empty((T, B, 3))
-    for b, p in enumerate(skeleton.parents):
+    need = set(range(len(skeleton))) if bones is None else set()
+    for b in bones or ():
+        while b >= 0 and b not in need:
+            need.add(b)
+            b = skeleton.parents[b]
+    out = {}
+    for b in sorted(need):                  # parents first
+        p = skeleton.parents[b]
         if p < 0:
-            R[:, b] = Rm[b] @ q[:, b]
-            t[:, b] = hm[b] + _mv(Rm[b], loc[:, b])
+            out[b] = (Rm[b] @ q[:, b], hm[b] + _mv(Rm[b], loc[:, b]))
         else:
             rel = Rm[p].T @ Rm[b]
-            R[:, b] = _mul(R[:, p], rel @ q[:, b])
-            t[:, b] = t[:, p] + _mv(R[:, p], Rm[p].T @ (hm[b] - hm[p]) + _mv(rel, loc[:, b]))
+            Rp, tp = out[p]
+            out[b] = (_mul(Rp, rel @ q[:, b]), tp + _mv(Rp, Rm[p].T @ (hm[b] - hm[p]) + _mv(rel, loc[:, b])))
+    return out
+
+
+def pose_world(anim, skeleton):
+    """World rotations (T,B,3,3) and heads (T,B,3) of a TargetAnimation on its skeleton."""
+    P = pose_armature(anim, skeleton)
+    R = np.stack([P[b][0] for b in range(len(skeleton))], 1)
+    t = np.stack([P[b][1] for b in range(len(skeleton))], 1)
     O, s, o = skeleton.object_rotation, skeleton.object_scale, skeleton.object_matrix[:3, 3]
     return _mul(O, R), s * _mv(O, t) + o
 

@@ -87,3 +87,22 @@ def test_limbs_use_ik_by_mode():
     leg, arm = {"kind": "leg"}, {"kind": "arm"}
     assert [controls.limb_uses_ik(leg, m) for m in controls.MODES] == [False, True, True]
     assert [controls.limb_uses_ik(arm, m) for m in controls.MODES] == [False, False, True]
+
+
+def test_armature_pose_is_the_pose_world_without_the_object():
+    from retarget.skeleton import Skeleton
+    from retarget.transfer import TargetAnimation, pose_world
+    B, T = 5, 4
+    rest = np.stack([_rigid() for _ in range(B)])
+    obj = _rigid()
+    obj[:3, :3] *= 0.01                                          # an armature object scaled 0.01
+    skel = Skeleton([f"b{i}" for i in range(B)], [-1, 0, 1, 1, 3], rest, np.ones(B), obj)
+    q = RNG.normal(size=(T, B, 4))
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    anim = TargetAnimation(skel.names, q, RNG.normal(size=(T, B, 3)), ("b0",), 30.0)
+    R, X = pose_world(anim, skel)
+    A = controls.armature_pose(anim, skel, ["b4", "b2"])
+    for n in ("b4", "b2"):
+        b = skel.index(n)
+        world = obj @ A[n]
+        assert np.allclose(world[:, :3, 3], X[:, b]) and np.allclose(skel.object_rotation @ A[n][:, :3, :3], R[:, b])
