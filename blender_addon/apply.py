@@ -42,6 +42,7 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
     props["motionmill_cleanup_feet"] = bool(cleanup)
     if anim.notes:
         props["motionmill_notes"] = "\n".join(anim.notes)
+    cover_frames(scene, start, start + anim.num_frames - 1)
     if placement == "NLA":
         action, slot = keying.key_animation(obj, anim, name, start, props, assign=False,
                                             reduce_keys=reduce_keys, constants=switches,
@@ -52,6 +53,13 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
     action, slot = keying.key_animation(obj, anim, name, start, props, assign=True, reduce_keys=reduce_keys,
                                         constants=switches, location_m=location_m)
     return action, None, anim
+
+
+def cover_frames(scene, first, last):
+    """Grow the scene's frame range to hold frames first..last (a new clip, a batch's strips); never shrink it, so
+    playback reaches the whole clip."""
+    scene.frame_start = min(scene.frame_start, int(first))
+    scene.frame_end = max(scene.frame_end, int(round(last)))
 
 
 def register_clip(scene, path, prompt, seed=None, model=""):

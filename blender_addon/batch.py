@@ -187,13 +187,15 @@ def run(a):
             py, root, model = paths.default_backend()
             props.Prefs.overrides = dict(backend_python=a.python or py or sys.executable, backend_dir=a.backend_dir or root,
                                          model_dir=a.model_dir or model, device=a.device, compile=a.compile)
-            if a.prompts:
-                _ops_error(bpy.ops.motionmill.generate_batch, filepath=os.path.abspath(a.prompts))
-            elif a.timeline or a.markers or a.cont:
+            if a.timeline or a.markers or a.cont:
                 _long(a, scene, obj)
             else:
                 text = bpy.data.texts.new("motionmill_batch_prompts")
-                text.from_string("\n".join(a.prompt))
+                if a.prompts:
+                    with open(a.prompts, encoding="utf-8") as f:
+                        text.from_string(f.read())
+                else:
+                    text.from_string("\n".join(a.prompt))
                 s.prompt_text = text
                 try:
                     _ops_error(bpy.ops.motionmill.generate_batch)

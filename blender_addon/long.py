@@ -226,6 +226,7 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
     slot = _slot_of_copy(action, obj)
     fcurves = compat.fcurves_for(action, slot)
     frames = end + 1 + np.arange(anim.num_frames, dtype=np.float64)
+    apply.cover_frames(scene, end + 1, frames[-1])
     column = {n: i for i, n in enumerate(anim.bone_names)}
     location_m = control_rig.location_tolerance(skel, mapping.roles) if ctl is not None else keying.LOCATION_TOLERANCE_M
     reduced = keying.reduce_animation(obj, anim, location_m=location_m) if reduce_keys else None
@@ -272,6 +273,17 @@ class MOTIONMILL_OT_continue_action(ops._BackendOp, bpy.types.Operator):
     bl_idname = "motionmill.continue_action"
     bl_label = "Continue"
     bl_options = {"UNDO"}  # one undo step, and no redo panel: re-running a generation from it would block
+
+    @classmethod
+    def poll(cls, context):
+        if not super().poll(context):
+            return False
+        obj, _ = ops.target_armature(context)
+        if obj.animation_data is None or obj.animation_data.action is None:
+            cls.poll_message_set(f"'{obj.name}' has no active action to continue: make the action to continue "
+                                 "active (Action Editor) or use Generate")
+            return False
+        return True
 
     def _begin(self, context):
         s = ops.settings(context)

@@ -266,36 +266,34 @@ class MOTIONMILL_OT_generate(_BackendOp, bpy.types.Operator):
         return settings(context).placement
 
 
-def read_prompts(text=None, filepath=""):
-    if filepath:
-        with open(bpy.path.abspath(filepath), encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    elif text is not None:
-        lines = text.as_string().splitlines()
-    else:
-        lines = []
+def read_prompts(text):
+    """The prompts of a Text block: its non-empty lines that are not comments (#)."""
+    lines = text.as_string().splitlines() if text is not None else []
     return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
 
 
 class MOTIONMILL_OT_generate_batch(_BackendOp, bpy.types.Operator):
-    """One NLA strip per prompt (text block or file, one per line), laid one after another"""
+    """One NLA strip per line of the Text block (one prompt per line), laid one after another"""
     bl_idname = "motionmill.generate_batch"
     bl_label = "Generate Batch"
     bl_options = {"UNDO"}  # one undo step, and no redo panel: re-running a generation from it would block
 
-    filepath: StringProperty(name="Prompts file", subtype="FILE_PATH", default="")
+    @classmethod
+    def poll(cls, context):
+        if not super().poll(context):
+            return False
+        s = settings(context)
+        if s.prompt_text is None:
+            cls.poll_message_set("choose a Text block with one prompt per line: each line becomes an NLA strip")
+            return False
+        if not read_prompts(s.prompt_text):
+            cls.poll_message_set(f"Text block '{s.prompt_text.name}' has no prompts: write one prompt per line")
+            return False
+        return True
 
     def _begin(self, context):
         s = settings(context)
-        try:
-            prompts = read_prompts(None if self.filepath else s.prompt_text, self.filepath)
-        except OSError as err:
-            self.report({"ERROR"}, f"cannot read prompts file {self.filepath}: {err.strerror}")
-            return None
-        if not prompts:
-            self.report({"ERROR"}, "no prompts: choose a text block (one prompt per line) or a prompts file")
-            return None
-        return self.start_for_target(context, prompts, sampling_options(s))
+        return self.start_for_target(context, read_prompts(s.prompt_text), sampling_options(s))
 
     def placement_for(self, context):
         return "NLA"

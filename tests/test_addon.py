@@ -51,6 +51,14 @@ def mixamo():
     return obj
 
 
+def _generate_batch_from(path):
+    """Generate Batch as the panel runs it: the prompts file's lines in a Text block."""
+    text = bpy.data.texts.new("prompts")
+    text.from_string(path.read_text())
+    bpy.context.scene.motionmill.prompt_text, bpy.context.scene.motionmill.prompt = text, ""
+    return bpy.ops.motionmill.generate_batch()
+
+
 def _check_pose(obj, motion, fps, start, frames, root_motion="hips"):
     """Blender's evaluated pose == retarget.transfer.pose_world of the same retarget, at sampled frames."""
     skel = rigs.skeleton_from_object(obj)
@@ -109,6 +117,7 @@ def test_import_motion_each_format_matches_retarget(mixamo, parts):
     motion = formats.load_any(str(path))
     n = int(round((motion.num_frames - 1) * 24 / motion.fps)) + 1
     assert tuple(action.frame_range) == (7, 7 + n - 1)   # real-time speed at 24 fps, starting at the current frame
+    assert bpy.context.scene.frame_end >= 7 + n - 1        # the scene's range grows to play the whole clip
     _check_pose(mixamo, motion, 24.0, 7, [0, n // 3, n - 1])
 
 
@@ -204,6 +213,21 @@ def test_generate_end_to_end(backend, mixamo):
     assert mm_session.SESSION.client.pid == pid
 
 
+def test_generate_batch_is_greyed_out_without_prompts_and_says_why(mixamo):
+    s = bpy.context.scene.motionmill
+    s.prompt_text = None
+    assert not bpy.ops.motionmill.generate_batch.poll()
+    with pytest.raises(RuntimeError, match="choose a Text block with one prompt per line"):
+        bpy.ops.motionmill.generate_batch()
+    s.prompt_text = bpy.data.texts.new("empty")
+    s.prompt_text.from_string("# only a comment\n\n")
+    with pytest.raises(RuntimeError, match="Text block 'empty' has no prompts"):
+        bpy.ops.motionmill.generate_batch()
+    s.prompt_text.from_string("a person waves\n")
+    assert bpy.ops.motionmill.generate_batch.poll()
+    s.prompt_text = None
+
+
 def test_generate_batch_strips_in_order(backend, mixamo, tmp_path):
     prompts = ["a person waves", "a person jumps", "a person sits down"]
     f = tmp_path / "prompts.txt"
@@ -211,11 +235,14 @@ def test_generate_batch_strips_in_order(backend, mixamo, tmp_path):
     s = bpy.context.scene.motionmill
     s.seconds, s.blend_in, s.blend_out = 2.0, 2.0, 3.0
     s.auto_length = False
-    bpy.context.scene.frame_current = 5
-    assert bpy.ops.motionmill.generate_batch(filepath=str(f)) == {"FINISHED"}
+    scene = bpy.context.scene
+    scene.frame_current, scene.frame_start, scene.frame_end = 5, 3, 60
+    assert _generate_batch_from(f) == {"FINISHED"}
     strips = list(mixamo.animation_data.nla_tracks["MotionMill"].strips)
     assert [st.name for st in strips] == prompts
     assert strips[0].frame_start == 5
+    # the scene's range grows to play every strip, and never shrinks
+    assert scene.frame_start == 3 and scene.frame_end == int(strips[-1].frame_end) > 60
     for a, b in zip(strips, strips[1:]):
         assert b.frame_start == a.frame_end + 1
     for st in strips:
@@ -254,13 +281,13 @@ def test_a_batch_plays_over_the_animators_active_action(backend, mixamo, tmp_pat
     for batch_first in (False, True):
         if batch_first:  # MotionMill's track exists and is the lowest when the animator's action arrives
             bpy.context.scene.frame_current = 200
-            assert bpy.ops.motionmill.generate_batch(filepath=str(f)) == {"FINISHED"}
+            assert _generate_batch_from(f) == {"FINISHED"}
         bpy.context.scene.frame_current = 1
         assert bpy.ops.motionmill.generate() == {"FINISHED"}
         mine = mixamo.animation_data.action
         keys = _keys(mine)
         bpy.context.scene.frame_current = int(mine.frame_range[1]) + 1
-        assert bpy.ops.motionmill.generate_batch(filepath=str(f)) == {"FINISHED"}
+        assert _generate_batch_from(f) == {"FINISHED"}
         ad = mixamo.animation_data
         names = [t.name for t in ad.nla_tracks]
         assert ad.action is None and names.index(mine.name) < names.index("MotionMill"), names
@@ -501,12 +528,18 @@ def test_batch_motion_files(rotated_blend, tmp_path):
     _check_pose(obj, formats.load_any(str(files[1])), 25.0, int(strips[1].frame_start), [0, 30])
 
 
-def test_batch_prompts_with_backend(rotated_blend, tmp_path):
+@pytest.mark.parametrize("source", ["--prompt", "--prompts"])
+def test_batch_prompts_with_backend(rotated_blend, tmp_path, source):
     model = shared_path("conformance", "motionmillion-tiny", "model")
     out = tmp_path / "out.blend"
-    r = run_batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "a person waves", "--prompt", "a person bows",
-                "--model-dir", model, "--device", "cpu", "--seconds", "2", "--cleanup-feet", "--python", PY,
-                "--out", out])
+    if source == "--prompt":
+        prompts = ["--prompt", "a person waves", "--prompt", "a person bows"]
+    else:
+        (tmp_path / "prompts.txt").write_text("# the shot's prompts\na person waves\n\na person bows\n")
+        prompts = ["--prompts", tmp_path / "prompts.txt"]
+    r = run_batch(["--blend", rotated_blend, "--rig", "Mixamo", *prompts,
+                   "--model-dir", model, "--device", "cpu", "--seconds", "2", "--cleanup-feet", "--python", PY,
+                   "--out", out])
     assert r.returncode == 0, r.stderr
     bpy.ops.wm.open_mainfile(filepath=str(out))
     strips = list(bpy.data.objects["Mixamo"].animation_data.nla_tracks["MotionMill"].strips)

@@ -307,10 +307,14 @@ def _continue_inputs():
 
 
 def test_continue_needs_an_action_and_a_prompt(backend, mixamo):
+    """Continue is greyed out (its poll fails, the tooltip says why) on a rig without an active action."""
     s = bpy.context.scene.motionmill
     s.prompt = "walk on"
+    assert not bpy.ops.motionmill.continue_action.poll()
     with pytest.raises(RuntimeError, match="no active action to continue"):
         bpy.ops.motionmill.continue_action()
+    mixamo.animation_data_create().action = bpy.data.actions.new("take")
+    assert bpy.ops.motionmill.continue_action.poll()
     s.prompt = ""
     with pytest.raises(RuntimeError, match="prompt is empty"):
         bpy.ops.motionmill.continue_action()
