@@ -19,7 +19,7 @@ from .options import UserError
 from .sampling import generate_tokens
 
 CONTEXT_SECONDS = 3.0     # how much of the input (or of the stream so far) conditions the next tokens
-FADE_FRAMES = 10          # frames over which a continuation's join is cross-faded (1/3 s)
+FADE_FRAMES = None        # a continuation's join is cross-faded over as many frames as its gap needs (fade_length)
 
 
 class LongMotionError(UserError, ValueError):

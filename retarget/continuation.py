@@ -79,7 +79,16 @@ def smoothstep(n):
     return s * s * (3 - 2 * s)
 
 
-def place_continuation(decoded, prefix_frames, anchor, floor, fade_frames=10):
+def fade_length(anchor, rotation_gap, pelvis_gap, least=10, most=60):
+    """Frames to ease a join's gap out over (rotation_gap: the largest joint's, radians; pelvis_gap: metres), so that
+    no frame takes more of it than the input's own 95th-percentile step: smoothstep's steepest frame carries 1.5/(n+1)
+    of the gap. At least `least` frames, at most `most` (2 s at 30 fps: a longer fade would be a motion of its own)."""
+    p_pelvis, p_rot = ordinary_steps(anchor)
+    need = max(rotation_gap / max(p_rot, 1e-6), pelvis_gap / max(p_pelvis, 1e-6))
+    return int(np.clip(np.ceil(1.5 * need) - 1, least, most))
+
+
+def place_continuation(decoded, prefix_frames, anchor, floor, fade_frames=None):
     """The decoded frames after the prefix, put in the input's world frame, joined to its last pose.
 
     decoded: Motion in the tail's canonical frame, prefix frames first. anchor: the input motion (30 fps,
@@ -88,6 +97,8 @@ def place_continuation(decoded, prefix_frames, anchor, floor, fade_frames=10):
     pelvis path continue. What reconstruction leaves between the two (joint rotations, pelvis height) is
     faded out: the first fade_frames cross-fade, with smoothstep weights, from the decoded motion offset to
     start exactly at the input's last pose (slerp rotations, lerp translation) to the decoded motion itself.
+    fade_frames None: as many as the gap needs (fade_length), so a model output that starts far from the input's
+    last pose is eased in at the input's own pace, not in ten frames.
     """
     if decoded.num_frames <= prefix_frames:
         raise MotionError("the continuation has no frames after its prefix")
@@ -102,10 +113,13 @@ def place_continuation(decoded, prefix_frames, anchor, floor, fade_frames=10):
     translation[:, 1] = decoded.translation[:, 1] + floor
 
     new_rot, new_pos = rotations[prefix_frames:], translation[prefix_frames:]
+    offset_rot = last_rot @ np.swapaxes(rotations[seam], -1, -2)               # (22,3,3): seam frame -> input's last
+    offset_pos = last_pos - translation[seam]
+    if fade_frames is None:
+        fade_frames = fade_length(anchor, float(rotation_angles(offset_rot, np.eye(3)).max()),
+                                  float(np.linalg.norm(offset_pos)))
     n = min(fade_frames, len(new_rot))
     if n:
-        offset_rot = last_rot @ np.swapaxes(rotations[seam], -1, -2)           # (22,3,3): seam frame -> input's last
-        offset_pos = last_pos - translation[seam]
         at_input = offset_rot[None] @ new_rot[:n]                              # starts exactly where the input ends
         w = smoothstep(n)
         q = quaternion_slerp(matrix_to_quaternion(at_input), matrix_to_quaternion(new_rot[:n]),

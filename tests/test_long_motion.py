@@ -57,6 +57,32 @@ def test_without_the_cross_fade_the_join_jumps(model):
     assert seam_ratios(source, clip.motion)[1] > 3
 
 
+@pytest.mark.parametrize("fade_frames", [None, 10])
+def test_a_continuation_that_starts_far_from_the_pose_is_eased_in_at_the_captures_pace(fade_frames):
+    """A model output whose first frame is far from the input's last pose (here the capture's later frames with the
+    spine, neck, shoulders and knees turned 60-90 degrees): the join and every frame of the fade stay within 3x the
+    capture's own 95th-percentile step with the fade as long as the gap needs; a fixed 10-frame fade jumps."""
+    from retarget.continuation import frame_steps, place_continuation
+    from retarget.rotations import axis_angle_to_matrix
+    source = load_source(shared_path("data", "motion272", "amass_000000_motion.npz"))
+    prefix = 45
+    later = Motion(source.rotations[300:405].copy(), source.translation[300:405].copy(), source.fps)
+    turn = axis_angle_to_matrix(np.array([[0, 0, 1.5], [1.0, 0, 0], [0, 1.2, 0.4], [0.9, 0.3, 0]]))
+    for joint, r in zip((3, 12, 16, 4), turn):        # spine1, neck, left shoulder, left knee: far from the input
+        later.rotations[:, joint] = r @ later.rotations[:, joint]
+    placed = place_continuation(later, prefix, source, floor=0.0, fade_frames=fade_frames)
+    p95_pelvis, p95_rotation = ordinary_steps(source)
+    joined = Motion(np.concatenate([source.rotations[-1:], placed.rotations]),
+                    np.concatenate([source.translation[-1:], placed.translation]), source.fps)
+    pelvis, rotation = frame_steps(joined)
+    worst = float(rotation[:40].max()) / p95_rotation          # the join and the fade's frames
+    print(f"fade {fade_frames}: worst step over the join {worst:.2f}x the capture's p95")
+    if fade_frames is None:
+        assert worst <= 3 and float(pelvis[:40].max()) / p95_pelvis <= 3
+    else:
+        assert worst > 3
+
+
 def test_a_timeline_is_one_stream_of_the_requested_length(model):
     segments = [(1.0, "a person walks forward"), (2.3, "a person jumps"), (0.7, "a person waves")]
     clip = generate_long(model, segments, SamplingOptions())
