@@ -18,20 +18,21 @@ def clip_name(prompt_or_path):
 
 
 def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", cleanup=False, placement="INSERT",
-                 start=None, blend_in=0.0, blend_out=0.0, reduce_keys=None, controls=None):
+                 start=None, blend_in=0.0, blend_out=0.0, reduce_keys=None, controls=None, key_detail=None):
     """-> (action, strip or None, TargetAnimation). Raises MotionError/SkeletonError with one line.
 
-    reduce_keys and controls (a control rig's fk / ik-legs / ik) None follow the panel's Reduce keys and Controls
-    (scene.motionmill), which the headless batch sets too. On a control rig the keys go on its controls only."""
+    reduce_keys, key_detail (fine / coarse / loose) and controls (a control rig's fk / ik-legs / ik) None follow the
+    panel's Reduce keys, Detail and Controls (scene.motionmill), which the headless batch sets too. On a control rig the keys go on its controls only."""
     if reduce_keys is None:
         reduce_keys = scene.motionmill.reduce_keys
     fps = rig.scene_fps(scene)
     controls = controls or scene.motionmill.controls
     anim, skel, mapping = rig.solve(motion, obj, fps, root_motion=root_motion, cleanup=cleanup, controls=controls)
-    switches, location_m = (), keying.LOCATION_TOLERANCE_M
+    switches = ()
+    rotation_deg, location_m = keying.key_detail(key_detail or scene.motionmill.key_detail)
     ctl = control_rig.for_rig(obj, mapping.roles)
     if ctl is not None:
-        location_m = control_rig.location_tolerance(skel, mapping.roles)
+        location_m = control_rig.location_tolerance(skel, mapping.roles, rotation_deg, location_m)
         anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion, mapping.roles)
         props = dict(props or {})
         props["motionmill_controls"] = controls
@@ -46,12 +47,13 @@ def apply_motion(scene, obj, motion, name, props=None, root_motion="hips", clean
     if placement == "NLA":
         action, slot = keying.key_animation(obj, anim, name, start, props, assign=False,
                                             reduce_keys=reduce_keys, constants=switches,
-                                            location_m=location_m)
+                                            rotation_deg=rotation_deg, location_m=location_m)
         action.use_fake_user = False
         strip = nla.push_strip(obj, action, slot, start, name, blend_in, blend_out)
         return action, strip, anim
     action, slot = keying.key_animation(obj, anim, name, start, props, assign=True, reduce_keys=reduce_keys,
-                                        constants=switches, location_m=location_m)
+                                        constants=switches, rotation_deg=rotation_deg,
+                                        location_m=location_m)
     return action, None, anim
 
 

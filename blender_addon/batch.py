@@ -1,7 +1,7 @@
 """Headless batch (DESIGN contract 4), driving the same operators as the panel:
 
     python -m blender_addon.batch --blend IN.blend --rig ARMATURE (--prompt TEXT ... | --prompts FILE | --motion FILE ...
-        | --timeline FILE | --markers | --continue --prompt TEXT) [--model-dir DIR] [--cleanup-feet] [--reduce-keys] [--root-motion hips|root|in_place] [--controls fk|ik-legs|ik] [--seconds S] [--seed N]
+        | --timeline FILE | --markers | --continue --prompt TEXT) [--model-dir DIR] [--cleanup-feet] [--reduce-keys [--key-detail fine|coarse|loose]] [--root-motion hips|root|in_place] [--controls fk|ik-legs|ik] [--seconds S] [--seed N]
         [--python PY] [--backend-dir DIR] [--device cpu|cuda|auto] [--preview out.gif|out.mp4 [--preview-width PX]] --out OUT.blend
 
 Run with a Python that has bpy (or `blender -b --python-expr`). One NLA strip per clip on the rig's MotionMill
@@ -37,6 +37,8 @@ def parse(argv):
     p.add_argument("--reduce-keys", action="store_true",
                    help="editable Bezier keys within 0.5 deg per bone and 1 mm per location of the bake "
                         "(default: a key on every frame, the exact bake)")
+    p.add_argument("--key-detail", choices=["fine", "coarse", "loose"], default="fine",
+                   help="with --reduce-keys: within 0.5 deg / 1 mm (fine), 2 deg / 2 cm (coarse) or 4 deg / 3 cm (loose)")
     p.add_argument("--root-motion", choices=["hips", "root", "in_place"], default="hips")
     p.add_argument("--controls", choices=["fk", "ik-legs", "ik"], default="ik-legs",
                    help="on a control rig (Rigify): limbs keyed on FK controls, legs on IK (default), or all IK")
@@ -122,6 +124,15 @@ def _ops_error(fn, **kw):
         raise BatchError(f"{fn.idname_py()} was cancelled")
 
 
+def _keys_line(action):
+    """How many keys an action holds and, reduced, the worst error they reached against the bake."""
+    line = f"{action.get('motionmill_keys', 0)} keys"
+    if "motionmill_key_error_deg" in action:
+        line += (f", within {action['motionmill_key_error_deg']:.2f} deg and "
+                 f"{100 * action['motionmill_key_error_m']:.2f} cm of the bake")
+    return line
+
+
 def _long(a, scene, obj):
     """--timeline FILE, --markers or --continue: the panel's Timeline and Continue operators."""
     import bpy
@@ -170,6 +181,7 @@ def run(a):
         s.target = obj
         s.cleanup_feet, s.root_motion, s.controls = a.cleanup_feet, a.root_motion, a.controls
         s.reduce_keys = a.reduce_keys      # the panel defaults to on; pipelines get the exact bake unless asked
+        s.key_detail = a.key_detail
         s.placement, s.blend_in, s.blend_out = "NLA", a.blend_in, a.blend_out
         s.auto_length = a.seconds is None
         if a.seconds is not None:
@@ -220,7 +232,7 @@ def run(a):
             except PreviewError as err:
                 raise BatchError(str(err)) from None
         for st in strips:
-            print(f"{st.name}\t{int(st.frame_start)}-{int(st.frame_end)}\t{st.action.name}")
+            print(f"{st.name}\t{int(st.frame_start)}-{int(st.frame_end)}\t{st.action.name}\t{_keys_line(st.action)}")
             for note in str(st.action.get("motionmill_notes", "")).splitlines():
                 print(f"warning: {st.name}: {note}")
         if a.cont:

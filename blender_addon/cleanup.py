@@ -39,6 +39,8 @@ def cleanup_active_action(scene, obj):
     clean = feet.cleanup_feet(anim, skel, mapping)
     props = {k: old[k] for k in old.keys() if isinstance(old[k], (str, int, float))}
     props["motionmill_cleanup_feet"] = True
+    rotation_deg, location_m = keying.key_detail(scene.motionmill.key_detail)
     action, _ = keying.key_animation(obj, clean, old.name + " feet", int(lo), props, assign=True,
-                                     reduce_keys=scene.motionmill.reduce_keys)
+                                     reduce_keys=scene.motionmill.reduce_keys, rotation_deg=rotation_deg,
+                                     location_m=location_m)
     return action

@@ -280,14 +280,13 @@ def for_rig(obj, roles):
     return ConstraintRig(obj, keyed, poles, found, any(found[b][1].type == "IK" for _, b in hit), notes)
 
 
-def location_tolerance(skel, roles):
+def location_tolerance(skel, roles, rotation_deg, location_m):
     """Key reduction's location tolerance (metres) for a control rig: a control's location can turn a short deform bone
-    (Rigify's neck bones stretch between two tweaks), so its error must stay under keying.ROTATION_TOLERANCE_DEG of
-    the shortest bone the map names, and under keying.LOCATION_TOLERANCE_M."""
-    from . import keying
+    (Rigify's neck bones stretch between two tweaks), so its error must stay under rotation_deg of the shortest bone
+    the map names, and under location_m."""
     idx = [skel.names.index(b) for b in roles.values()]
     shortest = float(np.min(skel.lengths[idx])) * skel.object_scale
-    return min(keying.LOCATION_TOLERANCE_M, shortest * np.radians(keying.ROTATION_TOLERANCE_DEG))
+    return min(location_m, shortest * np.radians(rotation_deg))
 
 
 TAIL = "@tail"     # a pole chain's end point: the tail of the bone named before it

@@ -11,6 +11,9 @@ ALIGNED = 3  # Keyframe.handle_*_type enum value of 'ALIGNED' (DNA's HD_ALIGN)
 
 ROTATION_TOLERANCE_DEG = 0.5     # per bone, on its channel and on its orientation in the armature
 LOCATION_TOLERANCE_M = 0.001     # per bone location, in the rig's world size
+# Reduce keys' settings: (degrees per bone, metres per location). Fine is the bake to the eye; the coarser ones leave
+# keys near the motion's extremes, for animators who edit the curves.
+KEY_DETAIL = {"fine": (ROTATION_TOLERANCE_DEG, LOCATION_TOLERANCE_M), "coarse": (2.0, 0.02), "loose": (4.0, 0.03)}
 
 
 def _write_curve(fcurves, data_path, index, group, frames, values):
@@ -91,6 +94,26 @@ def reduce_animation(obj, anim, rotation_deg=ROTATION_TOLERANCE_DEG, location_m=
     return {n: g for (n, _), g in zip(order, groups)}
 
 
+def worst_error(obj, anim, reduced):
+    """(degrees, metres): the largest rotation and location error of reduced keys (reduce_animation) against the bake
+    of `anim`, over every bone and frame, locations in the rig's world size."""
+    T, col = anim.num_frames, {n: i for i, n in enumerate(anim.bone_names)}
+    deg, metres = 0.0, 0.0
+    for name, (rot, loc) in reduced.items():
+        b = col[name]
+        deg = max(deg, float(keyreduce.rotation_error_deg(rot.evaluate(T), anim.quaternions[:, b]).max()))
+        if loc is not None:
+            metres = max(metres, float(keyreduce.distance_error(loc.evaluate(T), anim.locations[:, b]).max()))
+    return deg, metres * object_scale(obj)
+
+
+def key_detail(name):
+    """(rotation degrees, location metres) of a Reduce keys setting (KEY_DETAIL), or a one-line error."""
+    if name not in KEY_DETAIL:
+        raise ValueError(f"unknown key detail {name!r}; use one of {', '.join(KEY_DETAIL)}")
+    return KEY_DETAIL[name]
+
+
 def new_action(name, props=None):
     """A new action named `name` (Blender makes the name unique; existing actions stay untouched)."""
     import bpy
@@ -102,17 +125,21 @@ def new_action(name, props=None):
 
 
 def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_keys=False, constants=(),
-                  location_m=LOCATION_TOLERANCE_M):
+                  rotation_deg=ROTATION_TOLERANCE_DEG, location_m=LOCATION_TOLERANCE_M):
     """Key `anim` (retarget.transfer.TargetAnimation) on armature `obj` from `start_frame`: one linear key per frame,
     or with reduce_keys Bezier keys within ROTATION_TOLERANCE_DEG and LOCATION_TOLERANCE_M of that bake.
     constants: (bone, custom property, value) held over the clip (a control rig's IK/FK switches).
-    location_m: the reduction's location tolerance (a control rig's is tighter: control_rig.location_tolerance).
+    rotation_deg, location_m: the reduction's tolerances (KEY_DETAIL; a control rig's location one is tighter:
+    control_rig.location_tolerance). The action records its key count (motionmill_keys) and, reduced, the worst
+    error the keys reached against the bake (motionmill_key_error_deg, motionmill_key_error_m).
 
     Returns (action, slot). With assign=True the action becomes the object's active action; the one it replaces
     is kept (fake user) so nothing is lost. Pose bones of the animation are switched to quaternion rotation."""
-    reduced = reduce_animation(obj, anim, location_m=location_m) if reduce_keys else None
+    reduced = reduce_animation(obj, anim, rotation_deg, location_m) if reduce_keys else None
     props = dict(props or {})
     props["motionmill_reduced_keys"] = bool(reduce_keys)
+    if reduced is not None:
+        props["motionmill_key_error_deg"], props["motionmill_key_error_m"] = worst_error(obj, anim, reduced)
     action = new_action(name, props)
     slot = compat.ensure_slot(action, obj)
     fcurves = compat.fcurves_for(action, slot)
@@ -141,6 +168,7 @@ def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_
     for bname, prop, value in constants:
         _write_curve(fcurves, f'pose.bones["{_escape(bname)}"]["{_escape(prop)}"]', 0, bname, ends,
                      np.full(2, float(value)))
+    action["motionmill_keys"] = sum(len(fc.keyframe_points) for fc in compat.all_fcurves(action))
     if reduced is not None:      # the clip's length, even where its last frames need no key of their own
         action.use_frame_range = True
         action.frame_start, action.frame_end = float(frames[0]), float(frames[-1])

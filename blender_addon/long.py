@@ -228,8 +228,10 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
     frames = end + 1 + np.arange(anim.num_frames, dtype=np.float64)
     apply.cover_frames(scene, end + 1, frames[-1])
     column = {n: i for i, n in enumerate(anim.bone_names)}
-    location_m = control_rig.location_tolerance(skel, mapping.roles) if ctl is not None else keying.LOCATION_TOLERANCE_M
-    reduced = keying.reduce_animation(obj, anim, location_m=location_m) if reduce_keys else None
+    rotation_deg, location_m = keying.key_detail(scene.motionmill.key_detail)
+    if ctl is not None:
+        location_m = control_rig.location_tolerance(skel, mapping.roles, rotation_deg, location_m)
+    reduced = keying.reduce_animation(obj, anim, rotation_deg, location_m) if reduce_keys else None
     action["motionmill_reduced_keys"] = bool(reduce_keys)
     for (bname, prop, value), hold in zip(switches, held_switches):
         _append(fcurves, f'pose.bones["{keying._escape(bname)}"]["{keying._escape(prop)}"]', 0, bname, frames,

@@ -67,6 +67,11 @@ class MOTIONMILL_PG_settings(bpy.types.PropertyGroup):
                               description="Key only what the motion needs, as Bezier keys you can edit: every bone "
                                           "stays within 0.5\u00b0 and every location within 1 mm of a key on every "
                                           "frame. Off: a key on every frame (the exact bake)")
+    key_detail: EnumProperty(name="Detail", items=[
+        ("fine", "Fine", "Within 0.5\u00b0 per bone and 1 mm per location of the bake: the motion as generated, to the eye"),
+        ("coarse", "Coarse", "Within 2\u00b0 and 2 cm: fewer keys, near the motion's extremes, easier to edit"),
+        ("loose", "Loose", "Within 4\u00b0 and 3 cm: the fewest keys, a blocking pass to refine")], default="fine",
+        description="How closely Reduce keys follows the bake: each setting's bound holds at every frame")
     placement: EnumProperty(name="Place", items=[("INSERT", "New action", "A new action from the current frame, made "
                                                   "the rig's active action (the previous one is kept)"),
                                                   ("NLA", "NLA strip", "A new strip on the rig's MotionMill NLA track, "

@@ -140,6 +140,8 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
         col.prop(s, "root_motion")
         col.prop(s, "cleanup_feet")
         col.prop(s, "reduce_keys")
+        if s.reduce_keys:
+            col.prop(s, "key_detail")
         col.prop(s, "placement")
         if s.placement == "NLA":
             col.prop(s, "blend_in")

@@ -84,7 +84,8 @@ def _keys(action):
 @pytest.mark.parametrize("rig", ["mixamo", "ue5"])
 def test_blender_evaluates_reduced_keys_within_the_bounds(rig):
     """The whole AMASS clip: at least 3x fewer keys; every channel Blender evaluates within 0.5 deg / 1 mm of the
-    bake; every joint within 1 cm and every bone's world orientation within 1 deg of the bake's."""
+    bake; every joint within 1 cm and every bone's world orientation within 1 deg of the bake's. The worst error the
+    action records is what Blender evaluates."""
     pytest.importorskip("bpy")
     import rigs
     from blender_addon import keying
@@ -109,9 +110,11 @@ def test_blender_evaluates_reduced_keys_within_the_bounds(rig):
     assert kinds == {("BEZIER", "ALIGNED", "ALIGNED")}
 
     Q, L = _evaluated(reduced, anim, start)
-    for b in range(len(anim.bone_names)):
-        assert keyreduce.rotation_error_deg(Q[:, b], anim.quaternions[:, b]).max() <= ROT_DEG, anim.bone_names[b]
-    assert np.linalg.norm(L - anim.locations, axis=-1).max() * skel.object_scale <= LOC_M
+    rot = max(keyreduce.rotation_error_deg(Q[:, b], anim.quaternions[:, b]).max() for b in range(len(anim.bone_names)))
+    loc = np.linalg.norm(L - anim.locations, axis=-1).max() * skel.object_scale
+    assert rot <= ROT_DEG and loc <= LOC_M
+    assert abs(reduced["motionmill_key_error_deg"] - rot) < 1e-3 and abs(reduced["motionmill_key_error_m"] - loc) < 1e-5
+    assert reduced["motionmill_keys"] == _keys(reduced) and full["motionmill_keys"] == _keys(full)
 
     R0, X0 = pose_world(anim, skel)
     Q = Q / np.linalg.norm(Q, axis=-1, keepdims=True)
@@ -121,6 +124,36 @@ def test_blender_evaluates_reduced_keys_within_the_bounds(rig):
     skew = np.stack([A[..., 2, 1] - A[..., 1, 2], A[..., 0, 2] - A[..., 2, 0], A[..., 1, 0] - A[..., 0, 1]], -1)
     angle = np.degrees(np.arctan2(np.linalg.norm(skew, axis=-1) / 2, (np.trace(A, axis1=-2, axis2=-1) - 1) / 2))
     assert angle.max() <= 1.0
+
+
+@pytest.mark.bpy
+def test_coarser_key_details_keep_their_stated_bounds_with_fewer_keys():
+    """Reduce keys' Coarse (2 deg / 2 cm) and Loose (4 deg / 3 cm): every channel Blender evaluates within the stated
+    bound of the bake, with fewer keys than Fine, and fewer again."""
+    pytest.importorskip("bpy")
+    import rigs
+    from blender_addon import keying
+    from conftest import shared_path
+    from retarget.formats import load_any
+    from retarget.mapping import auto_map
+    from retarget.transfer import retarget
+
+    rigs.clear_scene()
+    obj = rigs.RIGS["mixamo"]()
+    skel = rigs.skeleton_from_object(obj)
+    anim = retarget(load_any(str(shared_path("data", "motion272", "amass_000000_motion.npz"))), skel, auto_map(skel))
+    counts = []
+    for detail in ("fine", "coarse", "loose"):
+        deg, metres = keying.KEY_DETAIL[detail]
+        action, _ = keying.key_animation(obj, anim, detail, 1, assign=False, reduce_keys=True, rotation_deg=deg,
+                                         location_m=metres)
+        Q, L = _evaluated(action, anim, 1)
+        rot = max(keyreduce.rotation_error_deg(Q[:, b], anim.quaternions[:, b]).max() for b in range(len(anim.bone_names)))
+        loc = np.linalg.norm(L - anim.locations, axis=-1).max() * skel.object_scale
+        print(f"{detail}: {_keys(action)} keys, within {rot:.2f} deg and {100 * loc:.2f} cm")
+        assert rot <= deg and loc <= metres, (detail, rot, loc)
+        counts.append(_keys(action))
+    assert counts[0] > counts[1] > counts[2]
 
 
 @pytest.mark.bpy
@@ -135,10 +168,11 @@ def test_batch_keeps_the_exact_bake_unless_asked_and_the_panel_reduces(tmp_path)
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
     bvh = shared_path("data", "bvh", "motionmillion_case1_0_predict.bvh")
     counts = {}
-    for flag in ((), ("--reduce-keys",)):
+    for flag in ((), ("--reduce-keys",), ("--reduce-keys", "--key-detail", "loose")):
         out = tmp_path / f"out{len(flag)}.blend"
         r = run_batch(["--blend", blend, "--rig", "Mixamo", "--motion", bvh, *flag, "--out", out])
         assert r.returncode == 0, r.stderr
+        assert (" deg and " in r.stdout) == bool(flag) and " keys" in r.stdout     # each strip's count and error
         bpy.ops.wm.open_mainfile(filepath=str(out))
         strip = bpy.data.objects["Mixamo"].animation_data.nla_tracks["MotionMill"].strips[0]
         frames = int(strip.frame_end - strip.frame_start) + 1
@@ -151,6 +185,7 @@ def test_batch_keeps_the_exact_bake_unless_asked_and_the_panel_reduces(tmp_path)
         else:
             assert strip.action["motionmill_reduced_keys"]
     assert counts[("--reduce-keys",)] * 2 < counts[()]
+    assert counts[("--reduce-keys", "--key-detail", "loose")] < counts[("--reduce-keys",)]
 
     import blender_addon
     blender_addon.register()
