@@ -375,11 +375,12 @@ class Service:
                    "compiled": self.decode_step is not None and not self.decode_step.failed, "final": True})
 
     def _ensure_model(self, say):
+        if self.model is not None and self.loaded_with == self.defaults:
+            return self.model
+        say("loading")           # before the imports: the first load spends seconds importing torch and transformers
         from models.checkpoint import CheckpointError
         from models.loader import load_model
         from models.manifest import ModelDirError
-        if self.model is not None and self.loaded_with == self.defaults:
-            return self.model
         self._unload()
         params = dict(self.defaults)
         t0 = time.monotonic()
@@ -492,16 +493,23 @@ class Service:
         from .sampling import Cancelled
         reqs = list({id(r): r for r, _ in chunk}.values())
         last = [0.0]
+        long = reqs[0].long is not None
 
         def on_step(start, size, step, total):
+            """start, size: the rows this decoding pass makes; for a timeline or continuation (one clip at a time)
+            start is the segment being made."""
             self.current_step += 1
             now = time.monotonic()
             if step in (1, total) or now - last[0] >= 0.25:
                 last[0] = now
                 for r in reqs:
-                    if not r.cancelled:
-                        r.send("progress", phase="decoding", step=step, total=total,
-                               clips=len(r.jobs), clips_done=len(r.clips))
+                    if r.cancelled:
+                        continue
+                    mine = [k for q, k in chunk if q is r]
+                    where = ({"segment": start, "segments": len(r.long[0][mine[0]][0])} if long
+                             else {"pass_clips": len(mine)})
+                    r.send("progress", phase="decoding", step=step, total=total, clips=len(r.jobs),
+                           clips_done=len(r.clips), **where)
 
         def should_stop():
             self._report_cancelled(reqs)
@@ -537,7 +545,8 @@ class Service:
     def _write_clip(self, req, k, clip, model):
         from .generation import save_clip
         path = os.path.abspath(os.path.join(req.out, f"{req.name}_{k:03d}.npz"))
-        req.send("progress", phase="writing", step=req.opts.max_tokens, total=req.opts.max_tokens)
+        req.send("progress", phase="writing", step=req.opts.max_tokens, total=req.opts.max_tokens,
+                 clips=len(req.jobs), clips_done=len(req.clips))
         try:
             save_clip(path, clip, model.name)
         except (OSError, ValueError) as err:

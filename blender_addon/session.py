@@ -14,11 +14,16 @@ PHASE_TEXT = {"starting": "starting the backend…", "queued": "queued…",
 PHASE_PROGRESS = {"loading": 0.03, "encoding": 0.08, "writing": 0.92, "retargeting": 0.95}
 
 
-def decoding_text(fraction, clip, clips, seconds_left):
-    """'generating 40% · clip 2 of 3 · about 4 s left' (the clip count only for several clips, the time once known)."""
+def decoding_text(fraction, clip, clips, seconds_left, last_clip=None, segment=None, segments=1):
+    """'generating 40% · clip 2 of 3 · about 4 s left' (the clip count only for several clips, the time once known);
+    'clips 1-3 of 3' while one pass makes several at once; '· segment 2 of 3' on a timeline."""
     parts = [f"generating {int(100 * fraction)}%"]
     if clips > 1:
-        parts.append(f"clip {min(clip, clips)} of {clips}")
+        last_clip = min(last_clip or clip, clips)
+        parts.append(f"clip {min(clip, clips)} of {clips}" if last_clip <= clip
+                     else f"clips {clip}\u2013{last_clip} of {clips}")
+    if segment is not None and segments > 1:
+        parts.append(f"segment {segment + 1} of {segments}")
     if seconds_left is not None:
         parts.append(f"about {max(1, round(seconds_left))} s left")
     return " · ".join(parts)
@@ -89,6 +94,7 @@ class Job:
         self.done = False
         self.listeners = []   # callables(event), e.g. tests or the modal operator
         self.decoding_since = None  # (time, fraction) at the first decoding step: the rate gives the time left
+        self.fraction = 0.0         # of the whole request decoded: never goes back
 
     def _event(self, ev):
         if ev.get("id") != self.rid:
@@ -106,6 +112,10 @@ class Job:
             else:
                 key = "loading" if phase.startswith("loading") else phase
                 self.status = PHASE_TEXT.get(key, f"{phase}…")
+                clips = ev.get("clips", 1)
+                if key == "writing" and ev.get("clips_done", 0) + 1 < clips:    # more clips to come: not near the end
+                    self.status = f"writing clip {ev['clips_done'] + 1} of {clips}…"
+                    return
                 self.progress = max(self.progress, PHASE_PROGRESS.get(key, self.progress))
         elif ev.get("final"):
             self.done = True
@@ -118,10 +128,15 @@ class Job:
                 self.status, self.progress = PHASE_TEXT["retargeting"], PHASE_PROGRESS["retargeting"]
 
     def _decoding(self, ev):
+        """The fraction of the whole request: clips_done written before this pass, which makes pass_clips at once
+        (a batch) or, on a timeline, segment `segment` of `segments` of one clip. It never goes back."""
         step, total = ev.get("step", 0), max(1, ev.get("total", 1))
         clips, done = max(1, ev.get("clips", 1)), ev.get("clips_done", 0)
-        # a decoding pass makes a batch of clips at once: clips_done counts those written before this pass
-        fraction = min(1.0, (done + step / total) / clips) if clips > 1 else step / total
+        rows = max(1, ev.get("pass_clips", 1))
+        segment, segments = ev.get("segment"), max(1, ev.get("segments", 1))
+        within = (segment + step / total) / segments if segment is not None else step / total
+        fraction = max(self.fraction, min(1.0, (done + rows * within) / clips))
+        self.fraction = fraction
         now = time.monotonic()
         if self.decoding_since is None:
             self.decoding_since = (now, fraction)
@@ -129,8 +144,8 @@ class Job:
         left = None
         if f0 < fraction < 1.0 and now - t0 > 0.2:  # the service reports about every 0.25 s: from the second report
             left = (now - t0) / (fraction - f0) * (1.0 - fraction)
-        self.status = decoding_text(fraction, done + 1, clips, left)
-        self.progress = 0.1 + 0.8 * fraction
+        self.status = decoding_text(fraction, done + 1, clips, left, done + rows, segment, segments)
+        self.progress = max(self.progress, 0.1 + 0.8 * fraction)
 
     def pump(self):
         """Handle every event that has arrived; returns True once the request is finished."""

@@ -30,3 +30,39 @@ def test_phases_read_as_words_and_percentages(monkeypatch):
 def test_one_clip_says_no_clip_count():
     job = Job(None, "r1")
     assert events(job, {"event": "progress", "phase": "decoding", "step": 30, "total": 150})[0] == "generating 20%"
+
+
+def _drive(client, rid):
+    """Feed a real request's events to the panel's Job; (fractions, statuses) it showed, in order."""
+    job = Job(None, rid)
+    shown = []
+
+    def on_event(ev):
+        job._event(ev)
+        shown.append((job.progress, job.status))
+    client.wait(rid, timeout=300, on_event=on_event)
+    return [p for p, _ in shown], [s for _, s in shown]
+
+
+def test_a_batch_and_a_timeline_from_the_service_report_progress_that_only_rises(tmp_path):
+    """The real service on the tiny model: a batch of 3 prompts (decoded together) reads 'clips 1-3 of 3' up to the
+    whole batch's 100%, a 3-segment timeline 'segment k of 3'; the fraction shown never goes back."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+    from serve_helpers import start_client
+    with start_client() as c:
+        batch = c.generate(prompts=["a person waves", "a person jumps", "a person sits down"], out=tmp_path / "b",
+                           seconds=2, seed=1)
+        fractions, statuses = _drive(c, batch)
+        timeline = c.generate(timeline=[{"seconds": 1.0, "prompt": "a person walks forward"},
+                                        {"seconds": 1.0, "prompt": "a person jumps"},
+                                        {"seconds": 1.0, "prompt": "a person waves"}], out=tmp_path / "t", seed=1)
+        t_fractions, t_statuses = _drive(c, timeline)
+    for f in (fractions, t_fractions):
+        assert all(b >= a for a, b in zip(f, f[1:])), f
+    decoding = [s for s in statuses if s.startswith("generating ")]
+    assert decoding and all("of 3" in s for s in decoding), decoding
+    assert max(fractions) >= 0.9 and any("generating 100%" in s for s in decoding), decoding
+    segments = [s for s in t_statuses if "segment" in s]
+    assert {f"segment {k} of 3" for k in (1, 2, 3)} <= {s.split(" · ")[1] for s in segments}, segments
+    assert "loading the model (first time only)…" in statuses        # the first request loads the model
