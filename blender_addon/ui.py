@@ -62,6 +62,13 @@ def _rig_line(obj, controls):
     return _RIG_LINES[key]
 
 
+def _clip_notes(s):
+    """The one-line notes (motionmill_notes) of the clip selected in Clips: a correction made or skipped, and why."""
+    if not 0 <= s.history_index < len(s.history) or s.history[s.history_index].action is None:
+        return []
+    return [n for n in str(s.history[s.history_index].action.get("motionmill_notes", "")).splitlines() if n]
+
+
 def _wrapped(layout, text, width_px, icon="NONE"):
     """`text` as labels wrapped to the sidebar's width (a label is cut, not wrapped, by Blender)."""
     chars = max(20, int(width_px / 7))
@@ -171,6 +178,8 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
             # the check mark only for a run that finished: never after a failure, a cancel or an unexpected error
             icon = "ERROR" if rt.failed else "CHECKMARK" if rt.done else "INFO"
             _wrapped(box.column(align=True), rt.status, width - 40, icon=icon)
+            for note in _clip_notes(s) if rt.done else ():     # what the retarget or foot cleanup changed, and why
+                _wrapped(box.column(align=True), note, width - 40, icon="INFO")
 
 
 class MOTIONMILL_PT_rig(_SubPanel, bpy.types.Panel):
@@ -186,9 +195,10 @@ class MOTIONMILL_PT_rig(_SubPanel, bpy.types.Panel):
         if err:
             _wrapped(col, err, width, icon="ERROR")
             return
-        *control, measured = _rig_line(obj, context.scene.motionmill.controls).split("; ")
-        for part in control + measured.split(", "):      # a control rig's line first: how it is keyed
-            _wrapped(col, part, width)
+        # the lead first (a control rig: how it is keyed; the kind of rig, its height, its feet), then the details
+        for chunk in _rig_line(obj, context.scene.motionmill.controls).split("; "):
+            for part in chunk.split(", ") if chunk.startswith("up axis") else [chunk]:
+                _wrapped(col, part, width)
 
 
 class MOTIONMILL_PT_clips(_SubPanel, bpy.types.Panel):

@@ -214,14 +214,27 @@ def rig_report(skeleton, mapping):
         return f"{skeleton.names[b]} {'mesh sole' if b in skeleton.mesh_points else 'estimated end'}"
     return {"up_axis": ("+" if up[k] > 0 else "-") + "XYZ"[k], "unit_scale": skeleton.object_scale,
             "leg_length": leg_length(heads, roles), "floor": floor,
-            "feet": {s: [where(b, o) for b, o, _ in pts] for s, pts in points.items()}}
+            "feet": {s: [where(b, o) for b, o, _ in pts] for s, pts in points.items()},
+            "preset": mapping.preset, "height": float(skeleton.world_tails[roles["head"], 2] - floor)}
+
+
+PRESET_NAMES = {"mixamo": "Mixamo", "unreal": "Unreal", "vrm": "VRM", "daz": "Daz", "rigify_metarig": "Rigify",
+                "character_creator": "Character Creator", "makehuman": "MakeHuman", "smpl": "SMPL",
+                "rokoko": "Rokoko", "biped": "3ds Max Biped", "cmu_bvh": "CMU BVH", "cmu_3dsmax": "CMU BVH",
+                "lafan1": "LaFAN1", "bandai_namco": "Bandai-Namco"}
 
 
 def format_rig_report(report):
-    """One line for logs and the panel."""
+    """One line for logs and the panel: what an animator needs first (the kind of rig, its height, whether feet were
+    found), then the details (up axis, unit scale, leg length, floor, foot points)."""
     feet = "; ".join(f"{s}: {', '.join(v)}" for s, v in report["feet"].items())
-    return (f"up axis {report['up_axis']}, unit scale {report['unit_scale']:g}, leg {report['leg_length']:.2f} m, "
-            f"floor z {report['floor']:.3f}, feet {feet}")
+    preset = report.get("preset")
+    kind = (f"{PRESET_NAMES[preset]} rig" if preset in PRESET_NAMES else "Custom rig" if preset is None
+            else f"Rig ({preset})")
+    found = "feet found" if all(report["feet"].get(s) for s in ("left", "right")) else "feet not found"
+    return (f"{kind}, {report['height']:.2f} m tall, {found}; up axis {report['up_axis']}, "
+            f"unit scale {report['unit_scale']:g}, leg {report['leg_length']:.2f} m, floor z {report['floor']:.3f}, "
+            f"feet {feet}")
 
 
 def point_positions(deltas, heads, points):

@@ -402,6 +402,20 @@ def _panel_labels():
     return log
 
 
+def test_a_clips_notes_show_under_its_done_status(mixamo):
+    """Foot cleanup's or the retarget's notes (a correction made or skipped) are read in the panel, not only in the
+    action's custom properties."""
+    from blender_addon import apply
+    s, rt = bpy.context.scene.motionmill, bpy.context.window_manager.motionmill
+    action = bpy.data.actions.new("a person crawls")
+    action["motionmill_notes"] = "lifting the body 0.29 m: the feet would go through the floor"
+    apply.add_history(bpy.context.scene, "a person crawls", "", action)
+    rt.running, rt.failed, rt.done, rt.status = False, False, True, "done: 1 clip"
+    text = " ".join(t for t, _, _ in _panel_labels())
+    assert "lifting the body 0.29 m" in text.replace("  ", " ")
+    rt.done, rt.status = False, ""
+
+
 def test_an_unexpected_retarget_error_is_one_line_and_the_clip_stays_listed(backend, mixamo, monkeypatch, capsys):
     """As with a real rig whose retarget crashed: no traceback for the animator, one red line naming what failed,
     the traceback on the console and in the log, no check mark, and the clip kept in Clips for Apply to Rig."""

@@ -361,7 +361,8 @@ def test_the_headless_batch_uses_the_map_saved_in_the_blend_file(tmp_path):
     bpy.ops.motionmill.bone_map_edit()
     for e in obj.data.motionmill_bone_map.roles:
         e.bone = EXPECTED.get(e.name, "")
-    assert mm_rig.rig_report(obj).startswith("up axis")
+    report = mm_rig.rig_report(obj)
+    assert report.startswith("Rig (edited in the panel), ") and " m tall, feet found; up axis" in report, report
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
     r = run_batch(["--blend", blend, "--rig", "Figur", "--motion", bvh, "--out", out])
     assert r.returncode == 0, r.stderr[-2000:]
