@@ -12,8 +12,9 @@ bl_info = {
 
 
 def _classes():
-    from . import long, ops, props, ui, ui_bonemap
-    return props.CLASSES + ops.CLASSES + long.CLASSES + ui.CLASSES + ui_bonemap.CLASSES
+    from . import long, ops, ops_backend, ops_clips, ops_motion, props, ui, ui_bonemap
+    return (props.CLASSES + ops.CLASSES + ops_motion.CLASSES + ops_backend.CLASSES + ops_clips.CLASSES + long.CLASSES
+            + ui.CLASSES + ui_bonemap.CLASSES)
 
 
 def register():
