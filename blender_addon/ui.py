@@ -185,6 +185,7 @@ class MOTIONMILL_PT_panel(_Sidebar, bpy.types.Panel):
 class MOTIONMILL_PT_rig(_SubPanel, bpy.types.Panel):
     """What the retarget reads from the target rig: why a rig behaves as it does."""
     bl_idname = "MOTIONMILL_PT_rig"
+    bl_order = 1   # the docs' order: Clips, Rig as read, Bone Map, Motion tools, Backend
     bl_label = "Rig as read"
 
     def draw(self, context):
@@ -203,6 +204,7 @@ class MOTIONMILL_PT_rig(_SubPanel, bpy.types.Panel):
 
 class MOTIONMILL_PT_clips(_SubPanel, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_clips"
+    bl_order = 0   # the docs' order: Clips, Rig as read, Bone Map, Motion tools, Backend
     bl_label = "Clips"
     bl_options = set()            # open: the clips just made are what the animator looks for
 
@@ -221,6 +223,7 @@ class MOTIONMILL_PT_clips(_SubPanel, bpy.types.Panel):
 
 class MOTIONMILL_PT_tools(_SubPanel, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_tools"
+    bl_order = 3   # the docs' order: Clips, Rig as read, Bone Map, Motion tools, Backend
     bl_label = "Motion tools"
 
     def draw(self, context):
@@ -233,6 +236,7 @@ class MOTIONMILL_PT_tools(_SubPanel, bpy.types.Panel):
 
 class MOTIONMILL_PT_backend(_SubPanel, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_backend"
+    bl_order = 4   # the docs' order: Clips, Rig as read, Bone Map, Motion tools, Backend
     bl_label = "Backend"
 
     def draw(self, context):

@@ -313,6 +313,7 @@ class MOTIONMILL_UL_bone_map(bpy.types.UIList):
 
 class MOTIONMILL_PT_bone_map(_SubPanel, bpy.types.Panel):
     bl_idname = "MOTIONMILL_PT_bone_map"
+    bl_order = 2   # the docs' order: Clips, Rig as read, Bone Map, Motion tools, Backend
     bl_label = "Bone Map"
 
     def draw_header(self, context):
