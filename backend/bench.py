@@ -368,7 +368,7 @@ def run_bench(a):
         update_section(a.out, f"Clip end to end ({title}, {device.type})", header + "\n\n" + "\n".join(body))
         sections.discard("clip")
         if not sections:
-            print(f"wrote {a.out}")
+            print(f"wrote {a.out}" if a.out else "")
             return 0
     dtype, quant, notes = resolve_precision(device, None, a.quant)
     shape = SIZES[a.size]
@@ -389,7 +389,7 @@ def run_bench(a):
                        f"({shape.n_layer} layers, E {shape.n_embd}), {'unquantised' if quant == 'none' else quant + ' quantisation'}, {str(dtype).removeprefix('torch.')} "
                        f"compute{', packed for oneDNN' if packed else ''}, {cache} cache, on {device.type}.\n\n" + "\n".join(body))
         if "decoder" not in sections:
-            print(f"wrote {a.out}")
+            print(f"wrote {a.out}" if a.out else "")
             return 0
     lines = []
     where = (torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, "
@@ -474,5 +474,5 @@ def run_bench(a):
                   goal_line(f"compiled batch 1 ≥ 150 tokens/s: {rates[1]:.0f}", rates[1] >= 150),
                   goal_line(f"batch 16 throughput ≥ 8× batch 1: {rates[16] / rates[1]:.1f}×", rates[16] >= 8 * rates[1])]
     update_section(a.out, f"Decoder ({a.size}, {device.type})", header + "\n\n" + "\n".join(lines))
-    print(f"wrote {a.out}")
+    print(f"wrote {a.out}" if a.out else "")
     return 0

@@ -68,7 +68,7 @@ def build_parser():
     d.add_argument("--model-dir")
     d.add_argument("--json", action="store_true")
 
-    b = sub.add_parser("bench", help="decoder benchmarks; writes docs/benchmarks.md")
+    b = sub.add_parser("bench", help="decoder benchmarks; prints them, or with --out updates a markdown file")
     b.add_argument("--model-dir", help="the clip section on a real model directory (default: random weights at --size)")
     b.add_argument("--size", default="cpu-mid", help="random decoder: tiny, cpu-mid (8 layers, E 512), 3B, 7B")
     b.add_argument("--device", default="auto")
@@ -79,7 +79,8 @@ def build_parser():
                    "the default run to a few minutes on 2 cores; none: skip it)")
     b.add_argument("--compile", choices=COMPILE_CHOICES, default="on",
                    help="on (default): eager and compiled decoding side by side; off: eager only; auto: as generate")
-    b.add_argument("--out", default="docs/benchmarks.md")
+    b.add_argument("--out", help="a markdown file whose sections this replaces (docs/benchmarks.md to update the "
+                                 "docs); default: print them")
     b.add_argument("--sections", default="decoder,timeline",
                    help="which to run: decoder, timeline, clip (comma-separated; clip: one clip end to end)")
     b.add_argument("--text-encoder", default="flan-t5-xl", choices=["flan-t5-xl", "tiny"],
@@ -130,7 +131,8 @@ def build_parser():
     bs.add_argument("--seconds", type=float, default=5.0, help="clip length (END suppressed before it)")
     bs.add_argument("--batch-size", type=int, default=64)
     bs.add_argument("--cache", choices=["static", "dynamic", "none"])
-    bs.add_argument("--out", default="docs/benchmarks.md", help="markdown file; its 'Service' section is replaced")
+    bs.add_argument("--out", help="a markdown file whose 'Service' section this replaces (docs/benchmarks.md to update "
+                                  "the docs); default: print it")
     return ap
 
 

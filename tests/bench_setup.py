@@ -6,14 +6,14 @@ import os
 
 import numpy as np
 
-from conftest import DATA, ROOT
+from conftest import DATA
 from retarget.motion import Motion
 
 
 def start():
     """(args, the AMASS clip as a Motion, the generations' *_predict.bvh paths, sorted)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--out", help="update this markdown file's section (docs/benchmarks.md); default: print it")
     args = ap.parse_args()
     try:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
