@@ -1,4 +1,4 @@
-"""Headless batch (DESIGN contract 4), driving the same operators as the panel:
+"""Headless batch, driving the same operators as the panel:
 
     python -m blender_addon.batch --blend IN.blend --rig ARMATURE (--prompt TEXT ... | --prompts FILE | --motion FILE ...
         | --timeline FILE | --markers | --continue --prompt TEXT) [--model-dir DIR] [--cleanup-feet] [--reduce-keys [--key-detail fine|coarse|loose]] [--root-motion hips|root|in_place] [--controls fk|ik-legs|ik] [--seconds S] [--seed N]

@@ -45,7 +45,8 @@ def repo_root():
 
 
 def default_backend():
-    """(python, backend_dir, model_dir) from the installer's settings, falling back to a source checkout."""
+    """(python, backend_dir, model_dir) from the installer's settings, falling back to a source checkout; the model
+    directory as `python -m backend generate` finds it (motionmill_common.folders.default_model_dir)."""
     s = load_settings()
     root = s.get("backend_root") or repo_root() or ""
     py = s.get("backend_python") or ""
@@ -54,5 +55,4 @@ def default_backend():
             if os.path.exists(cand):
                 py = cand
                 break
-    model = os.environ.get("MOTIONMILL_MODEL_DIR") or s.get("model_dir") or ""
-    return py, root, model
+    return py, root, folders.default_model_dir()     # as the backend's CLI: the env, the settings, the data folder

@@ -570,6 +570,10 @@ def test_batch_refuses_bad_arguments(rotated_blend, tmp_path):
                 "--out", tmp_path / "o.blend"])
     assert r.returncode == 1 and "model directory not found" in r.stderr
     assert not (tmp_path / "o.blend").exists()
+    # without --model-dir: the default model folder, as `python -m backend generate` finds it, named in the error
+    r = run_batch(["--blend", rotated_blend, "--rig", "Mixamo", "--prompt", "walk", "--out", tmp_path / "o.blend"])
+    default = os.path.join(os.environ["MOTIONMILL_DATA"], "models", "motionmillion-7b")
+    assert r.returncode == 1 and f"model directory not found: {default}" in r.stderr, r.stderr
 
 
 def test_batch_faults_are_one_line_before_any_work(rotated_blend, tmp_path):
