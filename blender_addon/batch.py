@@ -138,8 +138,17 @@ def _long(a, scene, obj):
     import bpy
     s = scene.motionmill
     if a.cont:
+        ad = obj.animation_data
+        track = ad.nla_tracks.get("MotionMill") if ad is not None else None
+        if (ad is None or ad.action is None) and track is not None and len(track.strips):
+            # a file an earlier batch wrote (its clips are NLA strips): continue the last strip's action
+            from . import compat
+            last = max(track.strips, key=lambda st: st.frame_end)
+            compat.assign_action(obj, last.action, compat.ensure_slot(last.action, obj))
+            print(f"--continue: '{obj.name}' has no active action; continuing its last MotionMill strip "
+                  f"'{last.name}' (action '{last.action.name}')")
         if obj.animation_data is None or obj.animation_data.action is None:
-            raise BatchError(f"--continue: '{obj.name}' has no active action in {a.blend}")
+            raise BatchError(f"--continue: '{obj.name}' has no active action or MotionMill strip in {a.blend}")
         s.prompt = a.prompt[0]
         _ops_error(bpy.ops.motionmill.continue_action)
         return

@@ -396,3 +396,21 @@ def test_batch_timeline_and_continue(backend, take_blend, tmp_path):
     new, old = obj.animation_data.action, bpy.data.actions["take"]
     assert new.name == "take + the person sits down" and new["motionmill_continued_from"] == "take"
     assert mm_long.action_end(new)[1] > mm_long.action_end(old)[1] == 10 + 48
+    # chained as the docs chain them: the batch's own output (clips on NLA strips, no active action) continues its
+    # last strip's action
+    chained = tmp_path / "chained.blend"
+    r = run_batch(["--blend", out, "--rig", "Mixamo", "--model-dir", backend, "--device", "cpu", "--python", PY,
+                   "--motion", str(shared_path("data", "motion272", "amass_000000_motion.npz")), "--out", chained])
+    assert r.returncode == 0, r.stderr
+    bpy.ops.wm.open_mainfile(filepath=str(chained))
+    obj = bpy.data.objects["Mixamo"]
+    obj.animation_data.action = None
+    bpy.ops.wm.save_as_mainfile(filepath=str(chained))
+    again = tmp_path / "again.blend"
+    r = run_batch(["--blend", chained, "--rig", "Mixamo", "--model-dir", backend, "--device", "cpu", "--python", PY,
+                   "--continue", "--prompt", "the person waves", "--seconds", "1", "--out", again])
+    assert r.returncode == 0, r.stderr
+    assert "continuing its last MotionMill strip" in r.stdout
+    bpy.ops.wm.open_mainfile(filepath=str(again))
+    new = bpy.data.objects["Mixamo"].animation_data.action
+    assert new is not None and new["motionmill_continued_from"] == "amass_000000_motion"
