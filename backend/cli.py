@@ -34,7 +34,10 @@ def build_parser():
     _add_model_args(g)
     g.add_argument("--prompt", action="append", default=[], help="a motion description (repeatable)")
     g.add_argument("--prompts", metavar="FILE", help="a text file, one prompt per line")
-    g.add_argument("--out", required=True, help="output folder: 000.npz, 001.npz, ... in prompt order")
+    g.add_argument("--out", required=True, help="output folder: 000.npz, 001.npz, ... in prompt order (files of those "
+                                                "names already there are overwritten, unless --no-clobber)")
+    g.add_argument("--no-clobber", action="store_true",
+                   help="refuse, before loading the model, when --out already holds a file this run would write")
     g.add_argument("--format", choices=["npz", "bvh"], default="npz")
     g.add_argument("--sampling", choices=["greedy", "sample"], help="greedy (the reference) or sample; "
                    "default: sample when --temperature/--top-k/--top-p is given, else greedy")
@@ -225,6 +228,12 @@ def cmd_generate(a):
     model_dir = a.model_dir or default_model_dir()
     opts = sampling_options(a, load_config(model_dir))
     check_writable(a.out)
+    if a.no_clobber:
+        count = (1 if a.timeline else len(prompts)) * a.variations
+        taken = [f"{i:03d}.{a.format}" for i in range(count) if os.path.exists(os.path.join(a.out, f"{i:03d}.{a.format}"))]
+        if taken:
+            raise UserError(f"--out {a.out} already holds {taken[0]}" + (f" and {len(taken) - 1} more" if len(taken) > 1
+                            else "") + ": choose an empty folder, or drop --no-clobber to overwrite")
     model = load_model(model_dir, a.device, a.dtype, a.quant)
     for note in model.notes:
         warn(note)

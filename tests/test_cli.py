@@ -100,6 +100,17 @@ def test_unwritable_output_is_refused(model_dir, tmp_path):
     assert "cannot write to output folder" in line
 
 
+def test_no_clobber_refuses_an_output_folder_that_holds_the_files_before_loading(model_dir, tmp_path):
+    (tmp_path / "001.npz").write_bytes(b"an earlier take")
+    args = ["generate", "--model-dir", model_dir, "--prompt", "walk", "--prompt", "jump", "--max-tokens", 4,
+            "--out", tmp_path, "--quiet"]
+    line = one_error_line(backend(*args, "--no-clobber"))
+    assert f"--out {tmp_path} already holds 001.npz" in line and "--no-clobber" in line
+    assert (tmp_path / "001.npz").read_bytes() == b"an earlier take" and not (tmp_path / "000.npz").exists()
+    assert backend(*args).returncode == 0                                   # without it: overwritten, as documented
+    assert (tmp_path / "001.npz").read_bytes() != b"an earlier take"
+
+
 def test_long_prompt_and_cpu_nf4_warn_but_generate(model_dir, tmp_path):
     prompt = " ".join(["a dancer spins slowly then leaps and lands softly"] * 30)
     p = backend("generate", "--model-dir", model_dir, "--prompt", prompt, "--quant", "nf4", "--max-tokens", 4,
