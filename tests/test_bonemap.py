@@ -107,6 +107,21 @@ def test_a_hand_written_preset_with_side_placeholders_is_read(user_data):
     assert bonemap.user_presets()[0]["priority"] == bonemap.USER_PRIORITY
 
 
+def test_the_preset_example_in_the_docs_is_a_preset_the_product_reads(user_data):
+    """docs/retargeting.md's example preset, saved where the docs say, is read as they describe."""
+    import re
+    from conftest import ROOT
+    text = (ROOT / "docs" / "retargeting.md").read_text()
+    example = re.search(r"## Bone-map presets.*?```json\n(.*?)```", text, re.S).group(1)
+    folder = user_data / "bone_maps"
+    folder.mkdir(parents=True)
+    (folder / "my_studio.json").write_text(example)
+    preset = bonemap.load_preset("my_studio")
+    assert preset["roles"]["left_hip"] == ["LeftUpLeg", "thigh_l"] and preset["roles"]["right_hip"] == ["RightUpLeg",
+                                                                                                      "thigh_r"]
+    assert preset["prefixes"] == ["^CTRL_"] and preset["chains"]["spine"][0] == "spine_01"
+
+
 def test_merge_keeps_the_auto_maps_twist_bones_the_edit_does_not_claim():
     from retarget.mapping import Mapping
     auto = Mapping({"left_shoulder": "UpperArm.L"}, [{"bone": "Twist.L", "limb": "left_shoulder", "source": "child",
