@@ -295,7 +295,9 @@ _KEYS = {"COPY_TRANSFORMS": "location rotation", "COPY_ROTATION": "rotation"}
 
 # ------------------------------------------------------------------------------------------------------ the solve
 
-_BONE_PATH = re.compile(r'pose\.bones\["((?:[^"\\]|\\.)*)"\]')
+_BONE = r'bones\["((?:[^"\\]|\\.)*)"\]'                  # a bone's name in an RNA path
+_BONE_PATH = re.compile(r"pose\." + _BONE)                  # a pose bone's channel, property or constraint
+_OWNED_PATH = re.compile(r"(?:pose\.)?" + _BONE)             # ... or its armature bone's
 
 
 def _dependencies(obj):
@@ -397,7 +399,7 @@ def _drop_drivers(copy, keep):
         if ad is None:
             continue
         for fc in list(ad.drivers):
-            m = re.match(r'(?:pose\.)?bones\["((?:[^"\\]|\\.)*)"\]', fc.data_path)
+            m = _OWNED_PATH.match(fc.data_path)
             if m is not None and m.group(1) not in keep:
                 ad.drivers.remove(fc)
 

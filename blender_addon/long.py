@@ -16,7 +16,7 @@ import numpy as np
 from bpy.props import EnumProperty
 
 from . import apply, compat, control_rig, keying, nla, ops, paths, rig
-from ._rt import MotionError, SkeletonError, continuation, feet, interchange, inverse, mapping as mapping_mod, transfer
+from ._rt import MotionError, SkeletonError, continuation, interchange, inverse, mapping as mapping_mod
 
 MAX_SEGMENT_S = 10.0                     # one decoding pass (the backend's MAX_SECONDS)
 DEFAULT_MARKER = re.compile(r"^F_\d+$")  # the name Blender gives a new marker: not a prompt
@@ -203,11 +203,7 @@ def continue_action(scene, obj, old, end, motion, name, props=None, root_motion=
     mapping = mapping_mod.auto_map(skel)
     ctl = control_rig.for_rig(obj, mapping.roles)   # a control rig continues on the controls its action was keyed on
     controls = old.get("motionmill_controls", scene.motionmill.controls)
-    solve_root = "hips" if isinstance(ctl, control_rig.ControlRig) and root_motion == "root" else root_motion
-    anim = transfer.retarget(motion.resample(fps), skel, mapping, root_motion=solve_root, anchor=inverse.ANCHOR)
-    if cleanup:
-        flat = ctl is not None and ctl.holds_feet_flat(controls)
-        anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=flat))
+    anim = rig.retarget_onto(motion.resample(fps), skel, mapping, ctl, root_motion, cleanup, controls, inverse.ANCHOR)
     switches = ()
     if ctl is not None:
         anim, switches = control_rig.solve_controls(ctl, anim, skel, controls, root_motion, mapping.roles)

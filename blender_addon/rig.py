@@ -126,14 +126,19 @@ def solve(motion, obj, fps, root_motion="hips", cleanup=False, controls="ik-legs
         ctl = control_rig.for_rig(obj, mapping.roles)
     except skeleton_mod.SkeletonError as err:
         raise skeleton_mod.SkeletonError(f"{err}; fix it in the MotionMill panel's Bone Map") from None
-    if isinstance(ctl, control_rig.ControlRig) and root_motion == "root":
-        root_motion = "hips"      # the root control is placed from the pelvis (control_rig.solve_controls)
-    motion = motion.resample(fps)
-    anim = transfer.retarget(motion, skel, mapping, root_motion=root_motion)
+    return retarget_onto(motion.resample(fps), skel, mapping, ctl, root_motion, cleanup, controls), skel, mapping
+
+
+def retarget_onto(motion, skel, mapping, ctl, root_motion, cleanup, controls, anchor=None):
+    """The retarget (and foot cleanup) of `motion` onto `skel`, with a control rig's rules when `ctl` is one
+    (control_rig.for_rig): its root control is placed from the pelvis later (control_rig.solve_controls), so the
+    solve keeps the travel on the hips; feet keyed on IK controls hold one pose while planted."""
+    solve_root = "hips" if isinstance(ctl, control_rig.ControlRig) and root_motion == "root" else root_motion
+    anim = transfer.retarget(motion, skel, mapping, root_motion=solve_root, anchor=anchor)
     if cleanup:
         flat = ctl is not None and ctl.holds_feet_flat(controls)
         anim = feet.cleanup_feet(anim, skel, mapping, feet.FootParams(hold_flat=flat))
-    return anim, skel, mapping
+    return anim
 
 
 def is_armature(obj):
