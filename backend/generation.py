@@ -28,7 +28,8 @@ def seconds_to_tokens(seconds, model_config):
         raise ValueError(f"duration must be a positive number of seconds, got {seconds}")
     if seconds > MAX_SECONDS:
         raise ValueError(f"duration {seconds:g} s is longer than the {MAX_SECONDS:g} s one pass can make; "
-                         "generate shorter clips and chain them as NLA strips")
+                         "longer motion is a timeline of segments (--timeline FILE) or a continuation of a clip "
+                         "(--continue-from MOTION)")
     return max(1, int(round(seconds * model_config.fps / model_config.frames_per_token)))
 
 
