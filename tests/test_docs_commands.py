@@ -230,6 +230,51 @@ def test_a_block_fails_without_the_demo_file_it_uses(rel, tmp_path):
         f"{block.id} failed without {rel} but did not name it:\n{_tail(out)}"
 
 
+def test_the_parser_reads_fences_marks_and_console_prompts(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("""intro
+
+<!-- docs-test: skip: needs gpu, a CUDA device -->
+```bash
+nvidia-smi
+```
+
+1. a step:
+   ```sh
+   echo one \\
+       two
+   ```
+~~~console
+$ echo three
+three
+$ echo four \\
+  five
+~~~
+
+````text
+```bash
+not a block of its own
+```
+````
+""", encoding="utf-8")
+    got = list(blocks(doc))
+    assert [(b.line, b.lang) for b in got] == [(4, "bash"), (9, "sh"), (13, "console"), (20, "text")]
+    assert got[0].mark["kind"] == "skip" and got[0].mark["what"] == "needs gpu, a CUDA device"
+    assert [b.mark for b in got[1:]] == [None, None, None]
+    assert got[1].text == "echo one \\\n    two\n" and commands(got[1]) == ["echo one      two"]
+    assert got[2].script() == "echo three\necho four \\\n  five\n"
+    assert got[3].text == "```bash\nnot a block of its own\n```\n"
+
+
+def test_the_runner_reports_the_exit_status_and_a_shipped_file_written_over(tmp_path):
+    """What makes a block fail here can happen: a command that writes over a file of the repository (as a
+    `--preview docs/images/....gif` would) and a failing command stopping the block (bash -e)."""
+    block = Block(ROOT / "README.md", 0, "bash", "echo changed > README.md\nexit 3\necho not reached\n", None)
+    rc, out, changed = run_block(block, tmp_path)
+    assert (rc, out, changed) == (3, "", ["README.md"])
+    assert (ROOT / "README.md").read_text(encoding="utf-8") != "changed\n"
+
+
 def test_docs_have_shell_blocks_and_the_demo_files():
     """The runner finds what it runs (a parser that found nothing would pass everything)."""
     assert len(SHELL_BLOCKS) >= 10 and any(b.mark is None for b in SHELL_BLOCKS)
