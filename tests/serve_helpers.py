@@ -12,9 +12,11 @@ def tiny_model():
     return shared_path("conformance", "motionmillion-tiny", "model")
 
 
-def start_client(*extra_args, **kwargs):
-    return BackendClient(sys.executable, cwd=str(ROOT), model_dir=tiny_model(), device="cpu",
-                         extra_args=list(extra_args), **kwargs)
+def start_client(*extra_args, cwd=ROOT, **kwargs):
+    """A service on the tiny model on the CPU, started in `cwd` (relative paths in requests are read from there); it
+    imports the project from this checkout wherever it runs."""
+    return BackendClient(sys.executable, cwd=str(cwd), pythonpath=str(ROOT) if cwd != ROOT else None,
+                         model_dir=tiny_model(), device="cpu", extra_args=list(extra_args), **kwargs)
 
 
 def pid_alive(pid):
