@@ -14,7 +14,7 @@ import torch
 from retarget.continuation import as_smpl22, canonical_tail, place_continuation, tail, timeline_lines
 from retarget.formats import load_any
 from retarget.motion272 import features_to_motion, motion_to_features
-from .generation import Clip, check_prompts, expand_variations, seconds_to_tokens
+from .generation import MAX_SECONDS, Clip, check_prompts, expand_variations, seconds_to_tokens
 from .options import UserError
 from .sampling import generate_tokens
 
@@ -33,6 +33,9 @@ def parse_timeline(items, source="timeline"):
         seconds, prompt = (item.get("seconds"), item.get("prompt")) if isinstance(item, dict) else item
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
             raise LongMotionError(f"{source}: segment {i + 1} needs a positive number of seconds, got {seconds!r}")
+        if seconds > MAX_SECONDS:  # one segment is one decoding pass
+            raise LongMotionError(f"{source}: segment {i + 1} is {seconds:g} s, longer than the {MAX_SECONDS:g} s one "
+                                  "segment can make: split it into several segments")
         if not isinstance(prompt, str) or not prompt.strip():
             raise LongMotionError(f"{source}: segment {i + 1} has no prompt")
         segments.append((float(seconds), prompt.strip()))

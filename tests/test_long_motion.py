@@ -137,7 +137,8 @@ def test_timeline_files_and_requests_are_checked(tmp_path):
     assert read_timeline(str(f)) == [(5.0, "a person walks forward"), (2.5, "a person waves")]
     assert parse_timeline([{"seconds": 3, "prompt": "a jump"}]) == [(3.0, "a jump")]
     for bad, message in (([], "no segments"), ([{"seconds": -1, "prompt": "a"}], "positive"),
-                         ([{"seconds": 2, "prompt": " "}], "no prompt"), ([{"seconds": True, "prompt": "a"}], "positive")):
+                         ([{"seconds": 2, "prompt": " "}], "no prompt"), ([{"seconds": True, "prompt": "a"}], "positive"),
+                         ([{"seconds": 4, "prompt": "a"}, {"seconds": 12, "prompt": "b"}], "segment 2 is 12 s, longer than the 10 s")):
         with pytest.raises(ValueError, match=message):
             parse_timeline(bad)
 
