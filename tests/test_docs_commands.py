@@ -1,5 +1,5 @@
-"""Docs as tests: every shell block in README.md, docs/*.md and examples/README.md runs here, one test per block (id FILE:LINE, the line
-of its opening fence), as a user would run it from the repository root of a fresh clone.
+"""Docs as tests: every shell block in README.md, docs/*.md and examples/README.md runs here, one test per block (id
+FILE:LINE, the line of its opening fence), as a user would run it from the repository root of a fresh clone.
 
 Each block runs from a fresh temporary folder holding a copy of the repository's files (what `git ls-files` lists,
 tracked and new, that exists in the working tree: a deleted demo file is missing there too), under
@@ -20,6 +20,7 @@ The marks a doc can put on the line right before a fence (README, "Set up and te
 - `<!-- docs-test: fails: TEXT -->`: run as above; it must exit non-zero and print TEXT in one line, with no traceback.
 """
 import dataclasses
+import functools
 import os
 import pathlib
 import re
@@ -110,6 +111,7 @@ def repo_files():
     return sorted(p for p in set(out.split("\0")) if p and (ROOT / p).is_file() and not (ROOT / p).is_symlink())
 
 
+@functools.lru_cache(maxsize=None)
 def _venv_libraries():
     """The project venv's site-packages (the Python the backend tests run with, BACKEND_PYTHON)."""
     venv = pathlib.Path(BACKEND_PYTHON).parent.parent
