@@ -91,7 +91,16 @@ NEEDS = {
 
 
 class InstallError(Exception):
-    """A failure the user can act on; printed as one line."""
+    """A failure the user can act on; printed as one line. A download's also carries `reason` (what went wrong) and
+    `advice` (what to do) apart, for a caller that tries another source before it gives up."""
+
+    def __init__(self, message, reason=None, advice=None):
+        super().__init__(message)
+        self.reason, self.advice = reason, advice
+
+
+def download_error(label, reason, advice):
+    return InstallError(f"{label}: {reason}; {advice}", reason, advice)
 
 
 def say(message):
@@ -314,43 +323,78 @@ def _looks_like_a_web_page(path):
     return head.startswith((b"<!doctype html", b"<html"))
 
 
+def partial_download(dest):
+    """The `<name>XXXXXXXX.part` file gdown keeps beside `dest` for a download it could not finish (its own naming
+    rule: the name, 8 random characters, .part), or None when there is none."""
+    folder, name = os.path.split(os.path.abspath(dest))
+    try:
+        found = [n for n in os.listdir(folder)
+                 if n.startswith(name) and n.endswith(".part") and len(n) == len(name) + 8 + len(".part")]
+    except OSError:
+        return None
+    return os.path.join(folder, found[0]) if len(found) == 1 else None
+
+
+def _no_connection(err):
+    """Why a request got no answer at all ("Connection refused", "Temporary failure in name resolution", a timeout),
+    or None when it did get one."""
+    import requests
+    for e in (err, err.__cause__, err.__context__):
+        if isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            m = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", str(e))
+            return m[-1].strip() if m else e.__class__.__name__
+    return None
+
+
 def fetch_url(url, dest, label, retries=None):
     """Download a Google Drive link (or any plain HTTP(S) URL) into `dest` with gdown. A cut connection is resumed
     with a Range request (up to `retries` times in this run; after that the `<name>XXXXXXXX.part` file gdown keeps
     beside `dest` is resumed by the next run), gdown's progress bar shows on stderr, and the bytes received must add
-    up to the size the server announced. Every failure is one InstallError line."""
+    up to the size the server announced. Every failure is one InstallError line, which names a partial file only
+    when one is kept."""
     import gdown
     import requests
     from gdown.exceptions import DownloadError, FileURLRetrievalError
     retries = DOWNLOAD_RETRIES if retries is None else retries
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     say(f"{label}: downloading from {url}")
-    again = "re-run the same command to resume it"
+    host = urllib.parse.urlsplit(url).netloc or url
+
+    def unfinished(reason, err):
+        part = partial_download(dest)
+        if part is not None:
+            return download_error(label, reason, f"the partial file {os.path.basename(part)} "
+                                  f"({_size(os.path.getsize(part))}) is kept beside it in {os.path.dirname(part)}: "
+                                  "re-run the same command to resume it, or delete it to start over")
+        why = _no_connection(err)
+        if why is not None:
+            return download_error(label, f"no connection to {host} ({why})",
+                                  "check your connection (and proxy), then re-run the same command")
+        return download_error(label, reason, "nothing was kept: re-run the same command to download it again")
+
     try:
         gdown.download(url, dest, quiet=False, resume=True, retries=retries, timeout=60, use_cookies=False)
     except FileURLRetrievalError:
-        raise InstallError(f"{label}: Google Drive refused the file, most often because of its daily download quota "
-                           f"for a popular file: retry in a few hours, or open {url} in a browser, download it, and "
-                           f"re-run with --from FOLDER (or pass --url NAME=URL for another copy)") from None
-    except DownloadError as err:  # fewer bytes than announced, a resume the server did not honour, ...
+        raise download_error(label, "Google Drive refused the file, most often because of its daily download quota "
+                             "for a popular file", f"retry in a few hours, or open {url} in a browser, download it, "
+                             "and re-run with --from FOLDER (or pass --url NAME=URL for another copy)") from None
+    except DownloadError as err:  # fewer bytes than announced, a resume the server did not honour, retries spent, ...
         first = str(err).strip().splitlines()[0].rstrip(".")
-        raise InstallError(f"{label}: broken download ({first}); the partial file is kept beside {dest}: {again}, or "
-                           "delete it to start over") from None
+        raise unfinished(f"broken download ({first})", err) from None
     except requests.exceptions.HTTPError as err:
         code = err.response.status_code if err.response is not None else "?"
         hint = ("it needs a login: download it in a browser and re-run with --from FOLDER" if code in (401, 403)
                 else "check the link (--url NAME=URL) and your connection, then re-run")
-        raise InstallError(f"{label}: download failed with HTTP {code} from {url}; {hint}") from None
+        raise download_error(label, f"download failed with HTTP {code} from {url}", hint) from None
     except requests.exceptions.RequestException as err:
-        raise InstallError(f"{label}: could not download {url} ({err.__class__.__name__}); check your connection "
-                           f"and {again}") from None
+        raise unfinished(f"could not download {url} ({err.__class__.__name__})", err) from None
     except OSError as err:  # the disk, not the network (requests' errors are OSErrors too: caught above)
-        raise InstallError(f"{label}: could not write {dest} ({err.strerror or err}); check the disk and "
-                           f"{again}") from None
+        raise download_error(label, f"could not write {dest} ({err.strerror or err})",
+                             "check the disk and re-run the same command") from None
     if _looks_like_a_web_page(dest):
         os.remove(dest)
-        raise InstallError(f"{label}: the server sent a web page instead of the file (a sign-in or quota page, or a "
-                           f"changed link): open {url} in a browser, download it, and re-run with --from FOLDER")
+        raise download_error(label, "the server sent a web page instead of the file (a sign-in or quota page, or a "
+                             "changed link)", f"open {url} in a browser, download it, and re-run with --from FOLDER")
     return dest
 
 
@@ -379,30 +423,30 @@ def fetch_hf(repo_id, filename, local_dir, endpoint, label, repo_type=None, revi
         return hub.hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision, local_dir=local_dir,
                                    endpoint=endpoint.rstrip("/"), tqdm_class=bar)
     except errors.GatedRepoError:
-        raise InstallError(f"{label}: {where} is a gated Hugging Face repository: accept its terms on its page, set "
-                           "HF_TOKEN (or run `hf auth login`) and re-run, or pass --url NAME=URL for another "
-                           "copy") from None
+        raise download_error(label, f"{where} is a gated Hugging Face repository", "accept its terms on its page, "
+                             "set HF_TOKEN (or run `hf auth login`) and re-run, or pass --url NAME=URL for another "
+                             "copy") from None
     except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.RemoteEntryNotFoundError) as err:
         code = err.response.status_code if getattr(err, "response", None) is not None else "?"
-        raise InstallError(f"{label}: {filename} was not found in {where} (HTTP {code}); if it needs a login set "
-                           "HF_TOKEN, otherwise pass --url NAME=URL for another copy") from None
+        raise download_error(label, f"{filename} was not found in {where} (HTTP {code})", "if it needs a login set "
+                             "HF_TOKEN, otherwise pass --url NAME=URL for another copy") from None
     except errors.HfHubHTTPError as err:
         code = err.response.status_code if err.response is not None else "?"
-        raise InstallError(f"{label}: download failed with HTTP {code} from {where}; re-run later") from None
+        raise download_error(label, f"download failed with HTTP {code} from {where}", "re-run later") from None
     except errors.LocalEntryNotFoundError as err:  # no answer from the endpoint at all
         cause = err.__cause__.__class__.__name__ if err.__cause__ else "no connection"
-        raise InstallError(f"{label}: could not reach {endpoint} ({cause}); check your connection (or HF_ENDPOINT) "
-                           "and re-run") from None
+        raise download_error(label, f"could not reach {endpoint} ({cause})", "check your connection (or HF_ENDPOINT) "
+                             "and re-run") from None
     except httpx2.TransportError as err:  # cut again and again, past huggingface_hub's retries
-        raise InstallError(f"{label}: the connection to {endpoint} kept dropping ({err.__class__.__name__}); "
-                           "re-run the same command (finished files are kept)") from None
+        raise download_error(label, f"the connection to {endpoint} kept dropping ({err.__class__.__name__})",
+                             "re-run the same command (finished files are kept)") from None
     except OSError as err:
         if "Consistency check failed" in str(err):  # fewer or more bytes than the Hub announced
             first = str(err).strip().splitlines()[0].rstrip(".")
-            raise InstallError(f"{label}: broken download ({first}); it was not kept: re-run to download it "
-                               "again") from None
-        raise InstallError(f"{label}: could not write it into {local_dir} ({err.strerror or err}); check the disk "
-                           "and re-run") from None
+            raise download_error(label, f"broken download ({first})", "it was not kept: re-run to download it "
+                                 "again") from None
+        raise download_error(label, f"could not write it into {local_dir} ({err.strerror or err})",
+                             "check the disk and re-run") from None
 
 
 def fetch_text_encoder(folder, endpoint, record):
@@ -466,23 +510,35 @@ def _sha256(path):
 
 def fetch_statistics(key, dest, overrides, hf_endpoint):
     """mean.npy / std.npy: an --url override as given; else the code repository's committed copy, checked against
-    its hash; else (unreachable, or another file) the gated Hugging Face dataset's copy."""
+    its hash; else (unreachable, or another file) the gated Hugging Face dataset's copy. When both fail, the one
+    error line says what happened at each, the code repository first."""
     rel = os.path.basename(dest)
     if overrides.get(key):
         return fetch_url(overrides[key], dest, rel)
+    primary = urllib.parse.urlsplit(MEAN_STD_URL).netloc
     try:
         fetch_url(MEAN_STD_URL.format(key), dest, rel)
         if _sha256(dest) == MEAN_STD_SHA256[key]:
             return dest
         os.remove(dest)
-        warn(f"{rel}: the code repository's copy is not the published file (hash differs); trying the Hugging Face "
-             "dataset")
+        why = f"its copy at {primary} is not the published file (its SHA-256 differs)"
     except InstallError as err:
-        warn(f"{err}; trying the Hugging Face dataset {MEAN_STD_REPO}")
+        why = err.reason or str(err)
+    warn(f"{rel}: from the code repository, {why}; trying the Hugging Face dataset {MEAN_STD_REPO}")
     staging = os.path.join(os.path.dirname(dest), ".hf-download")
-    got = fetch_hf(MEAN_STD_REPO, MEAN_STD_FILES[key], staging, hf_endpoint, rel, repo_type="dataset")
+    try:
+        got = fetch_hf(MEAN_STD_REPO, MEAN_STD_FILES[key], staging, hf_endpoint, rel, repo_type="dataset")
+    except InstallError as err:
+        if not any(n.endswith(".incomplete") for _, _, files in os.walk(staging) for n in files):
+            shutil.rmtree(staging, ignore_errors=True)  # only huggingface_hub's bookkeeping: nothing to resume
+        raise download_error(rel, f"not downloaded: from the code repository, {why}; from its fallback, the Hugging "
+                             f"Face dataset {MEAN_STD_REPO}, {err.reason or err}",
+                             err.advice or "re-run the same command") from None
     os.replace(got, dest)
     shutil.rmtree(staging, ignore_errors=True)
+    part = partial_download(dest)  # the code repository's unfinished copy: the file is whole now
+    if part is not None:
+        os.remove(part)
     return dest
 
 
@@ -1113,7 +1169,9 @@ def main(argv=None):
                     help="download this release into your data folder (7b: ~27 GB, 3b: ~18 GB)")
     ap.add_argument("--from", dest="from_dir", metavar="DIR", help="adopt release files you already downloaded")
     ap.add_argument("--copy", action="store_true", help="with --from: copy the files instead of linking them")
-    ap.add_argument("--model-dir", help="where the model goes (default: <data dir>/models/motionmillion-7b)")
+    ap.add_argument("--model-dir", help="where the model goes (default: <data dir>/motionmill/models/motionmillion-7b, "
+                    "or -3b with --weights 3b; MOTIONMILL_DATA replaces <data dir>/motionmill; here: "
+                    f"{model_dir_for(argparse.Namespace(model_dir=None), '7B')})".replace("%", "%%"))
     ap.add_argument("--blender", action="append", metavar="PATH", help="a Blender executable (repeatable); "
                     "default: the usual install locations")
     ap.add_argument("--no-blender", action="store_true", help="skip the Blender add-on step")

@@ -354,6 +354,7 @@ def test_gdown_cut_download_is_kept_and_the_next_run_resumes(server, tmp_path):
     assert msg.startswith("w.bin: broken download") and "re-run the same command to resume" in msg
     assert "\n" not in msg and not dest.exists()
     (part,) = parts(tmp_path)
+    assert f"the partial file {part} (" in msg  # the file the message says is kept is the one that is
     assert (tmp_path / part).read_bytes() == data[:kept(700_000)]
     install.fetch_url(server.url + "/w.bin", str(dest), "w.bin", retries=0)  # "the next run"
     assert dest.read_bytes() == data and parts(tmp_path) == []
@@ -486,6 +487,68 @@ def test_hf_endpoint_down_is_one_line(tmp_path):
     with pytest.raises(install.InstallError) as err:
         install.fetch_text_encoder(str(tmp_path / "te"), "http://127.0.0.1:9", rec)
     assert "could not reach http://127.0.0.1:9" in str(err.value) and "\n" not in str(err.value)
+
+
+def no_retry_waits(monkeypatch):
+    """gdown's and huggingface_hub's pauses between retries, skipped: a host that refuses every connection fails in
+    milliseconds instead of half a minute."""
+    import importlib
+    import time
+    monkeypatch.setattr(importlib.import_module("gdown.download"), "_wait_or_cancel", lambda **kw: None)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+
+
+def test_offline_mean_std_is_one_line_naming_the_code_repository_first(env, monkeypatch, capsys):
+    """No connection at all (the code repository and the Hub at a closed loopback port): the one error line says what
+    happened at the code repository, then at its fallback, and speaks of no partial file, as none is kept."""
+    no_retry_waits(monkeypatch)
+    monkeypatch.setattr(install, "MEAN_STD_URL", "http://127.0.0.1:9/{}.npy")
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 ** 12})())
+    assert install.main(["--weights", "7b", "--no-env", "--no-blender", "--hf-endpoint", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    line = one_error_line(err)
+    assert line.startswith("[install] error: mean.npy: not downloaded: from the code repository, no connection to "
+                           "127.0.0.1:9 (Connection refused); from its fallback, the Hugging Face dataset "
+                           "InternRobotics/MotionMillion, could not reach http://127.0.0.1:9 ("), line
+    assert line.endswith("check your connection (or HF_ENDPOINT) and re-run"), line
+    assert "partial" not in err and ".part" not in err and "resume" not in line
+    model_dir = pathlib.Path(env["MOTIONMILL_DATA"]) / "models" / "motionmillion-7b"
+    assert os.listdir(model_dir) == []  # no partial file, no staging folder
+
+
+def test_a_cut_code_repository_copy_is_replaced_by_the_fallbacks(server, monkeypatch, capsys, tmp_path):
+    """The code repository's copy keeps breaking off (gdown keeps its partial file), the Hugging Face dataset has the
+    file: it is placed, the partial file is removed, and one warning said why the fallback was used."""
+    data = (TINY / "mean.npy").read_bytes()
+    server.files["/gh/mean.npy"] = data
+    server.short["/gh/mean.npy"] = 64
+    server.files["/datasets/InternRobotics/MotionMillion/resolve/main/mean_std/Mean.npy"] = data
+    monkeypatch.setattr(install, "MEAN_STD_URL", server.url + "/gh/{}.npy")
+    monkeypatch.setattr(install, "DOWNLOAD_RETRIES", 0)
+    dest = tmp_path / "mean.npy"
+    assert install.fetch_statistics("mean", str(dest), {}, server.url) == str(dest)
+    assert dest.read_bytes() == data and sorted(os.listdir(tmp_path)) == ["mean.npy"]
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "broken download (" in warning[0] and "trying the Hugging Face dataset" in warning[0]
+
+
+def test_help_gives_the_default_model_dir_the_code_uses(env, monkeypatch, capsys, tmp_path):
+    """install.py --help, README.md and docs/install.md name the default model directory alike, and it is where the
+    weights step puts the model (here, with the data folder of the platform)."""
+    monkeypatch.delenv("MOTIONMILL_DATA")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(install.sys, "platform", "linux")
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at hyphens too
+    with pytest.raises(SystemExit):
+        install.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    named = "<data dir>/motionmill/models/motionmillion-7b"
+    where = install.model_dir_for(install.argparse.Namespace(model_dir=None), "7B")
+    assert where == str(tmp_path / "xdg" / "motionmill" / "models" / "motionmillion-7b")  # <data dir> = XDG_DATA_HOME
+    assert f"default: {named}," in help_text and f"here: {where})" in help_text
+    for doc in ("README.md", "docs/install.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        assert named in text and "<data dir>/models/" not in text, doc
 
 
 @pytest.fixture
