@@ -192,6 +192,28 @@ def _overrides(obj):
     return found
 
 
+def ik_target_parents(obj):
+    """{bone: chain tip} for each deforming bone that an IK chain of `obj` reaches for and whose head stands where the
+    chain ends (within a tenth of the tip bone's length), outside the chain's own hierarchy. RobotExpressive's feet
+    are such bones: root bones next to pole targets, which the IK shins reach for. The retarget reads them as the
+    chain's next bone, and ConstraintRig keys them as the IK targets they are."""
+    bones, out = obj.data.bones, {}
+    for pb in obj.pose.bones:
+        for c in pb.constraints:
+            if c.type != "IK" or getattr(c, "target", None) != obj or not c.subtarget or not _full(c):
+                continue
+            tip, goal = bones[pb.name], bones.get(c.subtarget)
+            if goal is None or not goal.use_deform or goal.name in out:
+                continue
+            end = tip.tail_local if c.use_tail else tip.head_local
+            if (goal.head_local - end).length > 0.1 * tip.length:
+                continue
+            if goal in tip.parent_recursive or tip in goal.children_recursive or tip == goal:
+                continue
+            out[goal.name] = tip.name
+    return out
+
+
 def constraint_driven(obj):
     """{bone name: why} for the bones whose keys a constraint overrides (see _overrides)."""
     return {b: why for b, (why, _, _) in _overrides(obj).items()}
@@ -247,13 +269,16 @@ def for_rig(obj, roles):
             if _full(c) and c.type in ("COPY_ROTATION", "COPY_TRANSFORMS") and getattr(c, "target", None) == obj \
                     and c.subtarget:
                 copier.setdefault(c.subtarget, pb.name)
+    reaching = ik_target_parents(obj)
     keyed, poles, seen, notes = [], [], set(), {}      # notes: (why, keyed on) -> roles
     for role, bone in hit:
         why, c, owner = found[bone]
         driver = c.subtarget if getattr(c, "target", None) == obj and getattr(c, "subtarget", "") else ""
         if c.type == "IK" and driver:
             if driver not in seen:
-                keyed.append((driver, copier.get(driver, owner), "location rotation", False))
+                # an IK target that is itself a bone of the body (ik_target_parents) takes its own pose
+                follow = driver if driver in reaching else copier.get(driver, owner)
+                keyed.append((driver, follow, "location rotation", False))
             pole = c.pole_subtarget if getattr(c, "pole_target", None) == obj else ""
             if pole and pole not in seen:
                 top, n = obj.pose.bones[owner], (c.chain_count or len(obj.pose.bones)) - 1

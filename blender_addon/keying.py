@@ -1,5 +1,7 @@
 """Write a TargetAnimation into a NEW action as whole F-curves (foreach_set, not keyframe_insert): a key on every
 frame (the exact bake), or with reduce_keys the few Bezier keys retarget.keyreduce finds within a tolerance of it."""
+import re
+
 import numpy as np
 
 from . import compat
@@ -165,6 +167,14 @@ def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_
             for i in range(3):
                 _write_curve(fcurves, base + ".location", i, bname, frames, anim.locations[:, b, i])
     ends = np.array([frames[0], frames[-1]])
+    # a channel the clip leaves unkeyed plays what the rig's other actions key there (the active action pushed down
+    # below the clip, or the pose the replaced one left): RobotExpressive's death take, pushed down, carried its
+    # head's location into every clip. The clip holds such channels of the bones it drives at rest.
+    for bname, channel in sorted(animated_channels(obj)):
+        if bname in anim.bone_names and bname in obj.pose.bones and not (channel == "location" and bname in translated):
+            for i in range(3):
+                _write_curve(fcurves, f'pose.bones["{_escape(bname)}"].{channel}', i, bname, ends,
+                             np.full(2, 1.0 if channel == "scale" else 0.0))
     for bname, prop, value in constants:
         _write_curve(fcurves, f'pose.bones["{_escape(bname)}"]["{_escape(prop)}"]', 0, bname, ends,
                      np.full(2, float(value)))
@@ -179,6 +189,24 @@ def key_animation(obj, anim, name, start_frame, props=None, assign=True, reduce_
             old.use_fake_user = True  # the replaced action is kept in the file, never lost
         compat.assign_action(obj, action, slot)
     return action, slot
+
+
+_CHANNEL = re.compile(r'^pose\.bones\["((?:[^"\\]|\\.)*)"\]\.(location|scale)$')
+
+
+def animated_channels(obj):
+    """{(bone, "location" | "scale")} that the actions on armature `obj` key: its active action and its NLA strips'."""
+    ad = obj.animation_data
+    if ad is None:
+        return set()
+    actions = {ad.action} | {s.action for t in ad.nla_tracks for s in t.strips}
+    out = set()
+    for action in actions - {None}:
+        for fc in compat.all_fcurves(action):
+            m = _CHANNEL.match(fc.data_path)
+            if m:
+                out.add((m.group(1).replace('\\"', '"').replace("\\\\", "\\"), m.group(2)))
+    return out
 
 
 def _escape(name):

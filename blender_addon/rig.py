@@ -19,56 +19,71 @@ def deforming_meshes(obj):
 
 
 def mesh_points(obj, index):
-    """{bone index: (N,3)} world rest positions of the lowest vertices of the meshes `obj` deforms, each vertex under
-    the bone that weighs most on it. Used to find where a foot ends on a rig without toe bones. Real characters
+    """({bone index: (N,3)} world rest positions of the lowest vertices of the meshes `obj` deforms, each vertex under
+    the bone that weighs most on it; the set of bone indices that move any geometry: a weighted vertex, or a mesh
+    parented to the bone). The lowest vertices find where a foot ends on a rig without toe bones. Real characters
     deform several meshes (body, joints, clothes, eyes): every mesh adds its vertices to the same bones."""
     found = {}
+    moving = {index[o.parent_bone] for o in bpy.data.objects
+              if o.parent == obj and o.parent_type == "BONE" and o.parent_bone in index}
     for m in deforming_meshes(obj):
         groups = {g.index: index.get(g.name) for g in m.vertex_groups}
         mw = np.array(m.matrix_world)
-        local = {}
+        local, weighted = {}, set()
         for v in m.data.vertices:
             if v.groups:
+                weighted.update(e.group for e in v.groups if e.weight > 0)
                 b = groups.get(max(v.groups, key=lambda e: e.weight).group)
                 if b is not None:
                     local.setdefault(b, []).append(tuple(v.co))
+        moving.update(groups.get(g) for g in weighted)
         for b, co in local.items():
             found.setdefault(b, []).append(np.array(co) @ mw[:3, :3].T + mw[:3, 3])
     lowest = {}
     for b, parts in found.items():
         w = np.concatenate(parts)
         lowest[b] = w[np.argsort(w[:, 2])[:MESH_KEEP]]
-    return lowest
+    moving.discard(None)
+    return lowest, (moving or None)     # no geometry found: not known, rather than "nothing moves any"
+
+
+def _armature_order(obj):
+    """Bone names parents first, siblings in the armature's order."""
+    order, stack = [], [b for b in obj.data.bones if b.parent is None][::-1]
+    while stack:
+        b = stack.pop()
+        order.append(b.name)
+        stack.extend(list(b.children)[::-1])
+    return order
 
 
 def skeleton_from_object(obj):
     """Names (parents first), parents, bone.matrix_local, lengths, matrix_world and the lowest deforming-mesh
     vertices per bone of an armature object. For a control rig (control_rig.recognise), its deform bones only,
-    each under the deform bone above it: what the retarget solves before the controls are found."""
+    each under the deform bone above it: what the retarget solves before the controls are found. A deforming bone
+    that an IK chain reaches for from where the chain ends is read as the chain's next bone
+    (control_rig.ik_target_parents): RobotExpressive's feet are root bones its IK shins reach for."""
     ctl = control_rig.recognise(obj)
     if ctl is None:
-        order, stack = [], [b for b in obj.data.bones if b.parent is None][::-1]
-        while stack:
-            b = stack.pop()
-            order.append(b.name)
-            stack.extend(list(b.children)[::-1])
         parent_of = {b.name: b.parent.name if b.parent else None for b in obj.data.bones}
+        parent_of.update(control_rig.ik_target_parents(obj))
     else:
         parent_of = ctl.deform_bones()
-        children = {}
-        for n, p in parent_of.items():
-            children.setdefault(p, []).append(n)
-        order, stack = [], children.get(None, [])[::-1]
-        while stack:
-            n = stack.pop()
-            order.append(n)
-            stack.extend(children.get(n, [])[::-1])
+    children = {}
+    for n in _armature_order(obj):
+        if n in parent_of:
+            children.setdefault(parent_of[n], []).append(n)
+    order, stack = [], children.get(None, [])[::-1]
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(children.get(n, [])[::-1])
     bones = obj.data.bones
     index = {n: i for i, n in enumerate(order)}
     return skeleton_mod.Skeleton(order, [index[parent_of[n]] if parent_of[n] else -1 for n in order],
                                  np.array([np.array(bones[n].matrix_local) for n in order]),
                                  np.array([bones[n].length for n in order]),
-                                 np.array(obj.matrix_world), mesh_points(obj, index))
+                                 np.array(obj.matrix_world), *mesh_points(obj, index))
 
 
 def edited_roles(obj):

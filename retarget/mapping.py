@@ -104,7 +104,7 @@ class Mapping:
             raise SkeletonError(f"bone mapping {path} must be a JSON object role -> bone name")
         return cls.from_dict(d)
 
-    def validate(self, skeleton, required=REQUIRED_ROLES):
+    def validate(self, skeleton, required=None):
         """Raise SkeletonError (one line) unless every role names a distinct existing bone and required roles are present."""
         unknown_roles = sorted(set(self.roles) - set(ROLES))
         if unknown_roles:
@@ -117,6 +117,7 @@ class Mapping:
             if b in seen:
                 raise SkeletonError(f"bone {b!r} is mapped to two roles, {seen[b]!r} and {r!r}; each bone may play one role")
             seen[b] = r
+        required = required_roles(skeleton, self.roles) if required is None else required
         missing = [r for r in required if r not in self.roles]
         if missing:
             cands = (self.report or {}).get("candidates", {})
@@ -124,6 +125,30 @@ class Mapping:
             detail = "; ".join(f"{r}: candidates {cands.get(r, [])}" + (f", {notes[r]}" if r in notes else "") for r in missing)
             raise SkeletonError(f"cannot retarget: required role(s) not mapped ({detail})")
         return self
+
+
+def required_roles(skeleton, roles):
+    """REQUIRED_ROLES for this rig and map. A wrist is required unless the arm has no hand bone: the mapped forearm
+    ends the arm (a robot whose hands are modelled into the forearms), or the bones below it all start together at
+    its end (RobotExpressive's palm bones, none of which alone is the hand). The hand then keeps its rest pose
+    against the forearm, which the retarget aims by its own axis."""
+    handless = set()
+    for s in ("left", "right"):
+        if roles.get(f"{s}_elbow") not in skeleton.names or roles.get(f"{s}_wrist"):
+            continue
+        e = skeleton.names.index(roles[f"{s}_elbow"])
+        if not skeleton.children[e] or split_hand(skeleton, e):
+            handless.add(f"{s}_wrist")
+    return tuple(r for r in REQUIRED_ROLES if r not in handless)
+
+
+def split_hand(skeleton, forearm):
+    """Whether two or more bones start together at the end of bone `forearm` (index): a hand split into palm bones,
+    none of which alone is the hand."""
+    heads, tails = skeleton.world_heads, skeleton.world_tails
+    near = 0.1 * max(float(np.linalg.norm(tails[forearm] - heads[forearm])), 1e-9)
+    at_end = [c for c in skeleton.children[forearm] if np.linalg.norm(heads[c] - tails[forearm]) < near]
+    return any(sum(np.linalg.norm(heads[c] - heads[d]) < near / 2 for d in at_end) >= 2 for c in at_end)
 
 
 # --------------------------------------------------------------------------------------------- presets
@@ -234,7 +259,7 @@ def _structural(skeleton, roles):
         down, up = [], []
         for c in skeleton.children[i]:
             sub = _subtree(skeleton, c)
-            if heads[sub, 2].min() < z[i] - 0.3 * height:
+            if heads[sub, 2].min() < z[i] - _drop(z, i, height):
                 down.append(c)
             elif heads[sub, 2].max() > z[i] + 0.2 * height:
                 up.append(c)
@@ -253,9 +278,19 @@ def _structural(skeleton, roles):
     for c in sorted(legs, key=lambda c: heads[_subtree(skeleton, c), 2].min())[:2]:
         chain = _longest_path(skeleton, c, lambda j: -heads[j, 2])
         leg_len = z[c] - heads[chain, 2].min()
-        thigh = next((j for j in chain if skeleton.world_axes()[j, 2] < -0.6), chain[0])
-        knee = next((j for j in chain if z[j] < z[thigh] - 0.3 * leg_len), None)
-        ankle = next((j for j in chain if knee is not None and z[j] < z[knee] - 0.3 * leg_len), None)
+        # the thigh: the first bone pointing down (below a hip-joint bone that points sideways), unless that leaves
+        # no knee and ankle below it; importers invent tails (the Godot robot's thigh points sideways), so then the
+        # first bone from which the leg's joints go on down
+        thighs = [next((j for j in chain if skeleton.world_axes()[j, 2] < -0.6), chain[0])] + chain
+        for thigh in thighs:
+            knee = next((j for j in chain if z[j] < z[thigh] - 0.3 * leg_len), None)
+            ankle = next((j for j in chain if knee is not None and z[j] < z[knee] - 0.3 * leg_len), None)
+            if ankle is not None:
+                break
+        else:
+            thigh = thighs[0]
+            knee = next((j for j in chain if z[j] < z[thigh] - 0.3 * leg_len), None)
+            ankle = next((j for j in chain if knee is not None and z[j] < z[knee] - 0.3 * leg_len), None)
         toe = None
         if ankle is not None:
             k = chain.index(ankle)
@@ -320,10 +355,19 @@ def _structural(skeleton, roles):
                 found[f"{s}_collar"] = chain[0]
                 k = 1
             for limb, j in zip(("shoulder", "elbow", "wrist"), chain[k:k + 3]):
+                if limb == "wrist" and split_hand(skeleton, found[f"{s}_elbow"]):
+                    break
                 found[f"{s}_{limb}"] = j
     else:
         notes["left_shoulder"] = notes["right_shoulder"] = "no spine bone has two lateral chains (arms)"
     return {r: j for r, j in found.items() if r not in roles}, notes
+
+
+def _drop(z, i, height):
+    """How far below bone i a chain must reach to be a leg: 0.3 of the rig's height, or half of i's height over the
+    lowest joint where that is less (a target bone far above the head, like the Godot robot's look-at HEAD, makes the
+    rig's height no measure of the body)."""
+    return min(0.3 * height, 0.5 * (z[i] - z.min()))
 
 
 def _sibling_pelvis(skeleton, heads, height):
@@ -335,7 +379,7 @@ def _sibling_pelvis(skeleton, heads, height):
         p = skeleton.parents[i]
         if p < 0:
             continue
-        down = [c for c in skeleton.children[i] if heads[_subtree(skeleton, c), 2].min() < z[i] - 0.3 * height]
+        down = [c for c in skeleton.children[i] if heads[_subtree(skeleton, c), 2].min() < z[i] - _drop(z, i, height)]
         up = [c for c in skeleton.children[p] if c != i and heads[_subtree(skeleton, c), 2].max() > z[i] + 0.2 * height]
         if len(down) >= 2 and up:
             return i, down, max(up, key=lambda c: heads[_subtree(skeleton, c), 2].max())
@@ -388,7 +432,10 @@ def _settle_arms(skeleton, roles, classes):
         set_roles.append(f"{s}_shoulder")
         roles.pop(f"{s}_collar", None)
         p = skeleton.parents[j]
-        if p >= 0 and skeleton.names[p] not in spine and skeleton.names[p] not in roles.values():
+        # the clavicle, unless the upper arm hangs straight from the spine (a chest the map left between its roles)
+        on_spine = any(b in skeleton.names and (skeleton.names.index(b) == p or _is_ancestor(skeleton, p, skeleton.names.index(b)))
+                       for b in (roles.get("neck"), roles.get("head")) if b)
+        if p >= 0 and not on_spine and skeleton.names[p] not in spine and skeleton.names[p] not in roles.values():
             roles[f"{s}_collar"] = skeleton.names[p]
             set_roles.append(f"{s}_collar")
     return set_roles
@@ -463,11 +510,18 @@ def auto_map(skeleton, presets=None):
             taken.add(n)
             source[r] = "structure"
     roles = {r: roles[r] for r in ROLES if r in roles}
+    if _named_for_the_viewer(skeleton, roles):
+        roles = {_other_side(r): b for r, b in roles.items()}
+        roles = {r: roles[r] for r in ROLES if r in roles}
+        source = {_other_side(r): v for r, v in source.items()}
+        twist = [dict(t, limb=_other_side(t["limb"])) for t in twist]
+        notes["sides"] = ("the bones' left/right names are the viewer's: both feet point the other way from the "
+                          "forward they imply, so the character's left is the bones named right")
     missing = [r for r in ROLES if r not in roles and r != "root"]
     report = {
         "preset": name,
         "source": source,
-        "missing_required": [r for r in REQUIRED_ROLES if r not in roles],
+        "missing_required": [r for r in required_roles(skeleton, roles) if r not in roles],
         "missing_optional": [r for r in missing if r not in REQUIRED_ROLES],
         "candidates": {r: _candidates(skeleton, r, taken) for r in missing},
         "notes": notes,
@@ -478,6 +532,47 @@ def auto_map(skeleton, presets=None):
         "classes": classes,
     })
     return Mapping(roles, twist, classes, name, report)
+
+
+def _other_side(role):
+    side, _, limb = role.partition("_")
+    return {"left": "right_", "right": "left_"}[side] + limb if side in ("left", "right") else role
+
+
+def _foot_forward(skeleton, roles, side):
+    """(3,) ground-plane direction from the ankle to the rest of the foot (the toe bone, the foot's child, else the
+    sole of the mesh it deforms), or None where the rig shows none."""
+    if f"{side}_ankle" not in roles:
+        return None
+    heads = skeleton.world_heads
+    a = skeleton.names.index(roles[f"{side}_ankle"])
+    if roles.get(f"{side}_foot") in skeleton.names:
+        d = heads[skeleton.names.index(roles[f"{side}_foot"])] - heads[a]
+    elif skeleton.children[a]:
+        d = heads[skeleton.children[a]].mean(0) - heads[a]
+    elif len(skeleton.mesh_points.get(a, ())):
+        d = skeleton.mesh_points[a].mean(0) - heads[a]
+    else:
+        return None
+    d = np.array([d[0], d[1], 0.0])
+    n = np.linalg.norm(d)
+    return d / n if n > 1e-9 else None
+
+
+def _named_for_the_viewer(skeleton, roles):
+    """Whether the map's left and right are mirrored: both feet point clearly backwards from the forward that the
+    mapped hips and shoulders imply (the Godot platformer robot's 'l-thigh' stands on the character's right)."""
+    need = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
+    if not all(roles.get(r) in skeleton.names for r in need):
+        return False
+    h = {r: skeleton.world_heads[skeleton.names.index(roles[r])] for r in need}
+    left = h["left_hip"] - h["right_hip"] + h["left_shoulder"] - h["right_shoulder"]
+    fwd = np.cross([left[0], left[1], 0.0], [0.0, 0.0, 1.0])
+    if np.linalg.norm(fwd) < 1e-9:
+        return False
+    fwd /= np.linalg.norm(fwd)
+    feet = [_foot_forward(skeleton, roles, s) for s in ("left", "right")]
+    return all(f is not None and f @ fwd < -0.5 for f in feet)
 
 
 def _likely_bones(skeleton, roles, role, report):
@@ -508,6 +603,8 @@ def format_report(mapping):
                      + (f"; {rep['notes'][r]}" if r in rep.get("notes", {}) else ""))
     for r in rep.get("missing_optional", []):
         lines.append(f"  missing optional {r}: candidates {rep['candidates'].get(r, [])}")
+    if "sides" in rep.get("notes", {}):
+        lines.append(f"  sides: {rep['notes']['sides']}")
     for n, c in sorted(rep.get("classes", {}).items()):
         lines.append(f"  {c:6s} bone {n}")
     return "\n".join(lines)

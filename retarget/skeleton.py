@@ -11,6 +11,8 @@ Public API
              default identity. A Mixamo FBX import is rotation 90 deg about X, scale 0.01, bones in cm.
     mesh_points: {bone index: (N,3)} world rest positions (metres) of deforming-mesh vertices weighted mostly to
              that bone (the add-on keeps the lowest few); used only to find the foot's end on a rig without toes.
+    moving:  the bone indices that move geometry of their own (weighted vertices, or a mesh parented to the bone),
+             or None where that is not known (a motion's skeleton).
 
 Bone tails (``lengths``, ``world_tails``) are kept for drawing only: importers invent them (glTF has none), so
 nothing that places the body reads them.
@@ -36,7 +38,7 @@ _YUP_TO_ZUP = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1
 
 
 class Skeleton:
-    def __init__(self, names, parents, rest, lengths=None, object_matrix=None, mesh_points=None):
+    def __init__(self, names, parents, rest, lengths=None, object_matrix=None, mesh_points=None, moving=None):
         self.names = tuple(str(n) for n in names)
         self.parents = tuple(int(p) for p in parents)
         self.rest = np.asarray(rest, np.float64)
@@ -79,6 +81,7 @@ class Skeleton:
             lengths[lengths <= 1e-9] = 0.5 * np.median(positive) if len(positive) else 1.0
         self.lengths = np.asarray(lengths, np.float64)
         self.mesh_points = {int(b): np.asarray(v, np.float64).reshape(-1, 3) for b, v in (mesh_points or {}).items()}
+        self.moving = None if moving is None else frozenset(int(b) for b in moving)
 
     def __len__(self):
         return len(self.names)

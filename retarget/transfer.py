@@ -215,7 +215,20 @@ def rig_report(skeleton, mapping):
     return {"up_axis": ("+" if up[k] > 0 else "-") + "XYZ"[k], "unit_scale": skeleton.object_scale,
             "leg_length": leg_length(heads, roles), "floor": floor,
             "feet": {s: [where(b, o) for b, o, _ in pts] for s, pts in points.items()},
-            "preset": mapping.preset, "height": float(skeleton.world_tails[roles["head"], 2] - floor)}
+            "preset": mapping.preset, "height": float(skeleton.world_tails[roles["head"], 2] - floor),
+            "notes": rig_notes(mapping)}
+
+
+def rig_notes(mapping):
+    """Short notes on how the map reads an unusual rig: arms without hand bones, left/right names that are the
+    viewer's."""
+    notes = []
+    handless = [s for s in ("left", "right") if f"{s}_elbow" in mapping.roles and f"{s}_wrist" not in mapping.roles]
+    if handless:
+        notes.append(f"no hand bone on the {' and '.join(handless)} arm: the hand keeps its pose on the forearm")
+    if "sides" in ((mapping.report or {}).get("notes") or {}):
+        notes.append("left/right bone names are the viewer's: swapped")
+    return notes
 
 
 PRESET_NAMES = {"mixamo": "Mixamo", "unreal": "Unreal", "vrm": "VRM", "daz": "Daz", "rigify_metarig": "Rigify",
@@ -232,7 +245,8 @@ def format_rig_report(report):
     kind = (f"{PRESET_NAMES[preset]} rig" if preset in PRESET_NAMES else "Custom rig" if preset is None
             else f"Rig ({preset})")
     found = "feet found" if all(report["feet"].get(s) for s in ("left", "right")) else "feet not found"
-    return (f"{kind}, {report['height']:.2f} m tall, {found}; up axis {report['up_axis']}, "
+    notes = "".join(f"; {n}" for n in report.get("notes", ()))
+    return (f"{kind}, {report['height']:.2f} m tall, {found}{notes}; up axis {report['up_axis']}, "
             f"unit scale {report['unit_scale']:g}, leg {report['leg_length']:.2f} m, floor z {report['floor']:.3f}, "
             f"feet {feet}")
 
@@ -371,6 +385,12 @@ def role_alignments(src_skel, sr, target, tr, mapping):
             dt = Ht[tr[child]] - Ht[tr[r]]
             ref = UP if abs(normalize(ds) @ fwd) > 0.7 else fwd
             A[r] = _frame(ds, ref) @ _frame(dt, ref).T
+        elif r.endswith("_elbow") and r.replace("elbow", "wrist") in sr:
+            # an arm without a hand bone (mapping.required_roles): the forearm aims along its own axis
+            ds = C @ (Hs[sr[r.replace("elbow", "wrist")]] - Hs[sr[r]])
+            dt = target.world_rest_rotations[tr[r]][:, 1]
+            ref = UP if abs(normalize(ds) @ fwd) > 0.7 else fwd
+            A[r] = _frame(ds, ref) @ _frame(dt, ref).T
     for r in order:  # end bones keep their rest relation to the parent role
         if r not in A:
             par = next((p for p in PARENT_ROLE.get(r, ()) if p in A), "pelvis")
@@ -469,9 +489,16 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     carrier = body_carrier(target, tr)
     if root_bone is not None and carrier != tr["pelvis"] and (carrier == root_bone or _is_ancestor(target, carrier, root_bone)):
         carrier = tr["pelvis"]  # the root bone sits between: it carries the travel, the pelvis the rest
+    # a torso modelled as one rigid piece bends nowhere: RobotExpressive's torso mesh rides on the bone below its
+    # spine, and its spine bones move nothing of their own; bent, they would pull the neck and arms out of it
+    torso = {tr[r] for r in ("pelvis", "spine1", "spine2", "spine3") if r in tr} | {
+        k for k, (ra, rd, _) in between.items() if rd in ("spine1", "spine2", "spine3", "neck")}
+    rigid = set() if target.moving is None else {b for b in torso - {carrier} if b not in target.moving}
     for b, p in enumerate(target.parents):
         Ep = E[:, p] if p >= 0 else np.broadcast_to(np.eye(3), (T, 3, 3))
-        if b in mapped:
+        if b in rigid:
+            E[:, b] = Ep
+        elif b in mapped:
             E[:, b] = Es[mapped[b]]
         elif b in between:
             ra, rd, w = between[b]
@@ -505,7 +532,7 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
             axis = limb_axis[in_chain_limb[b]]
             E[:, b] = _mul(E[:, b], _rot_about(axis, -t["share"] * _twist_angle(_mul(_T(Epx), E[:, b]), axis)))
 
-    _keep_torso_lean(target, E, tr, sr, C, Ht, g_pos @ Os.T, carrier)
+    _keep_torso_lean(target, E, tr, sr, C, Ht, g_pos @ Os.T, carrier, bend_torso=not rigid)
 
     # ---- translation: scale by leg ratio, heights relative to each body's rest height
     k = leg_length(Ht, tr) / leg_length(Hs, sr)
@@ -556,14 +583,16 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
 
 
 def body_carrier(skeleton, roles):
-    """The bone that carries the body's translation: the pelvis, or, where the pelvis and the spine are siblings under
-    a control bone (Base -> pelvis -> thighs; Base -> spine), the lowest bone above both, so that they move together."""
+    """The bone that carries the body's translation: the pelvis, or, where the pelvis does not carry both the spine
+    and the thighs, the lowest bone above them all, so that they move together. Godot-chan's pelvis and spine are
+    siblings under a control bone (Base -> pelvis -> thighs; Base -> spine); RobotExpressive's thighs hang from the
+    bone above its Hips (Body -> Hips -> Abdomen; Body -> UpperLeg.L)."""
     pel = roles["pelvis"]
+    carried = [roles[r] for r in ("left_hip", "right_hip") if r in roles]
     top = next((roles[r] for r in ("spine1", "spine2", "spine3", "neck", "head") if r in roles), None)
-    if top is None or _is_ancestor(skeleton, pel, top):
-        return pel
-    j = skeleton.parents[pel]
-    while j >= 0 and not _is_ancestor(skeleton, j, top):
+    carried += [top] if top is not None else []
+    j = pel
+    while j >= 0 and not all(b == j or _is_ancestor(skeleton, j, b) for b in carried):
         j = skeleton.parents[j]
     return pel if j < 0 else j
 
@@ -592,14 +621,15 @@ def _floor_lift(target, E, X, points, floor, limit, notes, fps):
 
 
 
-def _keep_torso_lean(target, E, tr, sr, C, Ht, src_world, carrier):
+def _keep_torso_lean(target, E, tr, sr, C, Ht, src_world, carrier, bend_torso=True):
     """Turn the spine bones (pelvis .. neck, exclusive) together so the pelvis -> neck direction matches the source,
     and the neck bones (neck .. head, exclusive) so that neck -> head does.
 
     Spines of other proportions bend the same per-vertebra angles into a different overall lean; animators
     read the lean (where the chest is over the pelvis), so it is kept, and bones above keep their own directions.
     A neck of two joints (CMU's Neck and Neck1) bends over both, so one target neck bone turned as the first of them
-    leaves the head's position short of the bend: the neck -> head direction is kept the same way."""
+    leaves the head's position short of the bend: the neck -> head direction is kept the same way. A rigid torso
+    (bend_torso False) keeps its shape and leans as a whole: the carrier turns with it."""
     top = next((c for c in ("neck", "head") if c in tr and c in sr), None)
     if top is None:
         return
@@ -607,7 +637,8 @@ def _keep_torso_lean(target, E, tr, sr, C, Ht, src_world, carrier):
     pel, nk = tr["pelvis"], tr[top]
     if carrier != pel:   # the spine hangs off the control bone beside the pelvis: aim carrier -> neck instead
         want = _mv(E[:, carrier], Ht[pel] - Ht[carrier]) + np.linalg.norm(Ht[nk] - Ht[pel]) * normalize(want)
-    _turn_chain(target, E, Ht, carrier, nk, want)
+    # a rigid torso leans as a whole, on the bone that carries it
+    _turn_chain(target, E, Ht, carrier, nk, want, include_top=not bend_torso)
     if top == "neck" and "head" in tr and "head" in sr:
         _turn_chain(target, E, Ht, tr["neck"], tr["head"], _mv(C, src_world[:, sr["head"]] - src_world[:, sr["neck"]]),
                     include_top=True)

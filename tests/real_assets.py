@@ -137,6 +137,13 @@ def judge_figures(src_pos, src_roles, src_leg, src_skate, skel, mapping, R, X, f
     tr = metrics.role_indices(skel, mapping)
     n = min(len(src_pos), len(X))
     src_pos, R, X = src_pos[:n], R[:n], X[:n]
+    # an arm without a hand bone (mapping.required_roles) is judged to its forearm's tail, where the wrist is
+    for side in ("left", "right"):
+        e = tr.get(f"{side}_elbow")
+        if e is not None and f"{side}_wrist" not in tr:
+            tail = X[:, e] + R[:, e, :, 1] * skel.lengths[e] * skel.object_scale
+            tr[f"{side}_wrist"] = X.shape[1]
+            X = np.concatenate([X, tail[:, None]], 1)
     limbs = [l for l in metrics.LIMBS if l != ("neck", "head")]
     limbs = [l for l in limbs if all(r in src_roles and r in tr for r in l)]
     err = metrics.limb_direction_error(src_pos, src_roles, X, tr, limbs)

@@ -133,7 +133,7 @@ def test_rig_without_legs_reports_missing_roles_with_candidates():
     sk = rigs.skeleton_from_object(obj)
     m = auto_map(sk)
     assert {"left_knee", "right_knee", "left_ankle"} <= set(m.report["missing_required"])
-    assert "LeftThigh_stub" in m.report["candidates"]["left_hip"] or m.roles.get("left_hip") == "LeftThigh_stub"
+    assert "LeftThigh_stub" in m.report["candidates"].get("left_hip", []) or m.roles.get("left_hip") == "LeftThigh_stub"
     d = np.load(shared_path("data", "motion272", "amass_000000_motion.npz"))
     before = [tuple(pb.rotation_quaternion) + tuple(pb.location) for pb in obj.pose.bones]
     with pytest.raises(SkeletonError, match="required role") as e:
@@ -504,3 +504,95 @@ def test_pelvis_and_spine_siblings_under_a_control_bone_map_and_move_together(am
     rest = np.linalg.norm(sk.world_heads[spine] - sk.world_heads[pel])
     assert np.abs(np.linalg.norm(X[:, spine] - X[:, pel], axis=-1) - rest).max() < 1e-6
     assert np.ptp(X[:, pel, :2], axis=0).max() > 1.0                # and it does travel
+
+
+# --------------------------------------------------------------------------- rigs shaped like real robots and toys
+
+def _limb_error(obj, motion, sk, m, limbs):
+    """Per-limb mean direction error (deg) of the retarget on `obj` against the source, bones posed as bpy evaluates
+    them; a role without a bone of its own ('left_wrist' on an arm without a hand) is the tail of the bone above."""
+    anim = retarget(motion, sk, m)
+    ss, sm, sp = metrics.source_world(motion)
+    sr = metrics.role_indices(ss, sm)
+    names = [b.name for b in obj.data.bones]
+    W = []
+    for f in range(0, anim.num_frames, 10):
+        rigs.apply_frame(obj, anim, f)
+        W.append(rigs.read_world_pose(obj, names))
+    W = np.array(W)
+    tr = {r: names.index(b) for r, b in m.roles.items()}
+    X = W[..., :3, 3]
+    for side in ("left", "right"):
+        if f"{side}_wrist" not in tr:
+            e = tr[f"{side}_elbow"]
+            R = W[:, e, :3, :3] / np.linalg.norm(W[:, e, :3, :3], axis=-2, keepdims=True)
+            tail = X[:, e] + R[:, :, 1] * obj.data.bones[e].length * obj.matrix_world.to_scale()[0]
+            tr[f"{side}_wrist"] = X.shape[1]
+            X = np.concatenate([X, tail[:, None]], 1)
+    err = metrics.limb_direction_error(sp[::10][:len(X)], sr, X, tr, limbs)
+    return err.mean(0)
+
+
+def _hands(kind):
+    """A Mixamo-named rig whose arms end at the forearms ('none') or whose forearms carry three palm bones that start
+    together where the hand would ('palms'), as RobotExpressive's do."""
+    J = rigs.human_joints(1.70)
+    bones = [("Hips", None, J["pelvis"], J["spine1"]), ("Spine", "Hips", J["spine1"], J["spine3"]),
+             ("Neck", "Spine", J["neck"], J["head"]), ("Head", "Neck", J["head"], J["head_end"])]
+    for s, S in (("left", "Left"), ("right", "Right")):
+        bones += [(f"{S}Arm", "Spine", J[f"{s}_shoulder"], J[f"{s}_elbow"]),
+                  (f"{S}ForeArm", f"{S}Arm", J[f"{s}_elbow"], J[f"{s}_wrist"]),
+                  (f"{S}UpLeg", "Hips", J[f"{s}_hip"], J[f"{s}_knee"]), (f"{S}Leg", f"{S}UpLeg", J[f"{s}_knee"], J[f"{s}_ankle"]),
+                  (f"{S}Foot", f"{S}Leg", J[f"{s}_ankle"], J[f"{s}_toe"]), (f"{S}ToeBase", f"{S}Foot", J[f"{s}_toe"], J[f"{s}_toe_end"])]
+        if kind == "palms":
+            w, d = J[f"{s}_wrist"], J[f"{s}_hand_end"] - J[f"{s}_wrist"]
+            bones += [(f"Palm{k}_{S}", f"{S}ForeArm", w, w + d + [0, 0, 0.03 * (k - 2)]) for k in (1, 2, 3)]
+    return rigs.build_armature("Robot", bones)
+
+
+@pytest.mark.parametrize("kind", ["none", "palms"])
+def test_an_arm_without_a_hand_bone_needs_no_wrist_and_its_forearm_follows(kind, amass):
+    rigs.clear_scene()
+    obj = _hands(kind)
+    sk = rigs.skeleton_from_object(obj)
+    m = auto_map(sk)
+    assert m.report["missing_required"] == [], format_report(m)
+    assert "left_wrist" not in m.roles and "right_wrist" not in m.roles, format_report(m)   # no palm plays the hand
+    m.validate(sk)
+    forearms = [(f"{s}_elbow", f"{s}_wrist") for s in ("left", "right")]
+    err = _limb_error(obj, Motion(amass.rotations[:300], amass.translation[:300], amass.fps), sk, m, forearms)
+    assert err.max() < 2.0, err      # aimed along its own axis, the forearm points where the source's does
+
+
+def test_a_hand_bone_is_still_required_where_there_is_one():
+    rigs.clear_scene()
+    sk = rigs.skeleton_from_object(rigs.mixamo_rig())
+    m = auto_map(sk)
+    del m.roles["left_wrist"]
+    with pytest.raises(SkeletonError, match="left_wrist"):
+        m.validate(sk)
+
+
+def test_left_and_right_names_from_the_viewers_side_are_swapped(amass):
+    """The Godot platformer robot's 'l-thigh' stands on the character's right: its feet point the other way from the
+    forward its names imply. The map swaps the sides, so the character's own left leg takes the source's left."""
+    rigs.clear_scene()
+    swap = {}
+    for n in ("Shoulder", "Arm", "ForeArm", "Hand", "UpLeg", "Leg", "Foot", "ToeBase", "Toe_End"):
+        swap[f"mixamorig:Left{n}"], swap[f"mixamorig:Right{n}"] = f"mixamorig:Right{n}", f"mixamorig:Left{n}"
+    obj = rigs.mixamo_rig(names=swap)
+    sk = rigs.skeleton_from_object(obj)
+    m = auto_map(sk)
+    assert "sides" in m.report["notes"], format_report(m)
+    # the character faces -Y, so its left is +X: the bone standing there is named Right* and plays left_hip
+    assert m.roles["left_hip"] == "mixamorig:RightUpLeg" and m.roles["left_wrist"] == "mixamorig:RightHand"
+    assert sk.world_heads[sk.names.index(m.roles["left_hip"]), 0] > 0
+    err = _limb_error(obj, Motion(amass.rotations[:300], amass.translation[:300], amass.fps), sk, m,
+                      [l for l in metrics.LIMBS if l != ("neck", "head")])
+    assert err.max() < 2.0, err
+
+
+def test_a_rig_named_for_its_own_sides_is_not_swapped():
+    rigs.clear_scene()
+    m = auto_map(rigs.skeleton_from_object(rigs.mixamo_rig()))
+    assert "sides" not in m.report["notes"] and m.roles["left_hip"] == "mixamorig:LeftUpLeg"
