@@ -64,27 +64,41 @@ def mirror_role(role):
     return f"{SIDES[1 - SIDES.index(side)]}_{limb}"
 
 
-def label(role):
-    """The role as the list shows it: "Left knee", "Spine 2"."""
+def label(role, short=False):
+    """The role as the panel names it: "Left knee", "Spine 2"; short, as the list's narrow column shows it: "L knee"."""
     side, limb = split_role(role)
     limb = re.sub(r"(\d)$", r" \1", limb)
-    return f"{side.capitalize()} {limb}" if side else limb.capitalize()
+    if not side:
+        return limb.capitalize()
+    return f"{side[0].upper()} {limb}" if short else f"{side.capitalize()} {limb}"
+
+
+def shared_prefix(names):
+    """The prefix every name shares, up to and including its last separator ("mixamorig:", "J_Bip_", "DEF-"): the
+    list shows bones without it, so that a narrow sidebar keeps the part that tells them apart."""
+    names = [n for n in names if n]
+    if len(names) < 2:
+        return ""
+    common = os.path.commonprefix(names)
+    cut = max(common.rfind(c) for c in ":_-. ")
+    return common[:cut + 1] if cut >= 0 else ""
 
 
 # ------------------------------------------------------------------------------------------------- editing
 
-def status(roles, bone_names):
+def status(roles, bone_names, required=mapping_mod.REQUIRED_ROLES):
     """What the panel marks on a map: {"missing_required": [role], "missing_optional": [role],
     "unknown": {role: bone}, "duplicates": {bone: [role, ...]}}; the map is usable when all of them are empty but
-    missing_optional."""
+    missing_optional. `required`: the rig's required roles (mapping.required_roles: an arm without a hand bone needs
+    no wrist)."""
     names = set(bone_names)
     mapped = {r: b for r, b in roles.items() if b}
     by_bone = {}
     for r in mapping_mod.ROLES:
         if r in mapped:
             by_bone.setdefault(mapped[r], []).append(r)
-    return {"missing_required": [r for r in mapping_mod.REQUIRED_ROLES if r not in mapped],
-            "missing_optional": [r for r in mapping_mod.ROLES if r not in mapped and r not in mapping_mod.REQUIRED_ROLES],
+    return {"missing_required": [r for r in required if r not in mapped],
+            "missing_optional": [r for r in mapping_mod.ROLES if r not in mapped and r not in required],
             "unknown": {r: b for r, b in mapped.items() if b not in names},
             "duplicates": {b: rs for b, rs in by_bone.items() if len(rs) > 1}}
 
@@ -111,7 +125,7 @@ def mirror_roles(roles, bone_names, flip, source="left"):
     return out, unmatched
 
 
-def merge(auto, roles):
+def merge(auto, roles, skeleton=None):
     """The Mapping the retarget uses for a map edited in the panel: exactly its roles, plus the auto-map's twist and
     IK/helper bones that the edited roles do not claim. `auto` is the auto-map of the same rig."""
     roles = {r: roles[r] for r in mapping_mod.ROLES if roles.get(r)}
@@ -119,10 +133,10 @@ def merge(auto, roles):
     twist = [t for t in auto.twist if t["bone"] not in used and t["limb"] in roles]
     classes = {b: c for b, c in auto.classes.items() if b not in used}
     rep = auto.report or {}
+    required = mapping_mod.REQUIRED_ROLES if skeleton is None else mapping_mod.required_roles(skeleton, roles)
     report = {"preset": "edited in the panel", "source": {r: "edited" for r in roles},
-              "missing_required": [r for r in mapping_mod.REQUIRED_ROLES if r not in roles],
-              "missing_optional": [r for r in mapping_mod.ROLES if r not in roles and r not in mapping_mod.REQUIRED_ROLES
-                                   and r != "root"],
+              "missing_required": [r for r in required if r not in roles],
+              "missing_optional": [r for r in mapping_mod.ROLES if r not in roles and r not in required and r != "root"],
               "candidates": rep.get("candidates", {}), "notes": rep.get("notes", {}), "classes": classes}
     return mapping_mod.Mapping(roles, twist, classes, report["preset"], report)
 
@@ -135,7 +149,7 @@ def auto_map(skeleton):
 def mapping_for(skeleton, edited=None):
     """The Mapping the retarget uses: `edited` (role -> bone, from the panel) when given, else the auto-map."""
     auto = auto_map(skeleton)
-    return merge(auto, edited) if edited else auto
+    return merge(auto, edited, skeleton) if edited else auto
 
 
 # ------------------------------------------------------------------------------------------------- presets

@@ -13,8 +13,10 @@ _STRIP_SETTINGS = ("action_frame_start", "action_frame_end", "frame_start", "fra
 def _rebuild_above(ad, old, prev):
     """A copy of track `old` (name, strips and their settings) added just after `prev`; `old` is removed."""
     new = ad.nla_tracks.new(prev=prev)
+    names = []
     for strip in old.strips:
         copy = new.strips.new(strip.name, int(strip.frame_start), strip.action)
+        names.append(strip.name)
         compat.set_strip_slot(copy, getattr(strip, "action_slot", None))
         for attr in _STRIP_SETTINGS:
             if hasattr(strip, attr):
@@ -22,6 +24,8 @@ def _rebuild_above(ad, old, prev):
     name, mute, lock = old.name, old.mute, old.lock
     ad.nla_tracks.remove(old)
     new.name, new.mute, new.lock = name, mute, lock
+    for copy, strip_name in zip(new.strips, names):   # the copies got '.001' beside the originals: their names back
+        copy.name = strip_name
     return new
 
 
@@ -45,7 +49,10 @@ def push_down_active_action(obj, below=TRACK_NAME):
     if ours is not None and index == 0:
         _rebuild_above(ad, ours, track)
     track.name = action.name[:63]
-    strip = track.strips.new(action.name[:63], int(action.frame_range[0]), action)
+    # strip names are unique per rig: where a clip's strip has the action's name (its prompt), the clip keeps it
+    ours = ad.nla_tracks.get(below)
+    taken = ours is not None and any(s.name == action.name[:63] for s in ours.strips)
+    strip = track.strips.new(held_name(action.name) if taken else action.name[:63], int(action.frame_range[0]), action)
     compat.set_strip_slot(strip, slot)
     strip.extrapolation = "HOLD_FORWARD"
     ad.action = None
@@ -53,6 +60,11 @@ def push_down_active_action(obj, below=TRACK_NAME):
     if ours is not None and len(ours.strips) and ours.strips[0].extrapolation == "HOLD":
         ours.strips[0].extrapolation = "HOLD_FORWARD"  # a track's first strip holds backwards too: over the action
     return track
+
+
+def held_name(name):
+    """The name of the strip holding the animator's pushed-down action where a clip's strip has its action's name."""
+    return f"{name[:56]} (held)"
 
 
 def track_for(obj, name=TRACK_NAME):
@@ -74,7 +86,16 @@ def push_strip(obj, action, slot, start, name, blend_in=0.0, blend_out=0.0, trac
     """Add `action` as a strip starting at `start` (or after the track's last strip if that overlaps)."""
     track = track_for(obj, track_name)
     start = max(float(start), next_free_frame(track, float(start)))
-    strip = track.strips.new(name[:63] or "MotionMill", int(round(start)), action)
+    want = name[:63] or "MotionMill"
+    strip = track.strips.new(want, int(round(start)), action)
+    if strip.name != want:
+        # strip names are unique per rig, and Blender gave this one a suffix: where the name is taken by the
+        # animator's action held below (push_down_active_action names its strip after the action, often the same
+        # prompt), that strip yields it, so the clip's strip keeps its prompt's name
+        held = next((s for t in obj.animation_data.nla_tracks if t != track for s in t.strips if s.name == want), None)
+        if held is not None:
+            held.name = held_name(want)
+            strip.name = want
     compat.set_strip_slot(strip, slot)
     length = strip.frame_end - strip.frame_start
     strip.blend_in = min(float(blend_in), length / 2)

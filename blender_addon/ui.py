@@ -33,20 +33,26 @@ class MOTIONMILL_OT_clip_select(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def clip_facts(item, scene):
+    """What the Clips list says of a clip under the list, once selected: "not on a rig" (its retarget failed: Apply to
+    Rig once fixed), its length, its seed."""
+    facts = ["not on a rig"] if item.pending else []
+    seconds = _clip_seconds(item, scene)
+    if seconds is not None:
+        facts.append(f"{seconds:.1f} s")
+    if item.seed >= 0:
+        facts.append(f"seed {item.seed}")
+    return " · ".join(facts)
+
+
 class MOTIONMILL_UL_history(bpy.types.UIList):
+    """One clip per row: its prompt, the whole row wide (the default sidebar cut it at 14 characters beside its length
+    and seed, which are shown under the list); hovering shows all of it (the operator's description). A clip whose
+    retarget failed carries a warning icon."""
+
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
-        split = layout.split(factor=0.6, align=True)
-        # the start of the prompt tells clips apart; hovering shows all of it (the operator's description)
-        split.operator("motionmill.clip_select", text=item.prompt or item.name, icon="ACTION", emboss=False).index = index
-        facts = ["not on a rig"] if item.pending else []   # its retarget failed: Apply to Rig once fixed
-        seconds = _clip_seconds(item, context.scene)
-        if seconds is not None:
-            facts.append(f"{seconds:.1f} s")
-        if item.seed >= 0:
-            facts.append(f"seed {item.seed}")
-        right = split.row()
-        right.alignment = "RIGHT"
-        right.label(text=" · ".join(facts))
+        layout.operator("motionmill.clip_select", text=item.prompt or item.name,
+                        icon="ERROR" if item.pending else "ACTION", emboss=False).index = index
 
 
 _RIG_LINES = {}
@@ -212,9 +218,14 @@ class MOTIONMILL_PT_clips(_SubPanel, bpy.types.Panel):
         s = context.scene.motionmill
         layout = self.layout
         layout.template_list("MOTIONMILL_UL_history", "", s, "history", s, "history_index", rows=3)
-        if 0 <= s.history_index < len(s.history) and s.history[s.history_index].prompt:
-            _wrapped(layout.column(align=True), s.history[s.history_index].prompt,
-                     _width(context) - 30)
+        if 0 <= s.history_index < len(s.history):
+            item = s.history[s.history_index]
+            col = layout.column(align=True)
+            if item.prompt:
+                _wrapped(col, item.prompt, _width(context) - 30)
+            facts = clip_facts(item, context.scene)
+            if facts:
+                col.label(text=facts, icon="ERROR" if item.pending else "NONE")
         row = layout.row(align=True)
         row.operator("motionmill.history_apply", icon="ARMATURE_DATA")
         row.operator("motionmill.history_preview", icon="HIDE_OFF")

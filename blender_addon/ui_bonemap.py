@@ -1,4 +1,4 @@
-"""The Bone Map sub-panel: the target rig's bone map as a list of roles, each a `prop_search` over the rig's bones,
+"""The Bone Map sub-panel: the target rig's bone map as a list of roles, each a search over the rig's bones,
 with "use the active bone", left/right mirroring and saved presets. Operators are thin over blender_addon.bonemap;
 each says why it is disabled through poll_message_set."""
 import bpy
@@ -123,6 +123,55 @@ class MOTIONMILL_OT_bone_map_use_active(_BoneMapPoll, bpy.types.Operator):
         return {"FINISHED"}
 
 
+NO_BONE = "__none__"
+_BONE_ITEMS = {}     # Blender keeps no reference to an enum's dynamic items: they must outlive the call
+
+
+def _bone_items(self, context):
+    obj, _ = target_armature(context)
+    names = [b.name for b in obj.data.bones] if obj is not None else []
+    key = tuple(names)
+    if key not in _BONE_ITEMS:
+        _BONE_ITEMS.clear()
+        _BONE_ITEMS[key] = [(NO_BONE, "(no bone)", "Leave the role empty")] + [(n, n, "") for n in names]
+    return _BONE_ITEMS[key]
+
+
+class MOTIONMILL_OT_bone_map_pick(_BoneMapPoll, bpy.types.Operator):
+    """Pick the bone that plays this role, from the rig's bones"""
+    bl_idname = "motionmill.bone_map_pick"
+    bl_label = "Pick Bone"
+    bl_options = {"REGISTER", "UNDO"}
+    bl_property = "bone"
+    needs_map = True
+
+    role: StringProperty(name="Role", options={"HIDDEN"})
+    bone: EnumProperty(name="Bone", items=_bone_items)
+
+    @classmethod
+    def description(cls, context, properties):
+        """The role and its whole bone name: the list's row shows the bone without the rig's shared prefix."""
+        obj, _ = target_armature(context)
+        entry = _stored(obj).roles.get(properties.role) if obj is not None else None
+        bone = entry.bone if entry is not None and entry.bone else "no bone"
+        return f"{bonemap.label(properties.role)}: {bone}. Click to pick another bone"
+
+    def invoke(self, context, event):
+        context.window_manager.invoke_search_popup(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        obj, _ = target_armature(context)
+        stored = _stored(obj)
+        entry = stored.roles.get(self.role)
+        if entry is None:
+            self.report({"ERROR"}, f"unknown role {self.role!r}; roles are {', '.join(mapping_mod.ROLES)}")
+            return {"CANCELLED"}
+        entry.bone = "" if self.bone == NO_BONE else self.bone
+        stored.index = list(stored.roles).index(entry)
+        return {"FINISHED"}
+
+
 class MOTIONMILL_OT_bone_map_mirror(_BoneMapPoll, bpy.types.Operator):
     """Map the other side's roles to the mirrored bone names (.L/.R, _l/_r, Left/Right, as Blender flips names)"""
     bl_idname = "motionmill.bone_map_mirror"
@@ -161,7 +210,7 @@ class MOTIONMILL_OT_bone_map_save_preset(_BoneMapPoll, bpy.types.Operator):
             return False
         stored = _stored(obj)
         if len(stored.roles):
-            st = bonemap.status(_roles(stored), obj.data.bones.keys())
+            st = _status(obj.data)
             if not bonemap.is_usable(st):
                 cls.poll_message_set("the bone map is incomplete: " + _problem_line(st))
                 return False
@@ -253,7 +302,11 @@ def _status(arm):
     key = (arm.name, len(arm.bones), tuple((e.name, e.bone) for e in stored.roles))
     if key not in _STATUS:
         _STATUS.clear()
-        _STATUS[key] = bonemap.status(_roles(stored), arm.bones.keys())
+        roles = _roles(stored)
+        obj = next((o for o in bpy.data.objects if o.data == arm), None)
+        required = (mapping_mod.REQUIRED_ROLES if obj is None
+                    else mapping_mod.required_roles(rig.skeleton_from_object(obj), roles))
+        _STATUS[key] = bonemap.status(roles, arm.bones.keys(), required)
     return _STATUS[key]
 
 
@@ -295,19 +348,29 @@ def _problem_line(st):
     return "; ".join(parts)
 
 
+def row_texts(arm, role, bone):
+    """(role text, bone text) as a Bone Map row shows them: the short role name, and the bone without the prefix all
+    of the map's bones share ("mixamorig:"), so that the default sidebar width keeps the part that tells them apart.
+    Both whole in the bone button's tooltip."""
+    prefix = bonemap.shared_prefix(_roles(arm.motionmill_bone_map).values())
+    return bonemap.label(role, short=True), (bone[len(prefix):] if bone.startswith(prefix) else bone) or "—"
+
+
 class MOTIONMILL_UL_bone_map(bpy.types.UIList):
-    """One role per row: its name (red when a required role is empty or the bone is wrong) and the bone field."""
+    """One role per row: its short name (red when a required role is empty or the bone is wrong), the bone as a button
+    that opens a search over the rig's bones, and "use the active bone"."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
         st = _status(item.id_data)
         bad = (item.name in st["missing_required"] or item.name in st["unknown"]
                or any(item.name in rs for rs in st["duplicates"].values()))
+        role, bone = row_texts(item.id_data, item.name, item.bone)
         row = layout.row(align=True)
-        split = row.split(factor=0.4, align=True)
+        split = row.split(factor=0.36, align=True)
         cell = split.row(align=True)
         cell.alert = bad
-        cell.label(text=bonemap.label(item.name), icon="ERROR" if bad else "BLANK1")
-        split.prop_search(item, "bone", item.id_data, "bones", text="")
+        cell.label(text=role, icon="ERROR" if bad else "NONE")
+        split.operator("motionmill.bone_map_pick", text=bone).role = item.name
         row.operator("motionmill.bone_map_use_active", text="", icon="EYEDROPPER").role = item.name
 
 
@@ -399,4 +462,5 @@ def _wrap(text, width):
 CLASSES = (MOTIONMILL_OT_bone_map_edit, MOTIONMILL_OT_bone_map_clear, MOTIONMILL_OT_bone_map_use_active,
            MOTIONMILL_OT_bone_map_mirror, MOTIONMILL_OT_bone_map_save_preset, MOTIONMILL_OT_bone_map_load_preset,
            MOTIONMILL_OT_bone_map_delete_preset, MOTIONMILL_MT_bone_map_presets, MOTIONMILL_UL_bone_map,
+           MOTIONMILL_OT_bone_map_pick,
            MOTIONMILL_PT_bone_map)

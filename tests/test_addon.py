@@ -140,6 +140,30 @@ def test_previous_action_is_kept(mixamo):
     assert second != first and first.name in bpy.data.actions and first.use_fake_user
 
 
+@pytest.mark.parametrize("placement", ["INSERT", "NLA"])
+def test_channels_only_the_animators_action_keys_do_not_play_into_the_clip(mixamo, placement):
+    """The animator's action keys the head's location and scale, which a clip leaves alone: as the active action it
+    is replaced (its last pose would stay on those channels), as a strip it is pushed down below the clip (it would
+    play through). Either way the clip holds them at rest (RobotExpressive's death take carried its head away)."""
+    from blender_addon import compat
+    head = mixamo.pose.bones["mixamorig:Head"]
+    mine = bpy.data.actions.new("death")
+    slot = compat.ensure_slot(mine, mixamo)
+    for channel, value in (("location", (0.0, 30.0, 0.0)), ("scale", (1.5, 1.5, 1.5))):
+        for i, v in enumerate(value):
+            fc = compat.new_fcurve(compat.fcurves_for(mine, slot), f'pose.bones["mixamorig:Head"].{channel}', i,
+                                   "mixamorig:Head")
+            fc.keyframe_points.insert(1, v)
+    compat.assign_action(mixamo, mine, slot)
+    bpy.context.scene.frame_set(1)
+    assert head.location[1] == pytest.approx(30.0)     # the animator's pose, before
+    path = shared_path("data", "motion272", "amass_000000_motion.npz")
+    assert bpy.ops.motionmill.import_motion(filepath=str(path), placement=placement) == {"FINISHED"}
+    bpy.context.scene.frame_set(20)
+    assert tuple(head.location) == pytest.approx((0.0, 0.0, 0.0)) and tuple(head.scale) == pytest.approx((1, 1, 1))
+    assert mine.name in bpy.data.actions and len(compat.all_fcurves(mine)) == 6      # the animator's action: kept
+
+
 def test_bad_input_is_reported(mixamo):
     path = shared_path("data", "motion272", "amass_000000_motion.npz")
     s = bpy.context.scene.motionmill
@@ -301,6 +325,27 @@ def test_a_batch_plays_over_the_animators_active_action(backend, mixamo, tmp_pat
         assert _shows_its_own_keys(mixamo, held)
         for t in list(ad.nla_tracks):
             ad.nla_tracks.remove(t)
+
+
+def test_a_batch_strip_keeps_its_prompts_name_over_an_action_of_that_name(backend, mixamo, tmp_path):
+    """Generate makes the action 'a person waves'; a batch of the same prompt pushes it down onto a strip of that name.
+    Strip names are unique per rig: the held strip yields the name, the clip's strip keeps it (not '….001')."""
+    s = bpy.context.scene.motionmill
+    s.prompt, s.placement, s.cleanup_feet, s.auto_length, s.seconds = "a person waves", "INSERT", False, False, 2.0
+    assert bpy.ops.motionmill.generate() == {"FINISHED"}
+    mine = mixamo.animation_data.action
+    assert mine.name == "a person waves"
+    f = tmp_path / "prompts.txt"
+    f.write_text("a person waves\n")
+    bpy.context.scene.frame_current = int(mine.frame_range[1]) + 1
+    assert _generate_batch_from(f) == {"FINISHED"}
+    ad = mixamo.animation_data
+    (strip,) = ad.nla_tracks["MotionMill"].strips
+    assert strip.name == "a person waves" and strip.action != mine
+    (held,) = ad.nla_tracks[mine.name].strips
+    assert held.action == mine and held.name == "a person waves (held)"
+    for t in list(ad.nla_tracks):
+        ad.nla_tracks.remove(t)
 
 
 def test_cancel_in_the_middle(backend, mixamo):

@@ -343,8 +343,10 @@ def test_the_sub_panel_shows_the_map_marks_missing_roles_and_says_what_the_selec
     obj.data.motionmill_bone_map.index = list(obj.data.motionmill_bone_map.roles.keys()).index("left_knee")
     log = _draw(obj)
     assert ("list", "MOTIONMILL_UL_bone_map") in log and ("menu", "MOTIONMILL_MT_bone_map_presets") in log
-    assert ("prop_search", "left_knee", "Schienbein.L") in log and ("prop_search", "head", "") in log
-    assert ("label", "Head", "ERROR", True) in log and ("label", "Left knee", "BLANK1", False) in log
+    # each row: the short role, and the bone as a button opening a search (no prefix shared by these bones)
+    assert ("operator", "motionmill.bone_map_pick", "Schienbein.L") in log
+    assert ("operator", "motionmill.bone_map_pick", "—") in log                 # head: no bone yet
+    assert ("label", "Head", "ERROR", True) in log and ("label", "L knee", "NONE", False) in log
     text = " ".join(e[1] for e in log if e[0] == "label")
     assert "the shin, starting at the knee" in text and "missing Head" in text
     assert sum(e[:2] == ("operator", "motionmill.bone_map_use_active") for e in log) == 23
@@ -367,3 +369,23 @@ def test_the_headless_batch_uses_the_map_saved_in_the_blend_file(tmp_path):
     r = run_batch(["--blend", blend, "--rig", "Figur", "--motion", bvh, "--out", out])
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.exists()
+
+
+def test_a_bone_map_row_fits_the_default_sidebar_and_picks_from_a_search(user_data):
+    """The rig's shared prefix ('mixamorig:') is left out of the row, so the part that tells bones apart shows at
+    the default sidebar width; the button's tooltip names the whole bone, and it opens a search that sets it."""
+    obj = _target(rigs.mixamo_rig())
+    bpy.ops.motionmill.bone_map_edit()
+    roles = obj.data.motionmill_bone_map.roles
+    assert ui_bonemap.row_texts(obj.data, "right_elbow", roles["right_elbow"].bone) == ("R elbow", "RightForeArm")
+    log = _draw(obj)
+    assert ("operator", "motionmill.bone_map_pick", "RightForeArm") in log
+    props = types.SimpleNamespace(role="right_elbow")
+    assert bpy.types.MOTIONMILL_OT_bone_map_pick.description(bpy.context, props) == \
+        "Right elbow: mixamorig:RightForeArm. Click to pick another bone"
+    assert bpy.ops.motionmill.bone_map_pick(role="right_elbow", bone="mixamorig:RightHand") == {"FINISHED"}
+    assert roles["right_elbow"].bone == "mixamorig:RightHand"
+    assert bpy.ops.motionmill.bone_map_pick(role="right_elbow", bone=ui_bonemap.NO_BONE) == {"FINISHED"}
+    assert roles["right_elbow"].bone == ""
+    assert bonemap.shared_prefix(["J_Bip_C_Hips", "J_Bip_L_UpperArm"]) == "J_Bip_"
+    assert bonemap.shared_prefix(["DEF-spine", "DEF-thigh.L"]) == "DEF-" and bonemap.shared_prefix(["Hips", "Head"]) == ""

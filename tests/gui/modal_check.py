@@ -157,6 +157,40 @@ def action_keys(action):
     return len(curves), sum(len(fc.keyframe_points) for fc in curves)
 
 
+def text_px(text):
+    """Width in pixels of `text` in Blender's UI font at the interface scale."""
+    import blf
+    prefs = bpy.context.preferences
+    blf.size(0, prefs.ui_styles[0].widget.points * prefs.system.ui_scale)
+    return blf.dimensions(0, text)[0]
+
+
+def rows_fit(sidebar, s, obj, mods):
+    """Check that no Clips or Bone Map row is cut at the sidebar's default width."""
+    scale = bpy.context.preferences.system.ui_scale
+    RESULT["sidebar_width_px"] = sidebar.width
+    check("sidebar_at_default_width", abs(sidebar.width - round(291 * scale)) <= 30 * scale, str(sidebar.width))
+    row = sidebar.width - 60 * scale          # panel and list margins, the list's own padding
+    cut = [h.prompt for h in s.history if text_px(h.prompt) + 28 * scale > row]
+    check("clips_rows_not_cut", s.history and not cut, f"cut at {row:.0f} px: {cut}")
+    with bpy.context.temp_override(active_object=obj):
+        bpy.ops.motionmill.bone_map_edit()
+    yield
+    inner = row - 24 * scale                  # the eyedropper button
+    roles = obj.data.motionmill_bone_map.roles
+    cut = []
+    for e in roles:
+        role, bone = mods["ui_bonemap"].row_texts(obj.data, e.name, e.bone)
+        if text_px(role) + 10 * scale > 0.36 * inner or text_px(bone) + 14 * scale > 0.64 * inner:
+            cut.append(f"{role}: {bone}")
+    check("bone_map_rows_not_cut", len(roles) and not cut, f"cut at {inner:.0f} px: {cut}")
+    RESULT["bone_map_rows"] = [list(mods["ui_bonemap"].row_texts(obj.data, e.name, e.bone)) for e in roles][:6]
+    for _ in range(10):
+        yield
+    shot("panel-bone-map")
+    bpy.ops.motionmill.bone_map_clear()
+
+
 # ------------------------------------------------------------------------------------------ the check
 
 def script():
@@ -176,7 +210,7 @@ def script():
     win.event_simulate(type="ESC", value="PRESS")   # close the splash screen, as a user does first
     win.event_simulate(type="ESC", value="RELEASE")
     pkg = install_extension()
-    mods = {n: sys.modules[f"{pkg}.{n}"] for n in ("session", "ops", "ui", "_rt", "paths")}
+    mods = {n: sys.modules[f"{pkg}.{n}"] for n in ("session", "ops", "ui", "ui_bonemap", "_rt", "paths")}
     SESSION = mods["session"].SESSION
     RESULT["retarget_package"] = mods["_rt"]._name
     check("bundled_retarget", mods["_rt"]._name == f"{pkg}.retarget", mods["_rt"]._name)
@@ -444,6 +478,10 @@ def script():
     for _ in range(10):
         yield
     shot("panel-batch-done")
+
+    # ---- at Blender's default sidebar width, the Clips and Bone Map rows give their names the room: each text, as
+    # Blender's UI font draws it (blf), fits the width its column gets (generous margins for padding and icons)
+    yield from rows_fit(sidebar, s, obj, mods)
     area.type = "NLA_EDITOR"   # the picture of the strips: the 3D View's area shows the NLA editor for a moment
     nla_region = next(r for r in area.regions if r.type == "WINDOW")
     for _ in range(5):
