@@ -32,9 +32,10 @@ def amass_to_motion(poses, trans, fps):
     return Motion(rotations, pelvis, float(fps))
 
 
-def load_amass(path):
-    """An AMASS-style .npz -> Motion at the capture's frame rate (use Motion.resample for another)."""
-    data = read_npz(path)
+def load_amass(path, arrays=None):
+    """An AMASS-style .npz -> Motion at the capture's frame rate (use Motion.resample for another). `arrays`: the
+    file's arrays when the caller has read them already."""
+    data = read_npz(path) if arrays is None else arrays
     missing = [k for k in ("poses", "trans") if k not in data]
     rate_key = next((k for k in FRAMERATE_KEYS if k in data), None)
     if rate_key is None:

@@ -16,9 +16,12 @@ Blender) about 0.22 m low. read_bvh keeps what the file says: `offsets[0]` holds
 `undo_reference_root_offset` moves such a motion to the real pelvis. write_bvh writes ROOT OFFSET 0 0 0
 and the pelvis as position channels, which every reader places at the real pelvis.
 """
+import io
+
 import numpy as np
 
 from .motion import Motion, MotionError
+from .safe_read import MAX_FRAMES, MAX_JOINTS, read_regular
 from .rotations import axis_angle_to_matrix, matrix_to_euler
 
 _AXIS_VECTORS = {"X": np.array([1.0, 0, 0]), "Y": np.array([0, 1.0, 0]), "Z": np.array([0, 0, 1.0])}
@@ -106,10 +109,23 @@ def _tokens(lines):
             yield number, tok
 
 
+def _bounded_tokens(path, lines):
+    """The hierarchy's tokens, refusing a skeleton of more than MAX_JOINTS joints before tokenising all of it."""
+    toks, joints = [], 0
+    for number, tok in _tokens(lines):
+        if tok.upper() in ("ROOT", "JOINT"):
+            joints += 1
+            if joints > MAX_JOINTS:
+                raise MotionError(f"{path}: line {number}: more than {MAX_JOINTS} joints; no rig has that many, "
+                                  "so this is not a skeleton MotionMill can read")
+        toks.append((number, tok))
+    return toks
+
+
 def _parse_hierarchy(path, lines):
     """Token-wise parse of the lines before MOTION -> _Skeleton."""
     sk = _Skeleton()
-    toks = list(_tokens(lines))
+    toks = _bounded_tokens(path, lines)
     if not toks or toks[0][1].upper() != "HIERARCHY":
         raise MotionError(f"{path}: not a BVH file: it must start with HIERARCHY")
     i, stack, pending = 1, [], None  # pending: 'joint' or 'end' awaiting '{'
@@ -187,11 +203,9 @@ def _parse_hierarchy(path, lines):
 
 
 def _read_lines(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return [(n + 1, line.strip()) for n, line in enumerate(fh)]
-    except OSError as e:
-        raise MotionError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_regular(path)   # bounded, and never blocks on a FIFO or a device (safe_read)
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")   # newlines as open() reads them
+    return [(n + 1, line.strip()) for n, line in enumerate(text)]
 
 
 def _split_motion(path, lines):
@@ -225,6 +239,9 @@ def _parse_frames(path, lines, sk):
     frame_time, frame_time_text = _header_value(path, lines, 1, "Frame Time:")
     if frames != int(frames) or frames < 1:
         raise MotionError(f"{path}: line {lines[0][0]}: Frames must be a positive whole number, got {frames:g}")
+    if frames > MAX_FRAMES:
+        raise MotionError(f"{path}: line {lines[0][0]}: Frames: {frames:g} is more than a motion file may hold "
+                          f"({MAX_FRAMES})")
     if not frame_time > 0:
         raise MotionError(f"{path}: line {lines[1][0]}: Frame Time must be positive, got {frame_time:g}")
     labels = [f"{sk.names[j]}.{c}" for j in range(len(sk.names)) for c in sk.channels[j]]
@@ -268,11 +285,28 @@ def _is_number(text):
 
 
 def _joint_rotations(angles_deg, axes):
-    """(F, k) Euler angles for channel axes like 'ZYX' (any subset/order) -> (F,3,3) = R_a0 @ R_a1 @ ..."""
-    R = np.broadcast_to(np.eye(3), (angles_deg.shape[0], 3, 3)).copy()
+    """(..., k) Euler angles for channel axes like 'ZYX' (any subset/order) -> (..., 3, 3) = R_a0 @ R_a1 @ ..."""
+    R = np.broadcast_to(np.eye(3), angles_deg.shape[:-1] + (3, 3)).copy()
     for k, a in enumerate(axes):
-        R = R @ axis_angle_to_matrix(np.radians(angles_deg[:, k, None]) * _AXIS_VECTORS[a])
+        R = R @ axis_angle_to_matrix(np.radians(angles_deg[..., k, None]) * _AXIS_VECTORS[a])
     return R
+
+
+def _rotations(data, sk):
+    """(F, J, 3, 3) local rotations from the channel data, computed for all joints with the same rotation axes at
+    once: one numpy call per axis order, not per joint, keeps a skeleton of thousands of joints fast."""
+    groups, column = {}, 0      # rotation axes ('ZYX') -> ([joint], [[column per axis]])
+    for j, channels in enumerate(sk.channels):
+        cols = {c: column + k for k, c in enumerate(channels)}
+        column += len(channels)
+        axes = "".join(c[0] for c in channels if c.endswith("rotation"))
+        joints, columns = groups.setdefault(axes, ([], []))
+        joints.append(j)
+        columns.append([cols[a + "rotation"] for a in axes])
+    rotations = np.empty((data.shape[0], len(sk.names), 3, 3))
+    for axes, (joints, columns) in groups.items():
+        rotations[:, joints] = _joint_rotations(data[:, np.array(columns, dtype=np.intp).reshape(len(joints), -1)], axes)
+    return rotations
 
 
 def rest_height(offsets, parents, up="Y", end_sites=()):
@@ -325,16 +359,14 @@ def read_bvh(path, scale=1.0, up="Y"):
     if not scale > 0:
         raise MotionError(f"scale must be positive, got {scale}")
 
-    F, J = data.shape[0], len(sk.names)
+    F = data.shape[0]
     moving = {}  # non-root joint -> (F,3) animated position in its parent's frame
-    rotations = np.empty((F, J, 3, 3))
+    rotations = _rotations(data, sk)
     translation = np.broadcast_to(offsets[0], (F, 3)).copy()
     column = 0
     for j, channels in enumerate(sk.channels):
         cols = {c: column + k for k, c in enumerate(channels)}
         column += len(channels)
-        rot_axes = "".join(c[0] for c in channels if c.endswith("rotation"))
-        rotations[:, j] = _joint_rotations(data[:, [cols[a + "rotation"] for a in rot_axes]], rot_axes)
         pos_cols = [(k, cols[a + "position"]) for k, a in enumerate("XYZ") if a + "position" in cols]
         if not pos_cols:
             continue

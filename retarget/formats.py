@@ -4,11 +4,8 @@ Recognised by content first (zip / .npy magic bytes, "HIERARCHY"), the extension
   interchange .npz (has `rotations`), AMASS .npz (has `poses`), 272-feature .npy (shape (T, 272)), .bvh.
 """
 import os
-import zipfile
 
-import numpy as np
-
-from . import amass, bvh, interchange, motion272
+from . import amass, bvh, interchange, motion272, safe_read
 from .motion import MotionError
 
 ACCEPTED = ("interchange .npz (rotations, translation, fps), AMASS .npz (poses, trans, mocap_framerate), "
@@ -17,13 +14,7 @@ _NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 
 
 def _kind(path):
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-    except FileNotFoundError:
-        raise MotionError(f"{path}: no such file") from None
-    except OSError as e:
-        raise MotionError(f"{path}: cannot read ({e.strerror})") from None
+    head = safe_read.read_regular(path, head=64)   # refuses FIFOs, devices and sockets without blocking on them
     if head.startswith(_ZIP_MAGIC):
         return "npz"
     if head.startswith(_NPY_MAGIC):
@@ -35,31 +26,21 @@ def _kind(path):
     return None
 
 
-def _npz_keys(path):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return set(data.files)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise MotionError(f"{path}: not a readable .npz file ({e})") from None
-
-
 def load_any(path, bvh_scale=1.0, bvh_up="Y"):
     """Any accepted motion file -> Motion. bvh_scale / bvh_up are read_bvh's scale and up (BVH only)."""
     kind = _kind(path)
     if kind == "bvh":
         return bvh.read_bvh(path, scale=bvh_scale, up=bvh_up)
     if kind == "npz":
-        keys = _npz_keys(path)
+        arrays = safe_read.load_npz(path)
+        keys = set(arrays)
         if "rotations" in keys:
-            return interchange.load_motion(path)
+            return interchange.load_interchange(path, arrays)[0]
         if "poses" in keys:
-            return amass.load_amass(path)
+            return amass.load_amass(path, arrays)
         raise MotionError(f"{path}: a .npz with keys {sorted(keys)} is not a motion; accepted: {ACCEPTED}")
     if kind == "npy":
-        try:
-            features = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise MotionError(f"{path}: not a readable .npy file ({e})") from None
+        features = safe_read.load_npy(path)
         if features.ndim == 2 and features.shape[1] == motion272.NUM_FEATURES:
             try:
                 return motion272.features_to_motion(features)

@@ -8,12 +8,12 @@ import os
 import secrets
 import socket
 import time
-import zipfile
 
 import numpy as np
 
 from . import smpl
 from .motion import Motion, MotionError
+from .safe_read import load_npz
 
 REQUIRED = ("rotations", "translation", "fps")
 OPTIONAL = ("features", "tokens", "prompt", "joints")
@@ -91,14 +91,8 @@ def save_motion(path, motion, **extras):
 
 
 def read_npz(path):
-    """Every array of an .npz file (no pickles), or a one-line MotionError."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise MotionError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise MotionError(f"{path}: not a readable .npz file ({e})") from None
+    """Every array of an .npz file (no pickles; bounded, see safe_read), or a one-line MotionError."""
+    return load_npz(path)
 
 
 def _check(path, arrays):
@@ -124,9 +118,10 @@ def _plain(value):
     return value.item() if value.ndim == 0 else value
 
 
-def load_interchange(path):
-    """(Motion, extras): extras holds every key other than rotations/translation/fps (features, prompt, seed, ...)."""
-    arrays = read_npz(path)
+def load_interchange(path, arrays=None):
+    """(Motion, extras): extras holds every key other than rotations/translation/fps (features, prompt, seed, ...).
+    `arrays`: the file's arrays when the caller has read them already."""
+    arrays = read_npz(path) if arrays is None else arrays
     _check(path, arrays)
     try:
         motion = Motion(arrays["rotations"], arrays["translation"], float(arrays["fps"]))
