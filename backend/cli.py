@@ -99,6 +99,8 @@ def build_parser():
                    "--token-file)")
     s.add_argument("--token-file", help="a file holding the --listen secret (at least 16 characters)")
     s.add_argument("--token", help="the --listen secret on the command line: visible to other users, prefer the two above")
+    s.add_argument("--max-connections", type=int,
+                   help="most --listen connections open at once; one more is answered `busy` and closed (default 64)")
     s.add_argument("--allow-remote-shutdown", action="store_true",
                    help="accept `shutdown` from --listen clients too (by default only from stdin, the owner)")
     s.add_argument("--idle-unload-minutes", type=float, default=0, help="free the model after this idle time (0: never)")
@@ -207,10 +209,8 @@ def _progress_bar(total_clips, quiet):
 
 
 def cmd_generate(a):
-    from models.loader import load_model
     from models.manifest import load_config
-    from retarget.bvh import write_bvh
-    from .generation import check_prompts, expand_variations, iter_clips, save_clip
+    from retarget.continuation import load_continuable
 
     prompts = _read_prompts(a)
     if a.timeline and prompts:
@@ -219,14 +219,19 @@ def cmd_generate(a):
         raise UserError("no prompt given: pass --prompt TEXT or --prompts FILE")
     if a.timeline and (a.seconds is not None or a.min_seconds is not None):
         raise UserError("--timeline gives each segment its seconds: drop --seconds/--min-seconds")
-    check_run_options(a)
-    timeline = source = None
-    if a.timeline or a.continue_from:  # read before the model loads, so that a bad file fails at once
-        from .long_motion import load_source, read_timeline
-        timeline = read_timeline(a.timeline) if a.timeline else None
-        source = load_source(a.continue_from) if a.continue_from else None
     model_dir = a.model_dir or default_model_dir()
-    opts = sampling_options(a, load_config(model_dir))
+    config = load_config(model_dir)
+    # The motion to continue is read before torch is imported (seconds) and the model loads: a bad file fails at once.
+    source = load_continuable(a.continue_from, a.context_seconds, config.frames_per_token) if a.continue_from else None
+    check_run_options(a)
+    from models.loader import load_model
+    from retarget.bvh import write_bvh
+    from .generation import check_prompts, expand_variations, iter_clips, save_clip
+    timeline = None
+    if a.timeline:
+        from .long_motion import read_timeline
+        timeline = read_timeline(a.timeline)
+    opts = sampling_options(a, config)
     check_writable(a.out)
     if a.no_clobber:
         count = (1 if a.timeline else len(prompts)) * a.variations
@@ -271,16 +276,14 @@ def cmd_encode(a):
     from models.loader import load_normalization, resolve_device
     from models.manifest import load_config
     from models.motion_tokenizer import load_motion_tokenizer
+    from retarget.safe_read import load_npy
 
     cfg = load_config(a.model_dir or default_model_dir())
     if os.path.realpath(a.out) == os.path.realpath(a.motion) or (
             os.path.exists(a.out) and os.path.exists(a.motion) and os.path.samefile(a.out, a.motion)):
         raise UserError(f"--out {a.out} is the input motion {a.motion}: refusing to overwrite it; choose another --out")
     check_device(a.device)
-    try:
-        features = np.load(a.motion, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read motion {a.motion}: {err}") from None
+    features = load_npy(a.motion)     # a regular file, its header's shape checked before it is read
     if features.ndim != 2 or features.shape[1] != cfg.tokenizer.motion_dim:
         raise UserError(f"{a.motion}: shape {features.shape}, expected (frames, {cfg.tokenizer.motion_dim})")
     if features.shape[0] < cfg.frames_per_token or not np.isfinite(features).all():
@@ -309,6 +312,8 @@ def cmd_bench(a):
 
 def cmd_serve(a):
     from .serve import parse_listen, read_token, run_server
+    if a.max_connections is not None and a.max_connections < 1:
+        raise UserError(f"--max-connections must be at least 1, got {a.max_connections}")
     listen = parse_listen(a.listen) if a.listen else None
     token = read_token(a) if a.listen else None
     return run_server(a, listen, token)

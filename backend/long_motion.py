@@ -11,8 +11,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from retarget.continuation import as_smpl22, canonical_tail, place_continuation, tail, timeline_lines
-from retarget.formats import load_any
+from retarget.continuation import (canonical_tail, check_context, load_continuable, place_continuation, tail,
+                                  timeline_lines)
 from retarget.motion272 import features_to_motion, motion_to_features
 from .generation import MAX_SECONDS, Clip, check_prompts, expand_variations, seconds_to_tokens
 from .options import UserError
@@ -59,9 +59,9 @@ def read_timeline(path):
     return parse_timeline(items, path)
 
 
-def load_source(path):
-    """Any motion file MotionMill reads, on SMPL-22 at 30 fps."""
-    return as_smpl22(load_any(path), path)
+def load_source(path, context_seconds=CONTEXT_SECONDS, frames_per_token=2):
+    """Any motion file MotionMill reads, on SMPL-22 at 30 fps, long enough to continue with this context."""
+    return load_continuable(path, context_seconds, frames_per_token)
 
 
 def encode_tail(model, motion, context_seconds=CONTEXT_SECONDS):
@@ -124,9 +124,9 @@ def generate_long_jobs(model, timeline, continue_from, prompts, variations, seed
     variation. Without a timeline, one clip per prompt and variation, each continuing `continue_from` (a motion
     file, or a Motion from load_source; with a timeline it is where the timeline starts).
     on_step(clip, 1, step, n) reports progress."""
-    if not (np.isfinite(context_seconds) and 0 < context_seconds <= 10):
-        raise LongMotionError(f"the context must be 0-10 s of motion, got {context_seconds:g} s")
-    source = load_source(continue_from) if isinstance(continue_from, str) else continue_from
+    check_context(context_seconds)
+    source = (load_source(continue_from, context_seconds, model.config.frames_per_token)
+              if isinstance(continue_from, str) else continue_from)
     if timeline is not None:
         segments = read_timeline(timeline) if isinstance(timeline, str) else parse_timeline(timeline)
         runs = [(segments, s, v) for _, s, v in expand_variations(["timeline"], variations, seed)]

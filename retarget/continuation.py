@@ -9,9 +9,12 @@ from dataclasses import replace
 import numpy as np
 
 from . import smpl
+from .formats import load_any
 from .motion import Motion, MotionError
 from .motion272 import FPS, canonicalize, yaw_matrix
 from .rotations import matrix_to_quaternion, quaternion_slerp, quaternion_to_matrix
+
+MAX_CONTEXT_SECONDS = 10.0   # the most of a motion that conditions what comes next (one decoding pass)
 
 
 def timeline_lines(lines):
@@ -30,6 +33,24 @@ def timeline_lines(lines):
             seconds = None
         out.append((n, seconds, prompt, text))
     return out
+
+
+def check_context(seconds):
+    """Refuse a context that is not 0-MAX_CONTEXT_SECONDS of motion."""
+    if not (np.isfinite(seconds) and 0 < seconds <= MAX_CONTEXT_SECONDS):
+        raise MotionError(f"the context must be 0-{MAX_CONTEXT_SECONDS:g} s of motion, got {seconds:g} s")
+
+
+def load_continuable(path, context_seconds, frames_per_token=2):
+    """The motion file at `path` on SMPL-22 at 30 fps, checked to give `context_seconds` of context to continue
+    from: the CLI (before it imports torch) and the service refuse a one-frame motion with the same line."""
+    check_context(context_seconds)
+    source = as_smpl22(load_any(path), path)
+    try:
+        tail(source, context_seconds, frames_per_token)
+    except MotionError as err:
+        raise MotionError(f"{path}: {err}") from None
+    return source
 
 
 def as_smpl22(motion, source="the motion"):
@@ -54,10 +75,13 @@ def tail(motion, seconds, frames_per_token=2):
     """The last `seconds` of a 30 fps motion, a whole number of tokens long (at least one)."""
     if not np.isfinite(seconds) or seconds <= 0:
         raise MotionError(f"the context length must be a positive number of seconds, got {seconds}")
+    if motion.num_frames < frames_per_token:
+        raise MotionError(f"the motion has {motion.num_frames} frame(s); continuing needs at least {frames_per_token}")
     frames = min(motion.num_frames, int(round(seconds * motion.fps)))
     frames -= frames % frames_per_token
     if frames < frames_per_token:
-        raise MotionError(f"the motion has {motion.num_frames} frame(s); continuing needs at least {frames_per_token}")
+        raise MotionError(f"a context of {seconds:g} s is less than one token ({frames_per_token} frames at "
+                          f"{motion.fps:g} fps); use a longer context")
     return replace(motion, rotations=motion.rotations[-frames:], translation=motion.translation[-frames:])
 
 
