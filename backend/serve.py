@@ -10,6 +10,7 @@ nothing for WRITE_TIMEOUT_S. A client that goes away has its requests cancelled.
 client only; the service ends on `shutdown`, SIGTERM/SIGINT, or when its parent process dies (and at stdin EOF
 when there is no listener, as nobody could reach it any more).
 """
+import errno
 import hmac
 import ipaddress
 import os
@@ -33,6 +34,9 @@ WRITE_TIMEOUT_S = 10.0    # a socket that accepts no byte for this long is dropp
 HELLO_TIMEOUT_S = 10.0    # a connection must authenticate within this
 MIN_TOKEN_CHARS = 16
 POLL_S = 0.5              # how often a blocked socket read or write looks at its deadline
+MAX_CONNECTIONS = 64      # default --max-connections: each connection holds a thread, a socket and an outbox
+ACCEPT_BACKOFF_S = 0.1    # out of descriptors: the pending connections wait in the backlog this long per retry
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class LineReader:
@@ -149,6 +153,18 @@ def _send_all(conn, data):
         view, last = view[sent:], time.monotonic()
 
 
+def _refuse(conn, message):
+    """One `busy` error line to a connection the service will not serve, then close it."""
+    try:
+        conn.settimeout(POLL_S)
+        conn.sendall(encode_event(error_event(None, "busy", message)))
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
 def _hang_up(conn):
     try:
         conn.shutdown(socket.SHUT_RDWR)   # wakes the reader; the socket is closed when the reader leaves
@@ -169,6 +185,9 @@ class Server:
                                memory_limit_mb=args.memory_limit_mb)
         self.done = threading.Event()
         self.channels = set()
+        self.max_connections = getattr(args, "max_connections", None) or MAX_CONNECTIONS
+        self.connections = 0              # open --listen connections, under _count_lock
+        self._count_lock = threading.Lock()
 
         def write_stdout(data):
             out_stream.write(data)
@@ -196,6 +215,12 @@ class Server:
                 raise RequestError("line_too_long", f"line longer than {MAX_LINE_BYTES} bytes was skipped")
             req = parse_line(raw)
             rid = req["id"]
+            if req["op"] == "generate":
+                # Checked, and its files read, outside the lock: a FIFO or a huge file a client names stalls only it.
+                job = self.service.prepare_generate(req, channel)
+                with self.lock:
+                    self.service.enqueue(job)
+                return
             with self.lock:
                 self._dispatch(req, channel)
         except RequestError as err:
@@ -217,8 +242,6 @@ class Server:
         elif op == "cancel":
             state = self.service.cancel(req["target"], rid, channel)
             channel.send({"id": rid, "event": "cancel", "target": req["target"], "state": state, "final": True})
-        elif op == "generate":
-            self.service.submit_generate(req, channel)
         elif op in ("load", "unload"):
             self.service.submit_control(op, req, channel)
         elif op == "shutdown":
@@ -257,14 +280,52 @@ class Server:
         return sock
 
     def _accept(self, sock):
+        """Accept connections until the service stops. Out of file descriptors, it logs once and retries after a
+        short pause (the connections wait in the backlog) instead of giving up: the listener must outlive a flood."""
+        starved = False
         while not self.done.is_set():
             try:
                 conn, peer = sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._client, args=(conn, f"client {peer[0]}:{peer[1]}"), daemon=True).start()
+            except OSError as err:
+                if err.errno not in _OUT_OF_DESCRIPTORS and err.errno != errno.ECONNABORTED:
+                    log(f"listener stopped: {err}")
+                    return
+                if err.errno != errno.ECONNABORTED and not starved:
+                    log(f"cannot accept connections ({err.strerror}): retrying until descriptors are free")
+                    starved = True
+                time.sleep(ACCEPT_BACKOFF_S)
+                continue
+            if starved:
+                log("accepting connections again")
+                starved = False
+            self._admit(conn, f"client {peer[0]}:{peer[1]}")
+
+    def _admit(self, conn, name):
+        """Serve `conn` on its own thread, or answer `busy` and close it when --max-connections are open."""
+        with self._count_lock:
+            full = self.connections >= self.max_connections
+            if not full:
+                self.connections += 1
+        if full:
+            _refuse(conn, f"the service already has {self.max_connections} connections (--max-connections); "
+                          "try again when one closes")
+            return
+        try:
+            threading.Thread(target=self._client, args=(conn, name), daemon=True).start()
+        except RuntimeError as err:    # no thread can be started now: the same as being full
+            with self._count_lock:
+                self.connections -= 1
+            _refuse(conn, f"the service cannot take a connection now ({err}); try again later")
 
     def _client(self, conn, name):
+        try:
+            self._serve_connection(conn, name)
+        finally:
+            conn.close()
+            with self._count_lock:
+                self.connections -= 1
+
+    def _serve_connection(self, conn, name):
         conn.settimeout(POLL_S)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # one small event per send: no 40 ms Nagle waits
         channel = self._open_channel(name, lambda data: _send_all(conn, data), lambda channel: None,
@@ -288,7 +349,6 @@ class Server:
             channel.writer.join(WRITE_TIMEOUT_S + 1)
             with self.lock:
                 self.channels.discard(channel)
-            conn.close()
 
     def _authenticate(self, raw, channel):
         rid = None

@@ -150,7 +150,12 @@ class Service:
         return self.config
 
     def submit_generate(self, obj, owner):
-        """Validate one request completely before it can join a batch: a bad one must fail alone."""
+        self.enqueue(self.prepare_generate(obj, owner))
+
+    def prepare_generate(self, obj, owner):
+        """Validate one request completely, and read the files it names, before it can join a batch: a bad one must
+        fail alone. Takes no lock, so the caller must not hold one that other clients need: the file a client names
+        may be slow to read (a big capture) and must stall no one else."""
         from .generation import expand_variations
         rid = obj["id"]
         cfg = self.model_config(rid)
@@ -168,7 +173,7 @@ class Service:
             raise RequestError("bad_output", str(err), rid) from None
         long = None
         if "timeline" in obj or "continue_from" in obj:
-            long = self._long_jobs(obj, rid)
+            long = self._long_jobs(obj, rid, cfg)
             prompts = list(dict.fromkeys(p for segments, _, _ in long[0] for _, p in segments))
             jobs = [(" | ".join(p for _, p in segments), s, v) for segments, s, v in long[0]]
         else:
@@ -177,6 +182,11 @@ class Service:
         name = obj.get("name") or "clip-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(rid))[:64]
         req = GenerateRequest(rid, owner, prompts, opts, jobs, obj["out"], name)
         req.long = long
+        return req
+
+    def enqueue(self, req):
+        """Queue a request from prepare_generate."""
+        rid, owner, opts = req.rid, req.owner, req.opts
         with self.cond:
             if self.stopping:
                 raise RequestError("shutting_down", "the service is shutting down", rid)
@@ -186,18 +196,19 @@ class Service:
             self.cond.notify_all()
         req.send("progress", phase="queued", step=0, total=opts.max_tokens, position=position)
 
-    def _long_jobs(self, obj, rid):
+    def _long_jobs(self, obj, rid, cfg):
         """(per job (segments, seed, variation), source Motion or None, context seconds) for a timeline or a
         continuation request, with its files read now so that a bad one is refused at once."""
         from .generation import expand_variations
+        from retarget.continuation import MAX_CONTEXT_SECONDS
         from .long_motion import CONTEXT_SECONDS, load_source, parse_timeline
         try:
             if "timeline" in obj and ("seconds" in obj or "min_seconds" in obj):
                 raise ValueError("a timeline gives each segment its seconds: drop 'seconds'/'min_seconds'")
-            source = load_source(obj["continue_from"]) if "continue_from" in obj else None
             context = obj.get("context_seconds", CONTEXT_SECONDS)
-            if not 0 < context <= 10:
-                raise ValueError(f"'context_seconds' must be 0-10, got {context:g}")
+            if not 0 < context <= MAX_CONTEXT_SECONDS:
+                raise ValueError(f"'context_seconds' must be 0-{MAX_CONTEXT_SECONDS:g}, got {context:g}")
+            source = load_source(obj["continue_from"], context, cfg.frames_per_token) if "continue_from" in obj else None
             if "timeline" in obj:
                 segments = parse_timeline(obj["timeline"], "timeline")
                 runs = [(segments, s, v) for _, s, v in expand_variations(["timeline"], obj.get("variations", 1), obj.get("seed"))]
@@ -214,6 +225,8 @@ class Service:
                 check_device(obj["device"])
             except OptionError as err:
                 raise RequestError("bad_request", f"load: {err.message}", obj["id"]) from None
+            except ValueError as err:   # ModelDirError: a CUDA device this machine does not have
+                raise RequestError("bad_request", f"load: {err}", obj["id"]) from None
         with self.cond:
             if self.stopping:
                 raise RequestError("shutting_down", "the service is shutting down", obj["id"])
@@ -360,19 +373,51 @@ class Service:
             return
         f = item.fields
         params = {k: f.get(k, self.defaults[k]) for k in self.defaults}
-        if params["model_dir"] != self.defaults["model_dir"]:
-            self.config = None
-        self.defaults.update(params)
         already = self.model is not None and self.loaded_with == params
         try:
-            self._ensure_model(lambda phase: item.sink({"id": item.rid, "event": "progress", "phase": phase}))
+            self._load_as(params, lambda phase: item.sink({"id": item.rid, "event": "progress", "phase": phase}))
         except RequestError as err:
-            item.fail(err.code, err.message)
+            item.fail(err.code, f"load: {err.message}")
             return
         item.sink({"id": item.rid, "event": "loaded", "model": self.model.name, "device": str(self.model.device),
                    "dtype": str(self.model.dtype).removeprefix("torch."), "quant": self.model.quant,
                    "notes": list(self.model.notes), "already": already,
                    "compiled": self.decode_step is not None and not self.decode_step.failed, "final": True})
+
+    def _load_as(self, params, say):
+        """Load the model with `params`, all or nothing: a refused load leaves the settings and the loaded model as
+        they were. While a model is loaded, what can be checked cheaply (the model directory's manifest, the device,
+        dtype and quant) is checked before it is freed; a load that fails after that brings it back."""
+        previous, had_model = (dict(self.defaults), self.config), self.model is not None
+        if had_model and params != self.loaded_with:
+            config = self._check_load(params)
+        elif params["model_dir"] != self.defaults["model_dir"]:
+            config = None             # read from the new directory when it is needed
+        else:
+            config = self.config
+        self.defaults, self.config = dict(params), config
+        try:
+            self._ensure_model(say)
+        except BaseException:
+            self.defaults, self.config = previous
+            if had_model and self.model is None:
+                try:
+                    self._ensure_model(lambda phase: None)
+                    log("the new model could not be loaded: the previous one is loaded again")
+                except Exception:
+                    log_internal("loading the previous model again")
+            raise
+
+    def _check_load(self, params):
+        """The model directory's config for `params`, or a RequestError naming what is wrong."""
+        from models.loader import resolve_device, resolve_precision
+        from models.manifest import ModelDirError, load_config
+        try:
+            config = load_config(params["model_dir"])
+            resolve_precision(resolve_device(params["device"]), params["dtype"], params["quant"])
+        except (ModelDirError, OSError, RuntimeError) as err:   # RuntimeError: torch's, for a device name
+            raise RequestError("model_unavailable", str(err)) from None
+        return config
 
     def _ensure_model(self, say):
         if self.model is not None and self.loaded_with == self.defaults:

@@ -44,6 +44,9 @@ def resolve_device(device):
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelDirError(f"device {device} was asked for but no CUDA GPU is available (use the CPU)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ModelDirError(f"device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     return dev
 
 
