@@ -51,8 +51,10 @@ class MOTIONMILL_UL_history(bpy.types.UIList):
     retarget failed carries a warning icon."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
-        layout.operator("motionmill.clip_select", text=item.prompt or item.name,
-                        icon="ERROR" if item.pending else "ACTION", emboss=False).index = index
+        row = layout.row()
+        row.alignment = "LEFT"        # an operator button centres its text; a clip's prompt reads from the left
+        row.operator("motionmill.clip_select", text=item.prompt or item.name,
+                     icon="ERROR" if item.pending else "ACTION", emboss=False).index = index
 
 
 _RIG_LINES = {}

@@ -45,7 +45,8 @@ def test_modal_generate_progress_esc_and_undo_in_a_windowed_blender(tmp_path):
                  "ctrl_z_undoes_run3", "run1_says_loading_the_model", "run1_progress_in_percent",
                  "run4_panel_names_the_problem", "run5_status_reset", "continue_done", "ctrl_z_undoes_continue", "target_picker_filters_armatures", "batch_strips",
                  "batch_strips_visible_over_the_active_action", "batch_not_in_redo_panel", "doctor_ran_in_background",
-                 "doctor_never_blocked", "rigify_done", "rigify_keys_on_controls_only"):
+                 "doctor_never_blocked", "rigify_done", "rigify_keys_on_controls_only", "sidebar_at_default_width",
+                 "clips_rows_not_cut", "bone_map_rows_not_cut"):
         assert res["checks"].get(name) is True, name
     run1, run2 = res["runs"]["run1"], res["runs"]["run2_esc"]
     assert any(s.startswith("generating ") for s in run1["panel_statuses_while_running"]), run1
