@@ -128,3 +128,35 @@ def test_the_pages_clip_names_are_the_services(tmp_path):
 
 def test_the_readme_links_the_page():
     assert "](docs/service.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_option_error_code_and_limit_is_on_the_page():
+    """What the page must keep up with: every `serve` option, every error code the service can send, and every limit
+    constant of the protocol and the service, with its value in the same table row."""
+    import argparse
+
+    from backend import cli, generation, serve
+    from motionmill_common import protocol
+    text = DOC.read_text(encoding="utf-8")
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = [o for a in sub.choices["serve"]._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
+    assert [o for o in options if f"`{o}" not in text] == []
+
+    sources = "".join((ROOT / f).read_text(encoding="utf-8") for f in
+                      ("backend/serve.py", "backend/service_queue.py", "motionmill_common/protocol.py"))
+    codes = set(re.findall(r'RequestError\(\s*"([a-z_]+)"', sources) + re.findall(r'\.fail\(\s*"([a-z_]+)"', sources)
+                + re.findall(r'error_event\([^,()]+,\s*"([a-z_]+)"', sources))
+    assert {"bad_request", "cancelled", "unauthorized"} <= codes  # the patterns still find them
+    assert sorted(c for c in codes if f"| `{c}` |" not in text) == []
+
+    table = text[text.index("\n## Limits\n"):]
+    limits = [(m, n) for m in (protocol, serve) for n in vars(m) if n.startswith(("MAX_", "MIN_"))
+              or n.endswith("_TIMEOUT_S") or n == "OUTBOX_EVENTS"] + [(generation, "MAX_SECONDS")]
+    for module, name in limits:
+        rows = [line for line in table.splitlines() if line.startswith("|") and f"`{name}`" in line]
+        assert rows, f"{module.__name__}.{name} is not in the page's limits table"
+        value = getattr(module, name)
+        if abs(value) < 10 ** 9:        # the largest are written as powers (2⁶³−1, 10⁹)
+            shown = {f"{value:,}", f"{value:g}", str(value)}
+            assert any(s in re.split(r"[\s|();]+", rows[0]) for s in shown), (name, value, rows[0])
