@@ -41,19 +41,22 @@ def _refuse_special(path, mode):
 def read_regular(path, limit=MAX_MOTION_BYTES, head=None):
     """The bytes of the regular file at `path` (its first `head` bytes when given), or a one-line MotionError.
     Never blocks on a FIFO or a device, never reads more than `limit` bytes."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        mode = os.stat(path).st_mode     # links followed: a device or a FIFO is refused without being opened
     except FileNotFoundError:
         raise MotionError(f"{path}: no such file") from None
     except OSError as err:
-        try:                     # a socket cannot be opened (ENXIO): say what it is rather than the errno's words
-            _refuse_special(path, os.stat(path).st_mode)
-        except OSError:
-            pass
         raise MotionError(f"{path}: cannot read ({err.strerror})") from None
     except (ValueError, TypeError) as err:   # a NUL in the path
         raise MotionError(f"{path!r}: not a usable path ({err})") from None
+    if not stat.S_ISREG(mode):
+        _refuse_special(path, mode)
+    # O_NONBLOCK and fstat again: the path may name a FIFO by now (swapped after the stat), and open() must not wait.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise MotionError(f"{path}: cannot read ({err.strerror})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

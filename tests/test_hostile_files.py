@@ -70,16 +70,19 @@ def hostile(tmp_path_factory):
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(d / "socket.npz"))
     files = {"pipe.npz": "FIFO", "zero.bvh": "device", "pipe-link.bvh": "FIFO", "socket.npz": "socket",
-             "joints.bvh": f"more than {MAX_JOINTS} joints", "frames.npz": "more than a motion holds"}
+             "joints.bvh": f"more than {MAX_JOINTS} joints", "frames.npz": "more than a motion holds",
+             "huge.bvh": "more than a motion file may hold"}
     chain_bvh(d / "joints.bvh", 100_000)
+    with open(d / "huge.bvh", "wb") as f:      # sparse: 300 MB of nothing that takes no disk
+        f.truncate(300 * 2 ** 20)
     npz_claiming(d / "frames.npz", 10 ** 12)
     yield d, files
     sock.close()
 
 
 def test_motion_readers_refuse_what_is_no_motion_file_at_once(hostile):
-    """FIFOs, /dev/zero behind a .bvh name, sockets, a 100k-joint BVH and an .npz claiming 10^12 frames: each one
-    line, in a fresh process that may use at most 2 GiB and a few seconds (a blocked open would time out)."""
+    """FIFOs, /dev/zero behind a .bvh name, sockets, a 100k-joint BVH, an .npz claiming 10^12 frames and a 300 MB
+    file: each one line, in a fresh process that may use at most 2 GiB and a few seconds (a blocked open would time out)."""
     d, files = hostile
     script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
               "from retarget.formats import load_any\n"
