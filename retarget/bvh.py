@@ -408,7 +408,8 @@ def _fold_into_root(path, names, parents, rotations, translation, offsets, movin
     while p >= 0:
         chain.append(p)
         p = parents[p]
-    branching = [a for a in chain if sum(q == a for q in parents) > 1]
+    children = np.bincount([q for q in parents if q >= 0], minlength=len(parents))
+    branching = [a for a in chain if children[a] > 1]
     if branching:
         raise MotionError(f"{path}: joint {names[j]} has animated position channels below {names[branching[0]]}, which "
                           f"has other children; only the root, or a joint below a chain of single joints, may translate")
@@ -418,7 +419,8 @@ def _fold_into_root(path, names, parents, rotations, translation, offsets, movin
         R = R @ rotations[:, a]
     t = t + np.einsum("fij,fj->fi", R, local_pos)
     rest = offsets[chain].sum(0) + offsets[j]
-    keep = [k for k in range(len(names)) if k not in chain]
+    folded = set(chain)
+    keep = [k for k in range(len(names)) if k not in folded]
     new_index = {old: new for new, old in enumerate(keep)}
     rotations = rotations[:, keep].copy()
     rotations[:, new_index[j]] = R @ rotations[:, new_index[j]]
