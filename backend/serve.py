@@ -9,6 +9,10 @@ so a client that stops reading stalls nobody: it is dropped once its outbox is f
 nothing for WRITE_TIMEOUT_S. A client that goes away has its requests cancelled. Stdin EOF ends the stdin
 client only; the service ends on `shutdown`, SIGTERM/SIGINT, or when its parent process dies (and at stdin EOF
 when there is no listener, as nobody could reach it any more).
+
+No line is handled under a lock while it reads a file a client named (generate's continue_from is read before), so a
+slow or hostile file stalls only its own client. At most --max-connections listener connections are served at once
+(one more is answered `busy`); out of file descriptors, the listener waits and retries instead of giving up.
 """
 import errno
 import hmac
