@@ -20,6 +20,8 @@ TRAINING_STATE_PACKAGES = ("deepspeed", "accelerate", "apex", "transformers", "t
                            "torch.cuda.amp", "torch.distributed", "numpy", "collections", "argparse", "enum")
 # torch allow-lists globals process-wide; two loads at once (the service and a load request) must not interleave.
 _SAFE_GLOBALS_LOCK = threading.Lock()
+# What is read into memory rather than mapped: the pickle (data.pkl) of torch's zip format, a legacy-format file whole.
+MAX_PICKLE_BYTES = 1 << 30
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -73,6 +75,25 @@ def _zip_kind(path):
     return "torch" if any(n.endswith("data.pkl") for n in names) else "archive"
 
 
+def _check_pickle(path, kind):
+    """The bytes unpickled into memory, refused over MAX_PICKLE_BYTES and when they call bytearray, the one allowed
+    global that allocates memory from a number alone (torch's unpickler reads globals only as `module\\nname\\n`)."""
+    if kind == "torch":
+        with zipfile.ZipFile(path) as z:
+            info = next(i for i in z.infolist() if i.filename.endswith("data.pkl"))
+            size = info.file_size
+            data = z.read(info) if size <= MAX_PICKLE_BYTES else b""
+    else:
+        size = os.path.getsize(path)
+        data = open(path, "rb").read() if size <= MAX_PICKLE_BYTES else b""
+    if size > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"{path}: {size} bytes to unpickle into memory, over the {MAX_PICKLE_BYTES >> 20} MiB "
+                              "limit; re-save it with torch.save (its zip format is memory-mapped)")
+    if b"\nbytearray\n" in data:
+        raise CheckpointError(f"{path}: holds a pickled object of builtins.bytearray; refused (only tensors and inert "
+                              "training state are read)")
+
+
 def archive_members(path):
     """The files inside a plain zip archive."""
     with zipfile.ZipFile(path) as z:
@@ -93,6 +114,7 @@ def read_checkpoint(path):
             members = ", ".join(archive_members(path)[:3]) or "nothing"
             raise CheckpointError(f"{path}: a zip archive (holding {members}), not a checkpoint; unpack it, or "
                                   "adopt it with `python3.11 install.py --from FOLDER`, which unpacks it")
+        _check_pickle(path, kind)
         # The scan too runs under the lock: another load's allowance would hide globals from it.
         with _SAFE_GLOBALS_LOCK:
             if kind != "torch":
@@ -110,7 +132,7 @@ def read_checkpoint(path):
         found = re.search(r"GLOBAL (\S+)", _ANSI.sub("", str(err)))
         what = f"a pickled object of {_shown(found.group(1))}" if found else f"more than tensors ({_first_line(err)})"
         raise CheckpointError(f"{path}: holds {what}; refused (only tensors and inert training state are read)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as err:
+    except Exception as err:  # a crafted pickle's allowed calls raise anything: TypeError, MemoryError, ...
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({_first_line(err)})") from None
 
 
@@ -119,7 +141,8 @@ def _tensor_dict(path, blob, key):
         found = sorted(map(str, blob))[:5] if isinstance(blob, dict) else type(blob).__name__
         raise CheckpointError(f"{path}: expected a dict with a {key!r} entry, found {found}")
     state = blob[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
         raise CheckpointError(f"{path}: {key!r} must map names to tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
