@@ -11,8 +11,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from retarget.continuation import (canonical_tail, check_context, load_continuable, place_continuation, tail,
-                                  timeline_lines)
+from motionmill_common.protocol import MAX_PROMPTS
+from retarget.continuation import (canonical_tail, check_context, load_continuable, place_continuation, read_text_lines,
+                                  tail, timeline_lines)
+from retarget.motion import MotionError
 from retarget.motion272 import features_to_motion, motion_to_features
 from .generation import MAX_SECONDS, Clip, check_prompts, expand_variations, seconds_to_tokens
 from .options import UserError
@@ -26,16 +28,24 @@ class LongMotionError(UserError, ValueError):
     """A timeline or a motion to continue that cannot be used: one line, for the CLI (a UserError) and the service
     (which answers a ValueError as bad_request)."""
 
+def _shown_seconds(v):
+    return f"{v:g}" if isinstance(v, float) or abs(v) < 1e15 else f"an integer of {len(str(abs(v)))} digits"
+
+
 def parse_timeline(items, source="timeline"):
     """[(seconds, prompt)] from pairs or {"seconds", "prompt"} dicts; one-line ValueError for bad input."""
+    if len(items) > MAX_PROMPTS:  # the service's cap: each segment is one decoding pass
+        raise LongMotionError(f"{source}: 1 to {MAX_PROMPTS} timeline segments, got {len(items)}")
     segments = []
     for i, item in enumerate(items):
         seconds, prompt = (item.get("seconds"), item.get("prompt")) if isinstance(item, dict) else item
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-            raise LongMotionError(f"{source}: segment {i + 1} needs a positive number of seconds, got {seconds!r}")
-        if seconds > MAX_SECONDS:  # one segment is one decoding pass
-            raise LongMotionError(f"{source}: segment {i + 1} is {seconds:g} s, longer than the {MAX_SECONDS:g} s one "
-                                  "segment can make: split it into several segments")
+        # compared, never converted: an integer like 10**400 has no float
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise LongMotionError(f"{source}: segment {i + 1} needs a positive number of seconds, got "
+                                  f"{_shown_seconds(seconds) if isinstance(seconds, (int, float)) else repr(seconds)}")
+        if not seconds <= MAX_SECONDS:  # one segment is one decoding pass
+            raise LongMotionError(f"{source}: segment {i + 1} is {_shown_seconds(seconds)} s, longer than the "
+                                  f"{MAX_SECONDS:g} s one segment can make: split it into several segments")
         if not isinstance(prompt, str) or not prompt.strip():
             raise LongMotionError(f"{source}: segment {i + 1} has no prompt")
         segments.append((float(seconds), prompt.strip()))
@@ -45,12 +55,14 @@ def parse_timeline(items, source="timeline"):
 
 
 def read_timeline(path):
-    """A timeline file: one `SECONDS PROMPT` line per segment; blank lines and # comments are skipped."""
+    """A timeline file: one `SECONDS PROMPT` line per segment; blank lines and # comments are skipped. UTF-8, with or
+    without a byte-order mark."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = read_text_lines(path, "timeline")
     except OSError as err:
         raise LongMotionError(f"cannot read timeline {path}: {err.strerror}") from None
+    except MotionError as err:
+        raise LongMotionError(str(err)) from None
     items = []
     for n, seconds, prompt, text in timeline_lines(lines):
         if seconds is None:

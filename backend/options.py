@@ -41,19 +41,17 @@ def check_writable(folder, warn=warn):
 
 
 def read_prompt_lines(path):
-    """(0-based line number, prompt) for each non-blank line not starting with #; one-line errors name the line."""
+    """(0-based line number, prompt) for each non-blank line not starting with #; one-line errors name the line.
+    UTF-8, with or without a byte-order mark."""
+    from retarget.continuation import read_text_lines
+    from retarget.motion import MotionError
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        lines = read_text_lines(path, "prompts file")
     except OSError as err:
         raise UserError(f"cannot read prompts file {path}: {err.strerror}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise UserError(f"prompts file {path}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
-                        "save it as UTF-8") from None
-    return [(i, s.strip()) for i, s in enumerate(text.splitlines()) if s.strip() and not s.lstrip().startswith("#")]
+    except MotionError as err:
+        raise UserError(str(err)) from None
+    return [(i, s.strip()) for i, s in enumerate(lines) if s.strip() and not s.lstrip().startswith("#")]
 
 
 def check_device(name):

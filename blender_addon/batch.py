@@ -58,6 +58,19 @@ def parse(argv):
     return p.parse_args(argv)
 
 
+def _read_text(path, what):
+    """A text file's contents, read as the CLI reads it: UTF-8 with or without a byte-order mark, else one line."""
+    import importlib
+    from . import _rt
+    continuation = importlib.import_module(_rt._name + ".continuation")
+    try:
+        return "\n".join(continuation.read_text_lines(path, what))
+    except OSError as err:
+        raise BatchError(f"cannot read {what} {path}: {err.strerror}") from None
+    except continuation.MotionError as err:
+        raise BatchError(str(err)) from None
+
+
 def _check_paths(a):
     if not os.path.isfile(a.blend):
         raise BatchError(f"--blend {a.blend}: no such file")
@@ -81,6 +94,8 @@ def _check_paths(a):
         raise BatchError(f"--prompts {a.prompts}: no such file")
     if a.timeline and not os.path.isfile(a.timeline):
         raise BatchError(f"--timeline {a.timeline}: no such file")
+    a.timeline_text = _read_text(a.timeline, "timeline") if a.timeline else None
+    a.prompts_text = _read_text(a.prompts, "prompts file") if a.prompts else None
     if a.cont and (not a.prompt or len(a.prompt) != 1):
         raise BatchError("--continue takes one --prompt: what the character does next")
     if a.preview:              # before any work: a bad extension or folder fails in a second, not after generating
@@ -155,9 +170,8 @@ def _long(a, scene, obj):
     if a.markers:
         _ops_error(bpy.ops.motionmill.generate_timeline, source="MARKERS")
         return
-    with open(a.timeline, encoding="utf-8") as f:
-        text = bpy.data.texts.new("motionmill_batch_timeline")
-        text.from_string(f.read())
+    text = bpy.data.texts.new("motionmill_batch_timeline")
+    text.from_string(a.timeline_text)
     s.prompt_text = text
     try:
         _ops_error(bpy.ops.motionmill.generate_timeline, source="TEXT")
@@ -213,8 +227,7 @@ def run(a):
             else:
                 text = bpy.data.texts.new("motionmill_batch_prompts")
                 if a.prompts:
-                    with open(a.prompts, encoding="utf-8") as f:
-                        text.from_string(f.read())
+                    text.from_string(a.prompts_text)
                 else:
                     text.from_string("\n".join(a.prompt))
                 s.prompt_text = text

@@ -4,6 +4,7 @@ continuation back into the input's world, and the seam measures that say whether
 Conventions: Motion on SMPL-22, y up, metres. A continuation is decoded in the canonical frame of the tail
 (tail frame 0 at the x/z origin facing +Z, the tail's floor at y = 0), prefix frames first.
 """
+import codecs
 from dataclasses import replace
 
 import numpy as np
@@ -15,6 +16,20 @@ from .motion272 import FPS, canonicalize, yaw_matrix
 from .rotations import matrix_to_quaternion, quaternion_slerp, quaternion_to_matrix
 
 MAX_CONTEXT_SECONDS = 10.0   # the most of a motion that conditions what comes next (one decoding pass)
+
+
+def read_text_lines(path, what):
+    """The lines of a text file (a timeline, a prompts file) in UTF-8, with or without a byte-order mark; anything
+    else is a one-line MotionError naming the file and the line. OSError is the caller's to word."""
+    with open(path, "rb") as f:
+        data = f.read()
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise MotionError(f"{what} {path}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                          "save it as UTF-8") from None
 
 
 def timeline_lines(lines):

@@ -124,6 +124,7 @@ BAD = [
     ({"op": "generate", "prompt": "a person walks", "out": "a\u0000b"}, "bad_request"),
     ({"op": "generate", "prompt": "a person walks", "out": "OUT", "seconds": 2 ** 64}, "bad_request"),
     ({"op": "generate", "prompt": "a person walks", "out": "OUT", "seconds": 10 ** 400}, "bad_request"),
+    ({"op": "generate", "timeline": [{"seconds": 10 ** 400, "prompt": "a person walks"}], "out": "OUT"}, "bad_request"),
     ({"op": "generate", "prompt": "a person walks", "out": "OUT", "min_seconds": -(10 ** 30)}, "bad_request"),
     ({"op": "generate", "prompt": "a person walks", "out": "OUT", "temperature": 1e-320, "sampling": "sample"},
      "bad_request"),
