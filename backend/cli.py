@@ -271,6 +271,8 @@ def cmd_generate(a):
 
 
 def cmd_encode(a):
+    import io
+
     import numpy as np
     import torch
     from models.loader import load_normalization, resolve_device
@@ -283,7 +285,11 @@ def cmd_encode(a):
             os.path.exists(a.out) and os.path.exists(a.motion) and os.path.samefile(a.out, a.motion)):
         raise UserError(f"--out {a.out} is the input motion {a.motion}: refusing to overwrite it; choose another --out")
     check_device(a.device)
+    if os.path.isdir(a.out):
+        raise UserError(f"--out {a.out} is a folder: name the .npy file to write, e.g. {os.path.join(a.out, 'codes.npy')}")
     features = load_npy(a.motion)     # a regular file, its header's shape checked before it is read
+    if features.dtype.kind not in "fiu":
+        raise UserError(f"{a.motion}: holds {features.dtype} values, expected numbers (frames, {cfg.tokenizer.motion_dim})")
     if features.ndim != 2 or features.shape[1] != cfg.tokenizer.motion_dim:
         raise UserError(f"{a.motion}: shape {features.shape}, expected (frames, {cfg.tokenizer.motion_dim})")
     if features.shape[0] < cfg.frames_per_token or not np.isfinite(features).all():
@@ -294,8 +300,10 @@ def cmd_encode(a):
     tokenizer = load_motion_tokenizer(cfg.path(cfg.tokenizer.file), cfg.tokenizer).to(device)
     x = torch.from_numpy((features - mean) / std).float().to(device)[None]
     codes = tokenizer.encode(x)[0].cpu().numpy().astype(np.int64)
-    with open(a.out, "wb") as f:   # exactly the path given: np.save(path) would append ".npy" to other names
-        np.save(f, codes)
+    from retarget.interchange import write_whole
+    buf = io.BytesIO()  # np.save straight to a file ignores a short write: a full disk would leave a cut .npy
+    np.save(buf, codes)
+    write_whole(a.out, lambda f: f.write(buf.getbuffer()))   # exactly the path given (np.save appends ".npy")
     print(a.out)
     return 0
 

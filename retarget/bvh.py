@@ -21,6 +21,7 @@ import io
 import numpy as np
 
 from .motion import Motion, MotionError
+from .interchange import write_whole
 from .safe_read import MAX_FRAMES, MAX_JOINTS, read_regular
 from .rotations import axis_angle_to_matrix, matrix_to_euler
 
@@ -92,8 +93,8 @@ def write_bvh(path, motion, order="ZYX"):
     data = np.concatenate([motion.translation, euler.reshape(motion.num_frames, -1)], axis=1)
     lines += ["MOTION", f"Frames: {motion.num_frames}", f"Frame Time: {1.0 / motion.fps:.9g}"]
     lines += [_fmt(row) for row in data]
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write("\n".join(lines) + "\n")
+    text = ("\n".join(lines) + "\n").encode("utf-8")
+    write_whole(path, lambda fh: fh.write(text))
 
 
 # ---------------------------------------------------------------------------------------------- reading

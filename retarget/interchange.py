@@ -4,6 +4,8 @@ Keys: `rotations` (T,22,3,3) float32 local rotations, SMPL order, root with head
 pelvis position, y up, metres; `fps`; optional `features` (T,272), `tokens` (N,), `prompt` (str),
 `joints` (T,22,3). Any other key (seed, model, ...) is an extra, kept as written.
 """
+import errno
+import io
 import os
 import secrets
 import socket
@@ -62,6 +64,36 @@ def remove_stale_temps(folder):
     return removed
 
 
+def write_whole(path, write):
+    """Write the file at `path` whole or not at all: `write(binary file)` fills a temp file in the same folder, which
+    then replaces `path`; on any error the temp file is removed. A path naming a device or a pipe (/dev/stdout) is
+    written to directly (a rename would replace the device). A failed write is a one-line MotionError naming the path
+    and, for a full disk, where the space ran out."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise MotionError(f"{path} is a folder: name the file to write")
+    direct = os.path.exists(path) and not os.path.isfile(path)
+    where = path if direct else os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        if direct:
+            with open(path, "wb") as fh:
+                write(fh)
+            return
+        fd, tmp = create_temp(where, os.path.splitext(path)[1])
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)  # readers never see a half-written file
+        tmp = None
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise MotionError(f"cannot write {path}: no space left on {where}; free some space or write elsewhere") from None
+        raise MotionError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def save_motion(path, motion, **extras):
     """Write `motion` (+ optional keys and extras) to `path` atomically: a temp file in the same folder, then os.replace."""
     if motion.rotations.shape[1] != smpl.NUM_JOINTS:
@@ -78,16 +110,9 @@ def save_motion(path, motion, **extras):
             arrays[key] = np.asarray(value)
             if arrays[key].dtype == object:
                 raise MotionError(f"extra '{key}' must be a number, a string or an array, got {type(value).__name__}")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = create_temp(folder, ".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)  # readers never see a half-written file
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    buf = io.BytesIO()   # built in memory (a clip is under a megabyte): a failed write then leaves no zip half-open
+    np.savez(buf, **arrays)
+    write_whole(path, lambda fh: fh.write(buf.getbuffer()))
 
 
 def read_npz(path):
