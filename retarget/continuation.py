@@ -61,6 +61,10 @@ def load_continuable(path, context_seconds, frames_per_token=2):
     from: the CLI (before it imports torch) and the service refuse a one-frame motion with the same line."""
     check_context(context_seconds)
     source = as_smpl22(load_any(path), path)
+    reach = np.abs(source.translation).max()
+    if not reach < np.finfo(np.float32).max:   # a clip is stored in float32: its continuation would be infinite
+        raise MotionError(f"{path}: its translation reaches {reach:.3g} m, beyond what a clip can hold (float32, "
+                          "3.4e38); it is not a usable motion")
     try:
         tail(source, context_seconds, frames_per_token)
     except MotionError as err:

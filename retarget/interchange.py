@@ -98,11 +98,12 @@ def save_motion(path, motion, **extras):
     """Write `motion` (+ optional keys and extras) to `path` atomically: a temp file in the same folder, then os.replace."""
     if motion.rotations.shape[1] != smpl.NUM_JOINTS:
         raise MotionError(f"the interchange format holds SMPL-22 motions, this one has {motion.rotations.shape[1]} joints")
-    arrays = {
-        "rotations": motion.rotations.astype(np.float32),
-        "translation": motion.translation.astype(np.float32),
-        "fps": np.float32(motion.fps),
-    }
+    with np.errstate(over="ignore"):   # refused below, by name
+        arrays = {
+            "rotations": motion.rotations.astype(np.float32),
+            "translation": motion.translation.astype(np.float32),
+            "fps": np.float32(motion.fps),
+        }
     for key, value in extras.items():
         if key in arrays:
             raise MotionError(f"extra '{key}' would overwrite the motion's own '{key}'")
@@ -110,6 +111,10 @@ def save_motion(path, motion, **extras):
             arrays[key] = np.asarray(value)
             if arrays[key].dtype == object:
                 raise MotionError(f"extra '{key}' must be a number, a string or an array, got {type(value).__name__}")
+    for key, value in arrays.items():   # a clip with NaN or infinity is never written (nor read back, read_interchange)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise MotionError(f"{path}: not written: its '{key}' would hold NaN or infinite values (NaN, or beyond "
+                              "float32's 3.4e38); the motion it came from is not usable")
     buf = io.BytesIO()   # built in memory (a clip is under a megabyte): a failed write then leaves no zip half-open
     np.savez(buf, **arrays)
     write_whole(path, lambda fh: fh.write(buf.getbuffer()))

@@ -77,3 +77,24 @@ def test_encode_refuses_what_it_cannot_encode_in_one_line(features, tmp_path, ca
         err = capsys.readouterr().err
         assert rc == 2 and err.count("\n") == 1 and err.startswith(f"error: {named}"), err
     assert sorted(os.listdir(tmp_path)) == ["clip.npz", "strings.npy"]
+
+
+def test_a_clip_with_non_finite_values_is_never_written(tmp_path):
+    """A (60, 272) feature file of 1e300 decodes to a finite float64 motion whose translation is infinite in the
+    float32 of a clip: refused as a source in one line, and the writer itself refuses such a clip."""
+    huge = tmp_path / "huge.npy"
+    np.save(huge, np.full((60, 272), 1e300))
+    out = tmp_path / "out"
+    p = run("generate", "--model-dir", tiny_model(), "--device", "cpu", "--quiet", "--prompt", "a person walks",
+            "--seconds", "1", "--continue-from", huge, "--out", out)
+    assert error_line(p).startswith(f"{huge}: its translation reaches 1e+300 m, beyond what a clip can hold")
+    assert not out.exists() or os.listdir(out) == []
+    from retarget.formats import load_any
+    from retarget.interchange import save_motion
+    from retarget.motion import MotionError
+    out.mkdir(exist_ok=True)
+    with pytest.raises(MotionError) as err:
+        save_motion(out / "clip.npz", load_any(huge))
+    assert str(err.value) == (f"{out / 'clip.npz'}: not written: its 'translation' would hold NaN or infinite values "
+                              "(NaN, or beyond float32's 3.4e38); the motion it came from is not usable")
+    assert os.listdir(out) == []
