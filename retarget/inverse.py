@@ -41,7 +41,7 @@ def motion_from_pose(target, rotations, heads, fps, mapping=None):
     src = smpl_rest_skeleton()
     sr = {r: src.names.index(b) for r, b in auto_map(src).roles.items()}
     tr = {r: target.names.index(b) for r, b in mapping.roles.items()}
-    C, A, order = role_alignments(src, sr, target, tr, mapping)
+    C, A, order = role_alignments(src, sr, target, tr, mapping, neutral_head=True)
     Os = src.object_rotation                       # SMPL's y-up -> Blender's z-up
     rotations, heads = np.asarray(rotations, np.float64), np.asarray(heads, np.float64)
     T = rotations.shape[0]
@@ -55,12 +55,8 @@ def motion_from_pose(target, rotations, heads, fps, mapping=None):
             g[:, j] = Os.T @ e_src @ Os
         else:
             g[:, j] = g[:, p] if p >= 0 else np.eye(3)
-    _keep_torso_lean(g, heads[:, tr["neck" if "neck" in tr else "head"]] - heads[:, tr["pelvis"]], C, Os,
-                     "neck" if "neck" in tr else "head")
-    if "neck" in tr and "head" in tr:   # and neck -> head, as the retarget keeps it (transfer._keep_torso_lean)
-        n, h = smpl.JOINT_NAMES.index("neck"), smpl.JOINT_NAMES.index("head")
-        want = (heads[:, tr["head"]] - heads[:, tr["neck"]]) @ C @ Os
-        g[:, n] = rotation_between(np.einsum("tij,j->ti", g[:, n], smpl.REST_OFFSETS[h]), want) @ g[:, n]
+    top = "neck" if "neck" in tr else "head"
+    _keep_torso_lean(g, heads[:, tr[top]] - heads[:, tr["pelvis"]], C, Os, top)
     local = np.empty_like(g)
     for j, p in enumerate(smpl.PARENTS):
         local[:, j] = g[:, j] if p < 0 else _T(g[:, p]) @ g[:, j]
@@ -79,6 +75,8 @@ def motion_from_pose(target, rotations, heads, fps, mapping=None):
 
 
 SPINE = ("spine1", "spine2", "spine3")
+
+
 
 
 def _keep_torso_lean(g, torso, C, Os, top):

@@ -4,6 +4,8 @@ Public API (positions are (T, J, 3) world metres with z up unless `up` says othe
 ----------
 ``limb_direction_error(src_pos, src_roles, tgt_pos, tgt_roles, limbs=LIMBS) -> (T, L) degrees``
     angle between corresponding limb directions, each expressed in its own body's hips-and-neck frame.
+``head_rotation_error(src, tgt) -> (T,) degrees``
+    how far the head's turn from its rest, against the body, differs between the two bodies.
 ``foot_skate(points, fps, floor, clearances, height=0.05) -> m/s``
     mean ground-plane speed of foot points while planted (height above the floor, minus the point's rest
     clearance, below `height` at both ends of the frame step).
@@ -14,6 +16,7 @@ Public API (positions are (T, J, 3) world metres with z up unless `up` says othe
 ``role_indices(skeleton, mapping) -> {role: bone index}``
 ``source_world(motion) -> (skeleton, mapping, heads)`` a source motion's joints by forward kinematics on its
     own skeleton, in Blender's z-up world, with the mapping of that skeleton.
+``source_world_rotations(motion) -> (T,J,3,3)`` its joints' world orientations, z up (rest: world_rest_rotations).
 ``rig_foot_skate(skeleton, mapping, heads, fps) -> m/s`` foot_skate of a rig's ankle and toe heads, floor
     estimated as the reference does, planted height scaled to the leg.
 ``rig_ground_penetration(skeleton, mapping, rotations, heads) -> metres`` deepest foot point (transfer.foot_points:
@@ -25,22 +28,11 @@ from . import smpl
 from .mapping import auto_map
 from .skeleton import Skeleton
 from .feet import REFERENCE_LEG
-from .transfer import estimate_floor, foot_points, leg_length, point_positions, world_deltas
+from .transfer import _body_frame as facing, body_frames, estimate_floor, foot_points, leg_length, point_positions, world_deltas
 
 LIMBS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in
               (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"))) + \
-    (("neck", "head"), ("left_collar", "left_shoulder"), ("right_collar", "right_shoulder"))
-
-
-def body_frames(positions, roles, up=2):
-    """(T,3,3) rotation whose columns are left, up, forward of the hips-and-neck frame."""
-    p = positions
-    upv = p[:, roles["neck"]] - p[:, roles["pelvis"]]
-    upv /= np.linalg.norm(upv, axis=-1, keepdims=True)
-    left = p[:, roles["left_hip"]] - p[:, roles["right_hip"]]
-    left = left - np.sum(left * upv, -1, keepdims=True) * upv
-    left /= np.linalg.norm(left, axis=-1, keepdims=True)
-    return np.stack([left, upv, np.cross(left, upv)], -1)
+    (("left_collar", "left_shoulder"), ("right_collar", "right_shoulder"))
 
 
 def limb_direction_error(src_pos, src_roles, tgt_pos, tgt_roles, limbs=LIMBS):
@@ -56,6 +48,21 @@ def limb_direction_error(src_pos, src_roles, tgt_pos, tgt_roles, limbs=LIMBS):
         c = np.sum(ls * lt, -1) / (np.linalg.norm(ls, axis=-1) * np.linalg.norm(lt, axis=-1))
         out.append(np.degrees(np.arccos(np.clip(c, -1, 1))))
     return np.stack(out, 1)
+
+
+def head_rotation_error(src, tgt):
+    """(T,) degrees between how each body's head turned from its rest, the source's turned to face as the target faces
+    (the facing of their rest poses, as the retarget aligns them).
+
+    src, tgt: (rotations (T,J,3,3) world, roles, rest rotations (J,3,3), rest positions (J,3)), z up. Not the
+    neck -> head direction: SMPL's head joint sits mid-skull, 38 degrees forward of its neck joint, where a rig's
+    head bone starts above its neck, so the same pose points the two differently."""
+    (rs, sr, rs0, ps0), (rt, tr, rt0, pt0) = src, tgt
+    C = facing(pt0, tr) @ facing(ps0, sr).T
+    Ds = C @ rs[:, sr["head"]] @ rs0[sr["head"]].T @ C.T
+    Dt = rt[:, tr["head"]] @ rt0[tr["head"]].T
+    D = np.swapaxes(Ds, -1, -2) @ Dt
+    return np.degrees(np.arccos(np.clip((np.trace(D, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
 
 
 def heights_above_floor(points, floor, clearances, up=2):
@@ -104,6 +111,13 @@ def source_world(motion):
     skeleton = Skeleton.from_motion(motion)
     _, heads = smpl.forward_kinematics(motion.rotations, motion.translation, motion.offsets, motion.parents)
     return skeleton, auto_map(skeleton), heads @ skeleton.object_rotation.T
+
+
+def source_world_rotations(motion):
+    """(T,J,3,3) a source motion's joint orientations in Blender's z-up world, as source_world places its joints: at
+    rest, its skeleton's world_rest_rotations."""
+    g_rot, _ = smpl.forward_kinematics(motion.rotations, motion.translation, motion.offsets, motion.parents)
+    return Skeleton.from_motion(motion).object_rotation @ g_rot
 
 
 def rig_foot_skate(skeleton, mapping, heads, fps):

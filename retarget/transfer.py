@@ -52,6 +52,7 @@ for _s in ("left", "right"):
                        f"{_s}_elbow": (f"{_s}_wrist",), f"{_s}_hip": (f"{_s}_knee",),
                        f"{_s}_knee": (f"{_s}_ankle",), f"{_s}_ankle": (f"{_s}_foot",)})
 PARENT_ROLE = {"head": ("neck", "spine3"), "neck": ("spine3",)}
+NEUTRAL_HEAD = ("neck", "head")   # roles an upright source moves from their rest, not by direction (role_alignments)
 for _s in ("left", "right"):
     PARENT_ROLE.update({f"{_s}_wrist": (f"{_s}_elbow",), f"{_s}_foot": (f"{_s}_ankle",), f"{_s}_ankle": (f"{_s}_knee",)})
 
@@ -343,6 +344,17 @@ def _check_motion(source):
     source.validate()
 
 
+def body_frames(positions, roles, up=2):
+    """(T,3,3) rotation whose columns are left, up, forward of the hips-and-neck frame."""
+    p = positions
+    upv = p[:, roles["neck"]] - p[:, roles["pelvis"]]
+    upv /= np.linalg.norm(upv, axis=-1, keepdims=True)
+    left = p[:, roles["left_hip"]] - p[:, roles["right_hip"]]
+    left = left - np.sum(left * upv, -1, keepdims=True) * upv
+    left /= np.linalg.norm(left, axis=-1, keepdims=True)
+    return np.stack([left, upv, np.cross(left, upv)], -1)
+
+
 def _body_frame(heads, roles):
     """Columns left, up, forward (world; up = +Z): left from hips and shoulders, projected to the ground."""
     left = heads[roles["left_hip"]] - heads[roles["right_hip"]]
@@ -354,10 +366,15 @@ def _body_frame(heads, roles):
     return np.stack([left, UP, np.cross(left, UP)], -1)
 
 
-def role_alignments(src_skel, sr, target, tr, mapping):
+def role_alignments(src_skel, sr, target, tr, mapping, neutral_head=False):
     """(C (3,3), {role: A_r (3,3)}, roles in order): C turns the source body's facing into the target's, A_r aligns
     the target bone's rest direction with the source joint's (both in the target's world frame). The retarget
-    sets E_b = C E_src C^T A_r; retarget.inverse undoes it with the same C and A_r."""
+    sets E_b = C E_src C^T A_r; retarget.inverse undoes it with the same C and A_r.
+
+    neutral_head (a source on its own upright zero pose, as SMPL's is): the neck and head are not aligned (A = I), so
+    the source's rest pose leaves them at the rig's rest. SMPL's head joint sits in the middle of the skull, 38 degrees forward of its
+    neck joint at rest, where a rig's head bone starts above its neck: aligning those directions pitched every rig's
+    head 25-32 degrees down, looking at the floor."""
     Hs, Ht = src_skel.world_heads, target.world_heads
     Fs, Ft = _body_frame(Hs, sr), _body_frame(Ht, tr)
     C = Ft @ Fs.T
@@ -373,7 +390,9 @@ def role_alignments(src_skel, sr, target, tr, mapping):
     order = [r for r in mapping.roles if r in sr and r != "root"]
     for r in order:
         child = next((c for c in CHILD_ROLE.get(r, ()) if aims(r, c)), None)
-        if r == "pelvis":
+        if neutral_head and r in NEUTRAL_HEAD:
+            A[r] = np.eye(3)
+        elif r == "pelvis":
             # the torso as a whole (pelvis -> neck, or the highest spine joint), with left/right from the hips
             top = next((c for c in ("neck", "head", "spine3") if aims(r, c)), None)
             ds, dt = C @ (Hs[sr[top]] - Hs[sr[r]]), Ht[tr[top]] - Ht[tr[r]]
@@ -411,7 +430,10 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
         raise ValueError(f"twist must be 'drive' or 'leave', got {twist!r}")
     mapping = auto_map(target) if mapping is None else mapping
     mapping.validate(target)
-    if not source.rest_is_upright():
+    # a source standing upright on its own zero pose (SMPL's, a T-posed BVH) moves the neck and head from that rest
+    # (role_alignments); one rested on its first frame (Bandai-Namco) has only directions to go by
+    neutral_head = source.rest_is_upright()
+    if not neutral_head:
         source = source.rested_at(0)   # the first frame stands as a rest pose would; the zero pose does not
     src_skel = _source_skeleton(source)
     source_mapping = auto_map(src_skel) if source_mapping is None else source_mapping
@@ -429,7 +451,7 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
     g_rot, g_pos = smpl.forward_kinematics(source.rotations, source.translation, source.offsets, source.parents)
     T = g_rot.shape[0]
     Hs, Ht = src_skel.world_heads, target.world_heads
-    C, A, order = role_alignments(src_skel, sr, target, tr, mapping)
+    C, A, order = role_alignments(src_skel, sr, target, tr, mapping, neutral_head)
     fwd = _body_frame(Ht, tr)[:, 2]
 
     B = len(target)
@@ -532,7 +554,7 @@ def retarget(source, target, mapping=None, root_motion="hips", twist="leave", so
             axis = limb_axis[in_chain_limb[b]]
             E[:, b] = _mul(E[:, b], _rot_about(axis, -t["share"] * _twist_angle(_mul(_T(Epx), E[:, b]), axis)))
 
-    _keep_torso_lean(target, E, tr, sr, C, Ht, g_pos @ Os.T, carrier, bend_torso=not rigid)
+    _keep_torso_lean(target, E, tr, sr, C, Ht, g_pos @ Os.T, carrier, bend_torso=not rigid, neutral_head=neutral_head)
 
     # ---- translation: scale by leg ratio, heights relative to each body's rest height
     k = leg_length(Ht, tr) / leg_length(Hs, sr)
@@ -621,14 +643,15 @@ def _floor_lift(target, E, X, points, floor, limit, notes, fps):
 
 
 
-def _keep_torso_lean(target, E, tr, sr, C, Ht, src_world, carrier, bend_torso=True):
+def _keep_torso_lean(target, E, tr, sr, C, Ht, src_world, carrier, bend_torso=True, neutral_head=False):
     """Turn the spine bones (pelvis .. neck, exclusive) together so the pelvis -> neck direction matches the source,
     and the neck bones (neck .. head, exclusive) so that neck -> head does.
 
     Spines of other proportions bend the same per-vertebra angles into a different overall lean; animators
     read the lean (where the chest is over the pelvis), so it is kept, and bones above keep their own directions.
     A neck of two joints (CMU's Neck and Neck1) bends over both, so one target neck bone turned as the first of them
-    leaves the head's position short of the bend: the neck -> head direction is kept the same way. A rigid torso
+    leaves the head's position short of the bend: the neck -> head direction is kept the same way, unless the neck and
+    head move from their rest (neutral_head, role_alignments). A rigid torso
     (bend_torso False) keeps its shape and leans as a whole: the carrier turns with it."""
     top = next((c for c in ("neck", "head") if c in tr and c in sr), None)
     if top is None:
@@ -639,7 +662,8 @@ def _keep_torso_lean(target, E, tr, sr, C, Ht, src_world, carrier, bend_torso=Tr
         want = _mv(E[:, carrier], Ht[pel] - Ht[carrier]) + np.linalg.norm(Ht[nk] - Ht[pel]) * normalize(want)
     # a rigid torso leans as a whole, on the bone that carries it
     _turn_chain(target, E, Ht, carrier, nk, want, include_top=not bend_torso)
-    if top == "neck" and "head" in tr and "head" in sr:
+    # neutral_head: the neck and head already turn as the source's from rest (role_alignments), nothing to keep
+    if top == "neck" and "head" in tr and "head" in sr and not neutral_head:
         _turn_chain(target, E, Ht, tr["neck"], tr["head"], _mv(C, src_world[:, sr["head"]] - src_world[:, sr["neck"]]),
                     include_top=True)
 

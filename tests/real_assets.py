@@ -132,8 +132,11 @@ def _strip_frames(obj):
     return np.arange(int(round(st.frame_start)), int(round(st.frame_end)) + 1)
 
 
-def judge_figures(src_pos, src_roles, src_leg, src_skate, skel, mapping, R, X, fps):
-    """The figures for one result: limbs and head against the source, pelvis height, skate, floor."""
+def judge_figures(src_pos, src_roles, src_leg, src_skate, skel, mapping, R, X, fps, src_head=None):
+    """The figures for one result: limbs and head against the source, pelvis height, skate, floor. With `src_head`
+    ((T,J,3,3) world rotations, (J,3,3) rest rotations and (J,3) rest joints of a source upright on its zero pose, whose head the retarget
+    moves from its rest: transfer.role_alignments) the head is judged by how it turned from rest against the body
+    (metrics.head_rotation_error), else by the neck -> head direction."""
     tr = metrics.role_indices(skel, mapping)
     n = min(len(src_pos), len(X))
     src_pos, R, X = src_pos[:n], R[:n], X[:n]
@@ -144,13 +147,17 @@ def judge_figures(src_pos, src_roles, src_leg, src_skate, skel, mapping, R, X, f
             tail = X[:, e] + R[:, e, :, 1] * skel.lengths[e] * skel.object_scale
             tr[f"{side}_wrist"] = X.shape[1]
             X = np.concatenate([X, tail[:, None]], 1)
-    limbs = [l for l in metrics.LIMBS if l != ("neck", "head")]
-    limbs = [l for l in limbs if all(r in src_roles and r in tr for r in l)]
+    limbs = [l for l in metrics.LIMBS if all(r in src_roles and r in tr for r in l)]
     err = metrics.limb_direction_error(src_pos, src_roles, X, tr, limbs)
     out = {"limb_mean": float(err.mean()), "limb_p95": float(np.percentile(err, 95)),
            "worst_limb": "-".join(limbs[int(np.argmax(err.mean(0)))])}
     if all(r in tr and r in src_roles for r in ("neck", "head")):
-        head = metrics.limb_direction_error(src_pos, src_roles, X, tr, (("neck", "head"),))
+        if src_head is not None:
+            src_rot, src_rest_rot, src_rest_pos = src_head
+            head = metrics.head_rotation_error((src_rot[:n], src_roles, src_rest_rot, src_rest_pos),
+                                               (R, tr, skel.world_rest_rotations, skel.world_heads))
+        else:
+            head = metrics.limb_direction_error(src_pos, src_roles, X, tr, (("neck", "head"),))
         out["head_p95"] = float(np.percentile(head, 95))
     leg = leg_length(skel.world_heads, tr)
     hs, ht = src_pos[:, src_roles["pelvis"], 2], X[:, tr["pelvis"], 2]
@@ -251,7 +258,9 @@ def judge_character(bpy, entry, folder, capture_path, motion, modes=("plain", "c
         mapping = rig.mapping_for(obj, skel)
         names, R, X = _world_pose(bpy, obj, _strip_frames(obj))
         order = [names.index(n) for n in skel.names]
-        v.figures = judge_figures(sp, sr, s_leg, s_skate, skel, mapping, R[:, order], X[:, order], motion.fps)
+        v.figures = judge_figures(sp, sr, s_leg, s_skate, skel, mapping, R[:, order], X[:, order], motion.fps,
+                                  src_head=(metrics.source_world_rotations(motion), ss.world_rest_rotations,
+                                            ss.world_heads))
         v.failures = check(v.figures, mode == "cleanup")
         out.append(v)
     return out
@@ -273,7 +282,8 @@ def _for_blender(path, folder):
 
 
 def _bvh_source(bpy, entry, folder):
-    """Blender's own import of the file: (joint positions (T,J,3) world z up, role -> joint index, the skeleton)."""
+    """Blender's own import of the file: (joint positions (T,J,3) world z up, role -> joint index, the skeleton, joint
+    rotations (T,J,3,3) world)."""
     import rigs
     bpy.ops.wm.read_factory_settings(use_empty=True)
     from retarget.bvh import guess_bvh_scale
@@ -283,10 +293,10 @@ def _bvh_source(bpy, entry, folder):
                             update_scene_fps=False, update_scene_duration=False)
     obj = bpy.context.object
     skel = rigs.skeleton_from_object(obj)
-    names, _, X = _world_pose(bpy, obj, np.arange(1, entry["frames"] + 1))
+    names, R, X = _world_pose(bpy, obj, np.arange(1, entry["frames"] + 1))
     order = [names.index(n) for n in skel.names]
     roles = {r: skel.names.index(j) for r, j in bvh_roles(entry).items()}
-    return X[:, order], roles, skel
+    return X[:, order], roles, skel, R[:, order]
 
 
 def bvh_roles(entry):
@@ -318,7 +328,7 @@ def judge_bvh(bpy, entry, folder, rig_name=BVH_RIG):
     if rc != 0:
         v.refused = err
         return v
-    src_pos, src_roles, src_skel = _bvh_source(bpy, entry, folder)
+    src_pos, src_roles, src_skel, src_rot = _bvh_source(bpy, entry, folder)
     s_leg = leg_length(src_skel.world_heads, src_roles)
     s_skate = metrics.rig_foot_skate(src_skel, Mapping({r: src_skel.names[j] for r, j in src_roles.items()}), src_pos, fps)
     bpy.ops.wm.open_mainfile(filepath=str(dest), load_ui=False)
@@ -327,7 +337,11 @@ def judge_bvh(bpy, entry, folder, rig_name=BVH_RIG):
     mapping = rig.mapping_for(obj, skel)
     names, R, X = _world_pose(bpy, obj, _strip_frames(obj))
     order = [names.index(n) for n in skel.names]
-    v.figures = judge_figures(src_pos, src_roles, s_leg, s_skate, skel, mapping, R[:, order], X[:, order], fps)
+    # a file upright on its zero pose moves the rig's neck and head from their rest (transfer.role_alignments)
+    from retarget.bvh import read_bvh
+    upright = read_bvh(REAL / "bvh" / entry["file"]).rest_is_upright()
+    v.figures = judge_figures(src_pos, src_roles, s_leg, s_skate, skel, mapping, R[:, order], X[:, order], fps,
+                              src_head=(src_rot, src_skel.world_rest_rotations, src_skel.world_heads) if upright else None)
     v.failures = check(v.figures, cleanup=False)
     return v
 

@@ -73,7 +73,8 @@ def test_rigify_controls_reproduce_the_capture_on_the_deform_bones(mode, results
     names, R, X = real_assets._world_pose(bpy, obj, real_assets._strip_frames(obj))
     order = [names.index(n) for n in skel.names]
     f = real_assets.judge_figures(sp, sr, leg_length(ss.world_heads, sr), metrics.rig_foot_skate(ss, sm, sp, motion.fps),
-                                  skel, mapping, R[:, order], X[:, order], motion.fps)
+                                  skel, mapping, R[:, order], X[:, order], motion.fps,
+                                  src_head=(metrics.source_world_rotations(motion), ss.world_rest_rotations, ss.world_heads))
     print(mode, {k: round(v, 4) if isinstance(v, float) else v for k, v in f.items()})
     assert f["limb_mean"] <= 2.0 and f["limb_p95"] <= 6.0, f
     assert f["head_p95"] <= 6.0, f
@@ -162,7 +163,7 @@ def test_continue_on_the_rigify_rig_appends_on_the_same_controls_and_joins(rigif
         step = np.linalg.norm((X1 - X0) - (Y1 - Y0), axis=-1).max()
         off = (R1 @ np.swapaxes(R0, -1, -2)) @ np.swapaxes(W1 @ np.swapaxes(W0, -1, -2), -1, -2)
         turn = np.degrees(np.arccos(np.clip((np.trace(off, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
-        print(f"rigify {mode}: join step off by {100 * step:.2f} cm, turn off by {turn.max():.2f} deg")
+        print(f"rigify {mode}: join step off by {100 * step:.2f} cm, turn off by {turn.max():.2f} deg", [(n, round(float(t), 2)) for n, t in zip(names, turn) if t > 0.3])
         if mode == "fk":
             assert step < 0.01 and turn.max() < 1.0
     finally:
