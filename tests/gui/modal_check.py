@@ -185,9 +185,6 @@ def rows_fit(sidebar, s, obj, mods):
             cut.append(f"{role}: {bone}")
     check("bone_map_rows_not_cut", len(roles) and not cut, f"cut at {inner:.0f} px: {cut}")
     RESULT["bone_map_rows"] = [list(mods["ui_bonemap"].row_texts(obj.data, e.name, e.bone)) for e in roles][:6]
-    for _ in range(10):
-        yield
-    shot("panel-bone-map")
     bpy.ops.motionmill.bone_map_clear()
 
 
