@@ -75,14 +75,14 @@ def crafted_model(tmp_path_factory):
 def test_generate_refuses_a_crafted_checkpoint_in_one_line(crafted_model, tmp_path):
     gen = subprocess.run([PY, "-m", "backend", "generate", "--model-dir", str(crafted_model), "--device", "cpu",
                           "--prompt", "a person walks", "--out", str(tmp_path / "out")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=9)
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert gen.returncode == 2 and gen.stderr.startswith("error: ") and gen.stderr.count("\n") == 1, gen.stderr
     refused_in_one_line(gen.stderr.removeprefix("error: ").strip(), crafted_model / "t2m.pth")
 
 
 def test_doctor_reports_a_crafted_checkpoint_in_one_line(crafted_model):
     doc = subprocess.run([PY, "-m", "backend", "doctor", "--model-dir", str(crafted_model), "--json"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=9)
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in doc.stderr, doc.stderr
     model = json.loads(doc.stdout)["model"]
     assert model["complete"] is False and len(model["missing"]) == 1, model

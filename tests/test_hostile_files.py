@@ -93,7 +93,7 @@ def test_motion_readers_refuse_what_is_no_motion_file_at_once(hostile):
               "        print(type(err).__name__, str(err).replace(chr(10), ' | '), flush=True)\n")
     t0 = time.monotonic()
     run = subprocess.run([PY, "-c", script, *(str(d / name) for name in files)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=8)
+                         text=True, timeout=60)
     lines = run.stdout.splitlines()
     assert run.returncode == 0 and len(lines) == len(files), run.stdout + run.stderr
     for (name, word), line in zip(files.items(), lines):
@@ -105,7 +105,7 @@ def test_the_cli_refuses_a_fifo_to_continue_with_one_line(hostile, tmp_path):
     d, _ = hostile
     run = subprocess.run([PY, "-m", "backend", "generate", "--model-dir", str(tiny_model()), "--device", "cpu",
                           "--prompt", "a person walks", "--continue-from", str(d / "pipe.npz"), "--out",
-                          str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=9)
+                          str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "FIFO" in run.stderr, run.stderr
 
 
@@ -252,7 +252,7 @@ def test_a_one_frame_motion_gets_the_clis_line_from_the_service(service, tmp_pat
     path = one_frame_motion(tmp_path / "one.npz")
     cli = subprocess.run([PY, "-m", "backend", "generate", "--model-dir", str(tiny_model()), "--device", "cpu",
                           "--prompt", "a person walks", "--continue-from", str(path), "--out", str(tmp_path / "out")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=9)
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 2 and cli.stderr.startswith("error: ") and cli.stderr.count("\n") == 1, cli.stderr
     line = cli.stderr.removeprefix("error: ").strip()
     assert "1 frame" in line

@@ -16,7 +16,7 @@ PY = sys.executable
 JUNK = bytes(range(128, 256)) * 3     # no UTF-8 sequence starts with 0x80
 
 
-def run(module, *args, timeout=9):
+def run(module, *args, timeout=60):   # a bound on a hang, not a speed test: a loaded 2-core CI machine needs more than 9 s to generate
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([PY, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT, env=env)

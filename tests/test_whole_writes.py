@@ -18,7 +18,7 @@ from serve_helpers import tiny_model
 PY = sys.executable
 
 
-def run(*args, file_limit=None, timeout=9):
+def run(*args, file_limit=None, timeout=60):   # a bound on a hang, not a speed test
     def limit():    # writes past `file_limit` bytes fail with EFBIG (SIGXFSZ ignored), as on a nearly full disk
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
