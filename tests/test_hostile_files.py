@@ -212,15 +212,18 @@ def test_status_answers_while_other_clients_name_hostile_files(service, hostile,
         clients[name] = Tcp(service)
         clients[name].send({"id": name, "op": "generate", "prompt": "a person walks", "seconds": 1,
                             "continue_from": str(slow_bvh if name == "slow" else d / name), "out": str(tmp_path)})
-    answered = 0
+    took = []
     while not select.select([clients["slow"].sock], [], [], 0)[0]:    # until the slow file's answer arrives
         t0 = time.monotonic()
-        assert watcher.call({"id": f"s{answered}", "op": "status"})["event"] == "status"
-        assert time.monotonic() - t0 < 0.1, f"status took {time.monotonic() - t0:.3f} s"
-        answered += 1
+        assert watcher.call({"id": f"s{len(took)}", "op": "status"})["event"] == "status"
+        took.append(time.monotonic() - t0)
         time.sleep(0.02)
+    answered = len(took)
     assert answered >= 3, f"the slow file was read before status was asked 3 times ({answered}): make it slower"
-    print(f"{answered} status answers while the slow file was read")
+    # within 100 ms as a rule; a lock held while a file is read blocks status for the whole read (seconds), and one
+    # answer a few ms late on a loaded 2-core machine (the reading thread holds the GIL in turns) is not that
+    print(f"{answered} status answers while the slow file was read: median {np.median(took):.3f} s, max {max(took):.3f} s")
+    assert np.median(took) < 0.1 and max(took) < 0.5, took
     for name, word in named.items():
         error = clients[name].final(name)
         assert error["code"] == "bad_request" and word in error["message"] and "\n" not in error["message"], error
