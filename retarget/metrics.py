@@ -28,11 +28,22 @@ from . import smpl
 from .mapping import auto_map
 from .skeleton import Skeleton
 from .feet import REFERENCE_LEG
-from .transfer import _body_frame as facing, body_frames, estimate_floor, foot_points, leg_length, point_positions, world_deltas
+from .transfer import _body_frame as facing, estimate_floor, foot_points, leg_length, point_positions, world_deltas
 
 LIMBS = tuple((f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in
               (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"))) + \
     (("left_collar", "left_shoulder"), ("right_collar", "right_shoulder"))
+
+
+def body_frames(positions, roles, up=2):
+    """(T,3,3) rotation whose columns are left, up, forward of the hips-and-neck frame."""
+    p = positions
+    upv = p[:, roles["neck"]] - p[:, roles["pelvis"]]
+    upv /= np.linalg.norm(upv, axis=-1, keepdims=True)
+    left = p[:, roles["left_hip"]] - p[:, roles["right_hip"]]
+    left = left - np.sum(left * upv, -1, keepdims=True) * upv
+    left /= np.linalg.norm(left, axis=-1, keepdims=True)
+    return np.stack([left, upv, np.cross(left, upv)], -1)
 
 
 def limb_direction_error(src_pos, src_roles, tgt_pos, tgt_roles, limbs=LIMBS):

@@ -52,9 +52,11 @@ for _s in ("left", "right"):
                        f"{_s}_elbow": (f"{_s}_wrist",), f"{_s}_hip": (f"{_s}_knee",),
                        f"{_s}_knee": (f"{_s}_ankle",), f"{_s}_ankle": (f"{_s}_foot",)})
 PARENT_ROLE = {"head": ("neck", "spine3"), "neck": ("spine3",)}
-NEUTRAL_HEAD = ("neck", "head")   # roles an upright source moves from their rest, not by direction (role_alignments)
 for _s in ("left", "right"):
     PARENT_ROLE.update({f"{_s}_wrist": (f"{_s}_elbow",), f"{_s}_foot": (f"{_s}_ankle",), f"{_s}_ankle": (f"{_s}_knee",)})
+
+
+NEUTRAL_HEAD = ("neck", "head")   # roles an upright source moves from their rest, not by direction (role_alignments)
 
 
 @dataclass
@@ -344,17 +346,6 @@ def _check_motion(source):
     source.validate()
 
 
-def body_frames(positions, roles, up=2):
-    """(T,3,3) rotation whose columns are left, up, forward of the hips-and-neck frame."""
-    p = positions
-    upv = p[:, roles["neck"]] - p[:, roles["pelvis"]]
-    upv /= np.linalg.norm(upv, axis=-1, keepdims=True)
-    left = p[:, roles["left_hip"]] - p[:, roles["right_hip"]]
-    left = left - np.sum(left * upv, -1, keepdims=True) * upv
-    left /= np.linalg.norm(left, axis=-1, keepdims=True)
-    return np.stack([left, upv, np.cross(left, upv)], -1)
-
-
 def _body_frame(heads, roles):
     """Columns left, up, forward (world; up = +Z): left from hips and shoulders, projected to the ground."""
     left = heads[roles["left_hip"]] - heads[roles["right_hip"]]
@@ -372,9 +363,9 @@ def role_alignments(src_skel, sr, target, tr, mapping, neutral_head=False):
     sets E_b = C E_src C^T A_r; retarget.inverse undoes it with the same C and A_r.
 
     neutral_head (a source on its own upright zero pose, as SMPL's is): the neck and head are not aligned (A = I), so
-    the source's rest pose leaves them at the rig's rest. SMPL's head joint sits in the middle of the skull, 38 degrees forward of its
-    neck joint at rest, where a rig's head bone starts above its neck: aligning those directions pitched every rig's
-    head 25-32 degrees down, looking at the floor."""
+    the source's rest pose leaves them at the rig's rest. SMPL's head joint sits in the middle of the skull, 38 degrees
+    forward of its neck joint at rest, where a rig's head bone starts above its neck: aligning those directions pitched
+    every rig's head 25-32 degrees down, looking at the floor."""
     Hs, Ht = src_skel.world_heads, target.world_heads
     Fs, Ft = _body_frame(Hs, sr), _body_frame(Ht, tr)
     C = Ft @ Fs.T
@@ -399,15 +390,14 @@ def role_alignments(src_skel, sr, target, tr, mapping, neutral_head=False):
             ls = C @ (Hs[sr["left_hip"]] - Hs[sr["right_hip"]])
             lt = Ht[tr["left_hip"]] - Ht[tr["right_hip"]]
             A[r] = _frame(ds, ls) @ _frame(dt, lt).T
-        elif child is not None:
-            ds = C @ (Hs[sr[child]] - Hs[sr[r]])
-            dt = Ht[tr[child]] - Ht[tr[r]]
-            ref = UP if abs(normalize(ds) @ fwd) > 0.7 else fwd
-            A[r] = _frame(ds, ref) @ _frame(dt, ref).T
-        elif r.endswith("_elbow") and r.replace("elbow", "wrist") in sr:
-            # an arm without a hand bone (mapping.required_roles): the forearm aims along its own axis
-            ds = C @ (Hs[sr[r.replace("elbow", "wrist")]] - Hs[sr[r]])
-            dt = target.world_rest_rotations[tr[r]][:, 1]
+        else:
+            if child is not None:
+                ds, dt = C @ (Hs[sr[child]] - Hs[sr[r]]), Ht[tr[child]] - Ht[tr[r]]
+            elif r.endswith("_elbow") and r.replace("elbow", "wrist") in sr:
+                # an arm without a hand bone (mapping.required_roles): the forearm aims along its own axis
+                ds, dt = C @ (Hs[sr[r.replace("elbow", "wrist")]] - Hs[sr[r]]), target.world_rest_rotations[tr[r]][:, 1]
+            else:
+                continue
             ref = UP if abs(normalize(ds) @ fwd) > 0.7 else fwd
             A[r] = _frame(ds, ref) @ _frame(dt, ref).T
     for r in order:  # end bones keep their rest relation to the parent role
@@ -651,8 +641,8 @@ def _keep_torso_lean(target, E, tr, sr, C, Ht, src_world, carrier, bend_torso=Tr
     read the lean (where the chest is over the pelvis), so it is kept, and bones above keep their own directions.
     A neck of two joints (CMU's Neck and Neck1) bends over both, so one target neck bone turned as the first of them
     leaves the head's position short of the bend: the neck -> head direction is kept the same way, unless the neck and
-    head move from their rest (neutral_head, role_alignments). A rigid torso
-    (bend_torso False) keeps its shape and leans as a whole: the carrier turns with it."""
+    head move from their rest (neutral_head, role_alignments). A rigid torso (bend_torso False) keeps its shape and
+    leans as a whole: the carrier turns with it."""
     top = next((c for c in ("neck", "head") if c in tr and c in sr), None)
     if top is None:
         return
